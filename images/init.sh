@@ -1,0 +1,115 @@
+#!/bin/sh
+# kforge guest init (busybox sh), packed as /init into every initramfs.
+#
+# For each driver under /kforge/drivers/<name>/ (sorted): insmod it with its
+# parameters, run its tests, rmmod it, and print the results as nested KTAP.
+# Then dump dmesg between markers and print the end marker the harness waits
+# for. A test exits 0 to pass, 4 to skip (its last output line is the
+# reason), anything else to fail; its output becomes KTAP diagnostics.
+# With `kforge.interactive` on the kernel command line it then opens a shell.
+
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# From here only warnings and worse reach the console, so kernel messages
+# cannot split KTAP lines; everything is in the dmesg dump at the end.
+echo 5 > /proc/sys/kernel/printk
+
+TEST_TIMEOUT=${KFORGE_TEST_TIMEOUT:-120}
+
+# diag PREFIX: prints stdin as KTAP diagnostic lines.
+diag() {
+    while IFS= read -r line; do
+        echo "$1# $line"
+    done
+}
+
+drivers=""
+if [ -d /kforge/drivers ]; then
+    drivers=$(ls /kforge/drivers)
+fi
+count=0
+for driver in $drivers; do count=$((count + 1)); done
+
+echo "KTAP version 1"
+echo "1..$count"
+index=0
+for driver in $drivers; do
+    index=$((index + 1))
+    dir=/kforge/drivers/$driver
+    module=$(cat "$dir/module")
+    params=$(cat "$dir/params")
+    tests=$(wc -l < "$dir/tests")
+    echo "    KTAP version 1"
+    echo "    # Subtest: $driver"
+    echo "    1..$((tests + 2))"
+    failed=0
+    number=1
+    # shellcheck disable=SC2086 # params are word-split on purpose
+    if out=$(insmod "$dir/$module.ko" $params 2>&1); then
+        loaded=1
+        printf '%s\n' "$out" | grep -v '^$' | diag "    "
+        echo "    ok $number load"
+    else
+        loaded=0
+        failed=1
+        printf '%s\n' "$out" | grep -v '^$' | diag "    "
+        echo "    not ok $number load"
+    fi
+    while read -r name file; do
+        number=$((number + 1))
+        if [ "$loaded" != 1 ]; then
+            echo "    ok $number $name # SKIP the module did not load"
+            continue
+        fi
+        case "$file" in
+            *.sh) runner="sh" ;;
+            *) runner="" ;;
+        esac
+        out=$(cd /tmp && KFORGE_DRIVER=$driver KFORGE_MODULE=$module \
+            timeout "$TEST_TIMEOUT" $runner "$dir/tests/$file" </dev/null 2>&1)
+        status=$?
+        printf '%s\n' "$out" | grep -v '^$' | diag "    "
+        if [ "$status" = 0 ]; then
+            echo "    ok $number $name"
+        elif [ "$status" = 4 ]; then
+            reason=$(printf '%s\n' "$out" | grep -v '^$' | tail -n 1)
+            echo "    ok $number $name # SKIP ${reason:-skipped}"
+        else
+            [ "$status" = 143 ] && echo "    # timed out after ${TEST_TIMEOUT}s"
+            echo "    # exit status $status"
+            echo "    not ok $number $name"
+            failed=1
+        fi
+    done < "$dir/tests"
+    number=$((number + 1))
+    if [ "$loaded" = 1 ]; then
+        if out=$(rmmod "$module" 2>&1); then
+            echo "    ok $number unload"
+        else
+            printf '%s\n' "$out" | grep -v '^$' | diag "    "
+            echo "    not ok $number unload"
+            failed=1
+        fi
+    else
+        echo "    ok $number unload # SKIP the module did not load"
+    fi
+    if [ "$failed" = 0 ]; then
+        echo "ok $index $driver"
+    else
+        echo "not ok $index $driver"
+    fi
+done
+
+echo "kforge-dmesg-begin"
+dmesg
+echo "kforge-dmesg-end"
+echo "kforge-end-of-tests"
+
+if grep -q 'kforge.interactive' /proc/cmdline; then
+    echo "kforge: interactive shell (leave with: poweroff -f)"
+    setsid cttyhack sh
+fi
+poweroff -f

@@ -1,0 +1,150 @@
+//! The one table of per-architecture facts: kernel ARCH, LLVM triple, image path, QEMU machine, console, busybox arch.
+//!
+//! Adding an architecture is one row here plus one `kernel-config/<name>.config` fragment.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::error;
+
+/// How a built kernel of this arch is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QemuSpec {
+    /// Emulator binary inside the toolchain root.
+    pub binary: &'static str,
+    /// Debian package that ships `binary` (named in "missing emulator" errors).
+    pub package: &'static str,
+    pub machine: &'static str,
+    pub cpu: Option<&'static str>,
+    /// Firmware image (`-bios`), when direct kernel boot needs one; path inside the root.
+    pub bios: Option<&'static str>,
+    /// Whether the machine has a PCI bus (drivers needing PCI devices are skipped otherwise).
+    pub pci: bool,
+    /// Extra fixed arguments (device models, memory layout).
+    pub extra_args: &'static [&'static str],
+}
+
+/// One architecture the kernel supports Rust on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Arch {
+    /// The kernel's name for it, used on the CLI and in results.json.
+    pub name: &'static str,
+    /// Other names accepted on the command line.
+    pub aliases: &'static [&'static str],
+    /// `ARCH=` given to make.
+    pub make_arch: &'static str,
+    /// Directory under `arch/` in the source tree.
+    pub srcarch: &'static str,
+    /// Debian architecture of user-space binaries for it (busybox-static).
+    pub debian_arch: &'static str,
+    /// clang `--target` triple for user-space test programs.
+    pub llvm_triple: &'static str,
+    /// Kernel image to boot, relative to the build directory.
+    pub kernel_image: &'static str,
+    /// Serial console device for `console=`.
+    pub console: &'static str,
+    /// The config fragment in `kernel-config/` for this arch.
+    pub config_fragment: &'static str,
+    pub qemu: QemuSpec,
+}
+
+/// Every supported architecture. Order is the order of `--arch all`.
+pub const ARCHES: &[Arch] = &[
+    Arch {
+        name: "x86_64",
+        aliases: &["x86-64", "amd64", "x86", "x64"],
+        make_arch: "x86_64",
+        srcarch: "x86",
+        debian_arch: "amd64",
+        llvm_triple: "x86_64-linux-gnu",
+        kernel_image: "arch/x86/boot/bzImage",
+        console: "ttyS0",
+        config_fragment: "x86_64.config",
+        qemu: QemuSpec {
+            binary: "qemu-system-x86_64",
+            package: "qemu-system-x86",
+            machine: "q35",
+            cpu: Some("max"),
+            bios: None,
+            pci: true,
+            extra_args: &[],
+        },
+    },
+    Arch {
+        name: "arm64",
+        aliases: &["aarch64", "arm64-v8a", "armv8"],
+        make_arch: "arm64",
+        srcarch: "arm64",
+        debian_arch: "arm64",
+        llvm_triple: "aarch64-linux-gnu",
+        kernel_image: "arch/arm64/boot/Image",
+        console: "ttyAMA0",
+        config_fragment: "arm64.config",
+        qemu: QemuSpec {
+            binary: "qemu-system-aarch64",
+            package: "qemu-system-arm",
+            machine: "virt",
+            cpu: Some("max,pauth-impdef=on"),
+            bios: None,
+            pci: true,
+            extra_args: &[],
+        },
+    },
+];
+
+impl Arch {
+    /// Looks an arch up by kernel name or alias (case-insensitive).
+    pub fn find(name: &str) -> Result<&'static Arch> {
+        let wanted = name.trim().to_ascii_lowercase();
+        ARCHES
+            .iter()
+            .find(|arch| arch.name == wanted || arch.aliases.contains(&wanted.as_str()))
+            .ok_or_else(|| error::unknown("arch", name, &ARCHES.iter().map(|arch| arch.name.to_string()).collect::<Vec<_>>()))
+    }
+
+    /// Parses `x86_64,arm64` or `all` into arches, keeping the user's order and dropping repeats.
+    pub fn parse_list(list: &str) -> Result<Vec<&'static Arch>> {
+        if list.trim() == "all" {
+            return Ok(ARCHES.iter().collect());
+        }
+        let mut arches: Vec<&'static Arch> = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+            let arch = Arch::find(name)?;
+            if !arches.iter().any(|known| known.name == arch.name) {
+                arches.push(arch);
+            }
+        }
+        if arches.is_empty() {
+            return Err(error::user("no architecture given"));
+        }
+        Ok(arches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_resolve_to_kernel_names() {
+        assert_eq!(Arch::find("aarch64").unwrap().name, "arm64");
+        assert_eq!(Arch::find("AMD64").unwrap().name, "x86_64");
+        let names: Vec<_> = Arch::parse_list("arm64, x86_64,aarch64").unwrap().iter().map(|arch| arch.name).collect();
+        assert_eq!(names, ["arm64", "x86_64"]);
+    }
+
+    #[test]
+    fn unknown_arch_lists_valid_ones() {
+        let message = format!("{}", Arch::find("sparc").unwrap_err());
+        assert!(message.contains("unknown arch `sparc`"), "{message}");
+        assert!(message.contains("x86_64") && message.contains("arm64"), "{message}");
+    }
+
+    #[test]
+    fn every_row_has_its_config_fragment() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-config");
+        for arch in ARCHES {
+            assert!(dir.join(arch.config_fragment).is_file(), "missing kernel-config/{}", arch.config_fragment);
+        }
+    }
+}

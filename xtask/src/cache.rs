@@ -1,0 +1,185 @@
+//! Content-addressed cache entries: stable hashing of inputs, per-entry locks, and atomic publication.
+//!
+//! An entry is a directory `<kind>/<name>-<hash>`. It is built under a
+//! sibling work directory and renamed into place only when complete, so an
+//! interrupted run never leaves a half-written entry; the next run takes the
+//! same lock and finishes or restarts the work directory.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::ui;
+
+/// Hashes named inputs in order, so a key names exactly what went into it.
+#[derive(Clone)]
+pub struct KeyHasher {
+    hasher: Sha256,
+}
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyHasher {
+    pub fn new() -> KeyHasher {
+        KeyHasher { hasher: Sha256::new() }
+    }
+
+    /// Adds one named input. Names and values are length-prefixed so that
+    /// ("ab","c") and ("a","bc") never collide.
+    pub fn input(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut KeyHasher {
+        let value = value.as_ref();
+        self.hasher.update((name.len() as u64).to_le_bytes());
+        self.hasher.update(name.as_bytes());
+        self.hasher.update((value.len() as u64).to_le_bytes());
+        self.hasher.update(value);
+        self
+    }
+
+    /// Full hex digest.
+    pub fn finish(&self) -> String {
+        hex(&self.hasher.clone().finalize())
+    }
+
+    /// The first 16 hex digits, used in directory names.
+    pub fn short(&self) -> String {
+        self.finish()[..16].to_string()
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// sha256 of a byte slice, as hex.
+#[cfg(test)]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// sha256 of a file's contents, as hex, streaming.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut file = fs_err::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1024 * 1024];
+    loop {
+        let read = file.read(&mut buffer).with_context(|| format!("failed to read {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// An exclusive lock on `<path>.lock`, released when dropped.
+pub struct EntryLock {
+    _file: File,
+}
+
+/// Takes the lock for a cache entry, waiting (and saying so) if another kforge holds it.
+pub fn lock(entry: &Path) -> Result<EntryLock> {
+    let lock_path = sibling(entry, "lock");
+    if let Some(parent) = lock_path.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?.into_file();
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            ui::status("Waiting", format!("for another kforge to release {}", lock_path.display()));
+            file.lock().with_context(|| format!("failed to lock {}", lock_path.display()))?;
+        }
+        Err(std::fs::TryLockError::Error(err)) => {
+            return Err(err).with_context(|| format!("failed to lock {}", lock_path.display()));
+        }
+    }
+    Ok(EntryLock { _file: file })
+}
+
+/// `<entry>.<suffix>` next to the entry (lock files, work directories).
+pub fn sibling(entry: &Path, suffix: &str) -> PathBuf {
+    let mut name = entry.file_name().map(|name| name.to_os_string()).unwrap_or_default();
+    name.push(".");
+    name.push(suffix);
+    entry.with_file_name(name)
+}
+
+/// Makes sure a directory entry exists: if absent, `build` fills a fresh work
+/// directory which is then renamed to `entry`. A work directory left by an
+/// interrupted run is removed first. Returns whether it was built now.
+pub fn ensure_dir(entry: &Path, build: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
+    if entry.is_dir() {
+        return Ok(false);
+    }
+    let _lock = lock(entry)?;
+    if entry.is_dir() {
+        return Ok(false);
+    }
+    let work = sibling(entry, "tmp");
+    remove_dir_if_exists(&work)?;
+    fs_err::create_dir_all(&work)?;
+    build(&work)?;
+    fs_err::rename(&work, entry)?;
+    Ok(true)
+}
+
+/// Writes a file atomically: write to a temporary sibling, then rename.
+pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    let temporary = sibling(path, &format!("tmp-{}", std::process::id()));
+    fs_err::write(&temporary, contents)?;
+    fs_err::rename(&temporary, path)?;
+    Ok(())
+}
+
+/// `rm -rf`, quiet when the path does not exist.
+pub fn remove_dir_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("failed to remove {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_inputs_are_length_prefixed() {
+        let mut first = KeyHasher::new();
+        first.input("a", "bc");
+        let mut second = KeyHasher::new();
+        second.input("ab", "c");
+        assert_ne!(first.finish(), second.finish());
+        assert_eq!(first.short().len(), 16);
+    }
+
+    #[test]
+    fn ensure_dir_publishes_only_complete_entries() {
+        let base = std::env::temp_dir().join(format!("kforge-cache-test-{}", std::process::id()));
+        let entry = base.join("thing-1234");
+        let failed = ensure_dir(&entry, |work| {
+            fs_err::write(work.join("half"), "x")?;
+            anyhow::bail!("simulated failure")
+        });
+        assert!(failed.is_err());
+        assert!(!entry.exists(), "a failed build must not publish the entry");
+        let built = ensure_dir(&entry, |work| Ok(fs_err::write(work.join("done"), "ok")?)).unwrap();
+        assert!(built);
+        assert!(entry.join("done").is_file());
+        assert!(!entry.join("half").exists(), "the stale work directory was reused");
+        let again = ensure_dir(&entry, |_| anyhow::bail!("must not rebuild")).unwrap();
+        assert!(!again);
+        let _ = std::fs::remove_dir_all(base);
+    }
+}

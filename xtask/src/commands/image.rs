@@ -1,0 +1,38 @@
+//! `cargo xtask image`: the initramfs for a cell (busybox, /init, modules, tests), deterministic.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Context, GlobalArgs};
+use crate::pipeline;
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Comma-separated arches or `all` (default: the default matrix's).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Comma-separated driver names or `all` (default: the default matrix's).
+    #[arg(long)]
+    pub driver: Option<String>,
+}
+
+pub fn run(args: ImageArgs, global: &GlobalArgs) -> Result<i32> {
+    let context = Context::load()?;
+    let kernel = context.kernel(args.kernel.as_deref())?;
+    let drivers = context.drivers(args.driver.as_deref())?;
+    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
+    let source = pipeline::ready_source(&kernel, &toolchain)?;
+    for arch in context.arches(args.arch.as_deref())? {
+        let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
+        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+        let cell = format!("{}-{}", kernel.id, arch.name);
+        let dir = context.output.join("images").join(&cell);
+        let build = pipeline::build_kernel(&plan, &toolchain, &source, &dir.join("kernel-build.log"), pipeline::default_jobs())?;
+        let built = pipeline::build_drivers(&active, arch, &toolchain, &source, &build, &dir.join("drivers"))?;
+        let image = pipeline::build_image(&toolchain, arch, &context.repo, built, &dir.join("initramfs.cpio.gz"))?;
+        println!("{}", image.display());
+    }
+    Ok(0)
+}

@@ -1,0 +1,67 @@
+//! `cargo xtask kernel build`: configure and build one kernel for one arch (cached; a repeat compiles nothing).
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::{Context, GlobalArgs};
+use crate::kernel::build as kbuild;
+use crate::{error, pipeline};
+
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    #[command(subcommand)]
+    pub command: KernelCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// Build a kernel (config fragments merged, LLVM=1, out of tree, cached).
+    Build {
+        /// Kernel id from kforge.toml (default: the default matrix's first).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Architecture (kernel name or alias, e.g. x86_64, arm64, aarch64).
+        #[arg(long)]
+        arch: String,
+        /// Parallel make jobs (default: KFORGE_JOBS or the number of CPUs).
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        /// Print the plan (cache entry and commands) instead of building.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
+    let KernelCommand::Build { kernel, arch, jobs, dry_run } = args.command;
+    let context = Context::load()?;
+    let kernel = context.kernel(kernel.as_deref())?;
+    let arch = crate::arch::Arch::find(&arch)?;
+    let drivers = context.drivers(None)?;
+    let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
+    let jobs = jobs.unwrap_or_else(pipeline::default_jobs);
+    if dry_run {
+        let toolchain = crate::toolchain::Toolchain::load(&context.repo, &kernel.toolchain)?;
+        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+        println!("# kernel {}/{} with toolchain {}", kernel.id, arch.name, toolchain.id());
+        println!("# cache entry: {} (key {})", plan.entry.display(), plan.key);
+        for fragment in &plan.fragments {
+            println!("# fragment {}: {}", fragment.name, fragment.origin);
+        }
+        for argv in kbuild::config_commands(&plan) {
+            println!("{}", argv.join(" "));
+        }
+        println!("{}", kbuild::build_command(&plan, jobs).join(" "));
+        return Ok(0);
+    }
+    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
+    let source = pipeline::ready_source(&kernel, &toolchain)?;
+    let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+    let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
+    let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, jobs)?;
+    println!("{}", build.image.display());
+    if !build.image.is_file() {
+        return Err(error::user(format!("the kernel image {} is missing", build.image.display())));
+    }
+    Ok(0)
+}

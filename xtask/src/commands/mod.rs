@@ -1,0 +1,85 @@
+//! One file per subcommand: its clap `Args` (whose doc comments are the help text) and a thin `run`.
+
+pub mod drivers;
+pub mod image;
+pub mod kernel;
+pub mod ktap;
+pub mod run;
+pub mod test;
+pub mod toolchain;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::arch::Arch;
+use crate::project::{KernelEntry, Project};
+use crate::toolchain::install::InstallOptions;
+use crate::{driver, paths};
+
+/// Options every command accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Show every command kforge runs.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Only errors and warnings.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Debian mirror URL for toolchain roots (default: mmdebstrap's; env KFORGE_MIRROR).
+    #[arg(long, global = true, value_name = "URL")]
+    pub mirror: Option<String>,
+}
+
+impl GlobalArgs {
+    pub fn install_options(&self) -> InstallOptions {
+        let mut options = InstallOptions::from_env();
+        if let Some(mirror) = &self.mirror {
+            options.mirror = Some(mirror.clone());
+        }
+        options
+    }
+}
+
+/// The repository, its kforge.toml and where output goes.
+pub struct Context {
+    pub repo: PathBuf,
+    pub project: Project,
+    pub output: PathBuf,
+}
+
+impl Context {
+    pub fn load() -> Result<Context> {
+        let repo = paths::repo_root()?;
+        let project = Project::load(&repo)?;
+        let output = paths::output_dir(&repo);
+        Ok(Context { repo, project, output })
+    }
+
+    /// `--kernel ID`, or the first kernel of the default matrix.
+    pub fn kernel(&self, id: Option<&str>) -> Result<KernelEntry> {
+        match id {
+            Some(id) => Ok(self.project.kernel(id)?.clone()),
+            None => Ok(self.project.select_kernels(None)?[0].clone()),
+        }
+    }
+
+    /// `--arch LIST|all`, or the default matrix's arches.
+    pub fn arches(&self, list: Option<&str>) -> Result<Vec<&'static Arch>> {
+        match list {
+            Some(list) => Arch::parse_list(list),
+            None => Arch::parse_list(&self.project.matrix.arches.join(",")),
+        }
+    }
+
+    /// `--driver LIST`, or the default matrix's drivers.
+    pub fn drivers(&self, list: Option<&str>) -> Result<Vec<driver::Driver>> {
+        let all = driver::discover(&self.repo)?;
+        let names: Vec<String> = match list {
+            Some("all") => all.iter().map(|driver| driver.name.clone()).collect(),
+            Some(list) => list.split(',').map(|name| name.trim().to_string()).filter(|name| !name.is_empty()).collect(),
+            None => self.project.matrix.drivers.clone(),
+        };
+        driver::select(&all, &names)
+    }
+}

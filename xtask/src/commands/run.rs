@@ -1,0 +1,41 @@
+//! `cargo xtask run --arch A`: build everything and boot it interactively (serial console on this terminal).
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Context, GlobalArgs};
+use crate::qemu::{self, BootSpec};
+use crate::{pipeline, ui};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Architecture to boot.
+    #[arg(long)]
+    pub arch: String,
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Comma-separated driver names or `all` (default: the default matrix's).
+    #[arg(long)]
+    pub driver: Option<String>,
+}
+
+pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
+    let context = Context::load()?;
+    let arch = crate::arch::Arch::find(&args.arch)?;
+    let kernel = context.kernel(args.kernel.as_deref())?;
+    let drivers = context.drivers(args.driver.as_deref())?;
+    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
+    let source = pipeline::ready_source(&kernel, &toolchain)?;
+    let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
+    let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+    let dir = context.output.join("run").join(format!("{}-{}", kernel.id, arch.name));
+    let build = pipeline::build_kernel(&plan, &toolchain, &source, &dir.join("kernel-build.log"), pipeline::default_jobs())?;
+    let built = pipeline::build_drivers(&active, arch, &toolchain, &source, &build, &dir.join("drivers"))?;
+    let initrd = pipeline::build_image(&toolchain, arch, &context.repo, built, &dir.join("initramfs.cpio.gz"))?;
+    let devices: Vec<String> = active.iter().flat_map(|driver| driver.meta.qemu_devices.clone()).collect();
+    let spec = BootSpec { arch, memory: &context.project.boot.memory, devices: &devices, interactive: true };
+    let cmd = qemu::command(&toolchain.sandbox()?, &spec, &build.image, &initrd)?;
+    ui::info("kforge: booting; the tests run first, then a shell. Quit QEMU with Ctrl-A X.");
+    let status = cmd.run_interactive()?;
+    Ok(status.code().unwrap_or(0))
+}

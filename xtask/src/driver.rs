@@ -1,0 +1,255 @@
+//! Our out-of-tree Rust drivers: discovery through cargo metadata, their `[package.metadata.kforge]` tables, and Kbuild builds per cell.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::kernel::build::{KernelBuild, process_failure};
+use crate::kernel::source::SourceTree;
+use crate::process::{Cmd, Control, Outcome};
+use crate::stage::{Category, StageContext};
+use crate::toolchain::Toolchain;
+use crate::{cache, error, project, version};
+
+/// `[package.metadata.kforge]` of a driver's Cargo.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DriverMeta {
+    /// The module's name (`<module>.ko`, as lsmod shows it).
+    pub module: String,
+    /// Kernel config lines the driver needs beyond the base config.
+    #[serde(default)]
+    pub kconfig: Vec<String>,
+    /// QEMU `-device` values to attach when testing it.
+    #[serde(default)]
+    pub qemu_devices: Vec<String>,
+    /// Whether it needs a PCI bus (arches without one skip it).
+    #[serde(default)]
+    pub needs_pci: bool,
+    /// Parameters given to insmod in the guest.
+    #[serde(default)]
+    pub module_params: Vec<String>,
+    /// Guest tests (paths relative to the driver), run in order.
+    pub tests: Vec<String>,
+    /// Oldest kernel release it supports ("7.2").
+    pub min_kernel: Option<String>,
+    /// Arches it cannot run on, with the reason.
+    #[serde(default)]
+    pub unsupported_arches: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    package: ManifestPackage,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestPackage {
+    #[serde(default)]
+    metadata: Option<ManifestMetadata>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestMetadata {
+    kforge: Option<DriverMeta>,
+}
+
+/// A discovered driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Driver {
+    /// The cargo package name; test names are `<name>.<test>`.
+    pub name: String,
+    pub dir: PathBuf,
+    pub meta: DriverMeta,
+}
+
+impl Driver {
+    /// Guest test names (file stems), in order.
+    pub fn test_names(&self) -> Vec<String> {
+        self.meta.tests.iter().map(|test| test_name(test)).collect()
+    }
+
+    /// Why this driver cannot run on `arch` of kernel `kernel_version`, if it cannot.
+    pub fn skip_reason(&self, arch: &Arch, kernel_version: &str) -> Option<String> {
+        if let Some(reason) = self.meta.unsupported_arches.get(arch.name) {
+            return Some(format!("{} does not support {}: {reason}", self.name, arch.name));
+        }
+        if self.meta.needs_pci && !arch.qemu.pci {
+            return Some(format!("{} needs PCI, which the {} machine does not have", self.name, arch.name));
+        }
+        if let Some(minimum) = &self.meta.min_kernel {
+            if version::compare(kernel_version, minimum).is_lt() {
+                return Some(format!("{} needs kernel {minimum} or newer (this is {kernel_version})", self.name));
+            }
+        }
+        None
+    }
+}
+
+/// The test name of a test file: `tests/roundtrip.sh` -> `roundtrip`.
+pub fn test_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.split('.').next().unwrap_or(file).to_string()
+}
+
+/// Every workspace package with a `[package.metadata.kforge]` table, sorted by name.
+pub fn discover(repo: &Path) -> Result<Vec<Driver>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let json = Cmd::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+        .arg(repo.join("Cargo.toml"))
+        .run()
+        .context("failed to read the workspace with `cargo metadata`")?;
+    let metadata = cargo_metadata::MetadataCommand::parse(&json).context("cannot parse `cargo metadata` output")?;
+    let mut drivers = Vec::new();
+    for package in metadata.packages {
+        if package.metadata.get("kforge").is_none() {
+            continue;
+        }
+        let manifest_path: PathBuf = package.manifest_path.clone().into();
+        // Parse the table from the file itself so errors carry line numbers.
+        let manifest: Manifest = project::load_toml(&manifest_path)?;
+        let Some(meta) = manifest.package.metadata.and_then(|metadata| metadata.kforge) else { continue };
+        let dir = manifest_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        for test in &meta.tests {
+            if !dir.join(test).is_file() {
+                return Err(error::user(format!("{}: test `{test}` does not exist", manifest_path.display())));
+            }
+        }
+        if !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
+            return Err(error::user(format!("driver {} has no Kbuild file in {}", package.name, dir.display())));
+        }
+        drivers.push(Driver { name: package.name.to_string(), dir, meta });
+    }
+    drivers.sort_by(|left, right| left.name.cmp(&right.name));
+    Ok(drivers)
+}
+
+/// Picks drivers by name (`--driver a,b` or the matrix list).
+pub fn select(all: &[Driver], names: &[String]) -> Result<Vec<Driver>> {
+    names
+        .iter()
+        .map(|name| {
+            all.iter().find(|driver| &driver.name == name).cloned().ok_or_else(|| {
+                error::unknown("driver", name, &all.iter().map(|driver| driver.name.clone()).collect::<Vec<_>>())
+            })
+        })
+        .collect()
+}
+
+/// A driver module built for one cell.
+#[derive(Debug, Clone)]
+pub struct BuiltDriver {
+    pub driver: Driver,
+    pub module: PathBuf,
+}
+
+/// Builds one driver against a built kernel, in `out_dir/<name>` (a copy of its sources).
+pub fn build(
+    driver: &Driver,
+    arch: &Arch,
+    toolchain: &Toolchain,
+    source: &SourceTree,
+    kernel: &KernelBuild,
+    out_dir: &Path,
+) -> Result<BuiltDriver> {
+    let work = out_dir.join(&driver.name);
+    cache::remove_dir_if_exists(&work)?;
+    copy_tree(&driver.dir, &work)?;
+    let log = out_dir.join(format!("{}.build.log", driver.name));
+    let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
+    let mut jail = sandbox.jail();
+    jail.ro(&source.dir, "/src");
+    jail.ro(&kernel.dir, "/build");
+    jail.rw(&work, "/drv");
+    let mut argv = crate::kernel::build::make_command(arch, "/build", "/build");
+    argv.retain(|word| !word.starts_with("O="));
+    argv.extend(["M=/drv".to_string(), "modules".to_string()]);
+    let cmd = jail.cwd("/drv").command(&argv)?;
+    let outcome = cmd.stream(&log, None, &mut |_| Control::Continue)?;
+    let failed = !matches!(outcome, Outcome::Exited(status) if status.success());
+    let module = work.join(format!("{}.ko", driver.meta.module));
+    if failed || !module.is_file() {
+        let err = if failed {
+            process_failure(&cmd, outcome, &log)
+        } else {
+            anyhow::anyhow!("the build produced no {}.ko (is `module` in Cargo.toml right?)", driver.meta.module)
+        };
+        return Err(err).stage(Category::Build, format!("driver {} failed to build for {}", driver.name, arch.name));
+    }
+    Ok(BuiltDriver { driver: driver.clone(), module })
+}
+
+/// Copies a driver's directory (skipping build output) for an isolated build.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs_err::create_dir_all(to)?;
+    for entry in fs_err::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name_text = name.to_string_lossy();
+        if name_text == "target" || name_text.ends_with(".o") || name_text.ends_with(".ko") || name_text.starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &to.join(&name))?;
+        } else if kind.is_file() {
+            fs_err::copy(entry.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driver(meta: DriverMeta) -> Driver {
+        Driver { name: "edu".into(), dir: PathBuf::new(), meta }
+    }
+
+    fn meta() -> DriverMeta {
+        DriverMeta {
+            module: "kforge_edu".into(),
+            kconfig: vec![],
+            qemu_devices: vec!["edu".into()],
+            needs_pci: true,
+            module_params: vec![],
+            tests: vec!["tests/factorial.sh".into()],
+            min_kernel: Some("7.2".into()),
+            unsupported_arches: BTreeMap::from([("arm64".to_string(), "example reason".to_string())]),
+        }
+    }
+
+    #[test]
+    fn skip_reasons_name_the_constraint() {
+        let x86 = Arch::find("x86_64").unwrap();
+        let arm = Arch::find("arm64").unwrap();
+        let edu = driver(meta());
+        assert_eq!(edu.skip_reason(x86, "7.2.13"), None);
+        assert_eq!(edu.skip_reason(arm, "7.2.13").unwrap(), "edu does not support arm64: example reason");
+        assert_eq!(edu.skip_reason(x86, "6.12.107").unwrap(), "edu needs kernel 7.2 or newer (this is 6.12.107)");
+        assert_eq!(edu.test_names(), ["factorial"]);
+    }
+
+    #[test]
+    fn the_workspace_drivers_are_discovered() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let drivers = discover(&repo).unwrap();
+        assert!(drivers.iter().any(|driver| driver.name == "fifo"), "{drivers:?}");
+        let message = format!("{}", select(&drivers, &["nope".to_string()]).unwrap_err());
+        assert!(message.contains("unknown driver `nope`") && message.contains("fifo"), "{message}");
+    }
+
+    #[test]
+    fn bad_metadata_names_the_file_and_line() {
+        let text = "[package]\nname = \"x\"\n\n[package.metadata.kforge]\nmodule = \"x\"\ntests = []\ncolour = \"red\"\n";
+        let err = project::parse_toml::<Manifest>(Path::new("drivers/x/Cargo.toml"), text).unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("malformed drivers/x/Cargo.toml:7"), "{message}");
+        assert!(message.contains("colour"), "{message}");
+    }
+}

@@ -1,0 +1,68 @@
+//! Host programs kforge needs outside the toolchain root (mmdebstrap, bwrap): detect, install with apt when allowed, or say how.
+
+use anyhow::{Context, Result};
+
+use crate::process::{self, Cmd};
+use crate::{error, sandbox, ui};
+
+/// A host program and the Debian package that provides it.
+#[derive(Debug, Clone, Copy)]
+pub struct HostTool {
+    pub program: &'static str,
+    pub package: &'static str,
+}
+
+pub const MMDEBSTRAP: HostTool = HostTool { program: "mmdebstrap", package: "mmdebstrap" };
+pub const BWRAP: HostTool = HostTool { program: "bwrap", package: "bubblewrap" };
+pub const UNSHARE: HostTool = HostTool { program: "unshare", package: "util-linux" };
+
+/// Makes sure every tool is on PATH. Missing ones are installed with apt-get
+/// when kforge runs as root (or has password-less sudo); otherwise this stops
+/// with the exact command to run.
+pub fn ensure(tools: &[HostTool]) -> Result<()> {
+    let missing: Vec<HostTool> = tools.iter().copied().filter(|tool| process::which(tool.program).is_none()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|tool| tool.package).collect();
+    let programs: Vec<&str> = missing.iter().map(|tool| tool.program).collect();
+    let install_line = format!("sudo apt-get install -y {}", packages.join(" "));
+    if process::which("apt-get").is_none() {
+        return Err(error::user_hint(
+            format!("{} not installed, and this host has no apt-get", programs.join(", ")),
+            format!("install the packages {} with your distribution's package manager", packages.join(", ")),
+        ));
+    }
+    let prefix: Vec<&str> = if sandbox::is_root() {
+        vec![]
+    } else if process::which("sudo").is_some() && Cmd::new("sudo").args(["-n", "true"]).output().is_ok_and(|out| out.status.success()) {
+        vec!["sudo", "-n"]
+    } else {
+        return Err(error::user_hint(format!("{} not installed", programs.join(", ")), format!("run: {install_line}")));
+    };
+    ui::status("Installing", format!("host packages {} with apt-get", packages.join(" ")));
+    let apt = |args: &[&str]| -> Result<String> {
+        let mut argv: Vec<&str> = prefix.clone();
+        argv.push("apt-get");
+        argv.extend_from_slice(args);
+        Cmd::new(argv[0]).args(&argv[1..]).env("DEBIAN_FRONTEND", "noninteractive").run()
+    };
+    let mut install_args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install_args.extend(packages.iter().copied());
+    if apt(&install_args).is_err() {
+        // A fresh machine may have empty package lists; refresh them once.
+        apt(&["update", "-q"]).context("apt-get update failed")?;
+        apt(&install_args).map_err(|err| {
+            error::with_hint(err, 
+                format!("cannot install {}", packages.join(", ")),
+                format!("run: {install_line}"),
+            )
+        })?;
+    }
+    for tool in missing {
+        if process::which(tool.program).is_none() {
+            return Err(error::user(format!("installed {} but `{}` is still not on PATH", tool.package, tool.program)));
+        }
+    }
+    Ok(())
+}

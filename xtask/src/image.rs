@@ -1,0 +1,203 @@
+//! Bootable initramfs images: a deterministic newc cpio (sorted, fixed owners and mtimes), gzip'd, with busybox, /init, modules and tests.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::driver::BuiltDriver;
+
+/// One entry of the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir,
+    File { mode: u32, data: Vec<u8> },
+    Symlink(String),
+    CharDevice { mode: u32, major: u32, minor: u32 },
+}
+
+/// A set of paths (without leading `/`) and their nodes; written sorted.
+#[derive(Debug, Default, Clone)]
+pub struct Cpio {
+    entries: BTreeMap<String, Node>,
+}
+
+impl Cpio {
+    pub fn new() -> Cpio {
+        Cpio::default()
+    }
+
+    /// Adds an entry, creating missing parent directories.
+    pub fn add(&mut self, path: &str, node: Node) {
+        let path = path.trim_start_matches('/').to_string();
+        let mut parent = String::new();
+        for part in path.split('/').collect::<Vec<_>>().iter().rev().skip(1).rev() {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(part);
+            self.entries.entry(parent.clone()).or_insert(Node::Dir);
+        }
+        self.entries.insert(path, node);
+    }
+
+    pub fn add_file(&mut self, path: &str, mode: u32, data: impl Into<Vec<u8>>) {
+        self.add(path, Node::File { mode, data: data.into() });
+    }
+
+    #[cfg(test)]
+    pub fn paths(&self) -> Vec<&str> {
+        self.entries.keys().map(String::as_str).collect()
+    }
+
+    /// The newc archive: entries sorted by path, inode numbers in that order,
+    /// uid/gid 0 and every mtime `mtime`.
+    pub fn to_newc(&self, mtime: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (index, (path, node)) in self.entries.iter().enumerate() {
+            let (mode, data, rdev, nlink): (u32, &[u8], (u32, u32), u32) = match node {
+                Node::Dir => (0o040755, &[], (0, 0), 2),
+                Node::File { mode, data } => (0o100000 | mode, data, (0, 0), 1),
+                Node::Symlink(target) => (0o120777, target.as_bytes(), (0, 0), 1),
+                Node::CharDevice { mode, major, minor } => (0o020000 | mode, &[], (*major, *minor), 1),
+            };
+            write_header(&mut out, index as u64 + 1, mode, nlink, mtime, data.len() as u64, rdev, path);
+            out.extend_from_slice(data);
+            pad4(&mut out);
+        }
+        write_header(&mut out, 0, 0, 1, 0, 0, (0, 0), "TRAILER!!!");
+        out
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_header(out: &mut Vec<u8>, ino: u64, mode: u32, nlink: u32, mtime: u64, size: u64, rdev: (u32, u32), name: &str) {
+    let fields = [ino, mode as u64, 0, 0, nlink as u64, mtime, size, 0, 0, rdev.0 as u64, rdev.1 as u64, name.len() as u64 + 1, 0];
+    out.extend_from_slice(b"070701");
+    for field in fields {
+        out.extend_from_slice(format!("{:08x}", field & 0xffff_ffff).as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    pad4(out);
+}
+
+fn pad4(out: &mut Vec<u8>) {
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+}
+
+/// gzip with a fixed header (no name, mtime 0), so equal input gives equal bytes.
+pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+    let mut encoder = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data)?;
+    Ok(encoder.finish()?)
+}
+
+/// `SOURCE_DATE_EPOCH` if set (reproducible builds), else 0.
+pub fn source_date_epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|value| value.parse().ok()).unwrap_or(0)
+}
+
+/// What goes into a test image.
+#[derive(Debug, Clone)]
+pub struct ImageInput {
+    pub busybox: PathBuf,
+    pub init: PathBuf,
+    pub drivers: Vec<BuiltDriver>,
+}
+
+/// Lays out the initramfs: /init, /bin/busybox (+ /bin/sh), /dev/console, and
+/// /kforge/drivers/<name>/{module,params,tests,<module>.ko,tests/*}.
+pub fn layout(input: &ImageInput) -> Result<Cpio> {
+    let mut cpio = Cpio::new();
+    let read = |path: &Path| fs_err::read(path).with_context(|| format!("cannot put {} into the image", path.display()));
+    if !input.busybox.is_file() {
+        bail!("busybox is missing at {} (reinstall the toolchain)", input.busybox.display());
+    }
+    cpio.add_file("init", 0o755, read(&input.init)?);
+    cpio.add_file("bin/busybox", 0o755, read(&input.busybox)?);
+    cpio.add("bin/sh", Node::Symlink("busybox".to_string()));
+    cpio.add("dev/console", Node::CharDevice { mode: 0o600, major: 5, minor: 1 });
+    for dir in ["proc", "sys", "tmp", "root"] {
+        cpio.add(dir, Node::Dir);
+    }
+    for built in &input.drivers {
+        let driver = &built.driver;
+        let base = format!("kforge/drivers/{}", driver.name);
+        cpio.add_file(&format!("{base}/module"), 0o644, format!("{}\n", driver.meta.module));
+        cpio.add_file(&format!("{base}/params"), 0o644, format!("{}\n", driver.meta.module_params.join(" ")));
+        let mut list = String::new();
+        for test in &driver.meta.tests {
+            let file = test.rsplit('/').next().unwrap_or(test);
+            list.push_str(&format!("{} {file}\n", crate::driver::test_name(test)));
+            cpio.add_file(&format!("{base}/tests/{file}"), 0o755, read(&driver.dir.join(test))?);
+        }
+        cpio.add_file(&format!("{base}/tests"), 0o644, list);
+        cpio.add_file(&format!("{base}/{}.ko", driver.meta.module), 0o644, read(&built.module)?);
+    }
+    Ok(cpio)
+}
+
+/// Writes the gzip'd initramfs atomically to `out`.
+pub fn write_initramfs(input: &ImageInput, out: &Path) -> Result<()> {
+    let cpio = layout(input)?;
+    let bytes = gzip(&cpio.to_newc(source_date_epoch()))?;
+    crate::cache::write_atomic(out, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newc_layout_is_sorted_with_parents_and_padding() {
+        let mut cpio = Cpio::new();
+        cpio.add_file("kforge/drivers/fifo/module", 0o644, "kforge_fifo\n");
+        cpio.add("bin/sh", Node::Symlink("busybox".into()));
+        cpio.add_file("init", 0o755, "#!/bin/sh\n");
+        assert_eq!(cpio.paths(), ["bin", "bin/sh", "init", "kforge", "kforge/drivers", "kforge/drivers/fifo", "kforge/drivers/fifo/module"]);
+        let bytes = cpio.to_newc(0);
+        assert_eq!(bytes.len() % 4, 0);
+        assert!(bytes.starts_with(b"070701"));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("TRAILER!!!"));
+        // First header: ino 1, directory mode 040755, uid 0, gid 0, nlink 2, mtime 0.
+        assert_eq!(&text[6..6 + 48], "00000001000041ed00000000000000000000000200000000");
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_bytes() {
+        let build = || {
+            let mut cpio = Cpio::new();
+            cpio.add_file("b", 0o644, "2");
+            cpio.add_file("a", 0o644, "1");
+            cpio.add("dev/console", Node::CharDevice { mode: 0o600, major: 5, minor: 1 });
+            gzip(&cpio.to_newc(0)).unwrap()
+        };
+        assert_eq!(build(), build());
+    }
+
+    #[test]
+    fn host_cpio_tool_can_read_the_archive_if_present() {
+        // Cross-check against GNU cpio when the host has it; the unit tests above stand alone.
+        if crate::process::which("cpio").is_none() {
+            return;
+        }
+        let mut cpio = Cpio::new();
+        cpio.add_file("dir/file.txt", 0o644, "hello");
+        cpio.add("dir/link", Node::Symlink("file.txt".into()));
+        let dir = std::env::temp_dir().join(format!("kforge-cpio-{}", std::process::id()));
+        fs_err::create_dir_all(&dir).unwrap();
+        let archive = dir.join("a.cpio");
+        fs_err::write(&archive, cpio.to_newc(0)).unwrap();
+        let listing = crate::process::Cmd::new("sh")
+            .args(["-c", &format!("cpio -it < {}", archive.display())])
+            .run()
+            .unwrap();
+        assert_eq!(listing.lines().collect::<Vec<_>>(), ["dir", "dir/file.txt", "dir/link"]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

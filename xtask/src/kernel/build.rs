@@ -1,0 +1,345 @@
+//! Configures and builds one kernel for one arch inside the toolchain root, cached by a key over every input.
+//!
+//! The build runs in `<entry>.partial` (kept across interrupted runs, since
+//! kbuild is incremental and safe to resume) and is renamed to `<entry>` when
+//! it completes. A complete entry is re-made on every use: with nothing
+//! changed kbuild compiles nothing, which `compiled_steps == 0` reports.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use super::config::{self, Fragment};
+use super::source::SourceTree;
+use crate::arch::Arch;
+use crate::process::{Cmd, Control, Outcome};
+use crate::stage::{Category, StageContext};
+use crate::toolchain::Toolchain;
+use crate::{cache, error, paths, process, ui};
+
+/// Everything decided before building.
+#[derive(Debug, Clone)]
+pub struct KernelPlan {
+    pub kernel_id: String,
+    pub arch: &'static Arch,
+    /// Full hex key over every input.
+    pub key: String,
+    /// The published cache entry (the build directory once complete).
+    pub entry: PathBuf,
+    pub fragments: Vec<Fragment>,
+}
+
+/// A finished build.
+#[derive(Debug, Clone)]
+pub struct KernelBuild {
+    pub dir: PathBuf,
+    pub image: PathBuf,
+    /// Compile/link steps this run performed (0: it was up to date).
+    pub compiled_steps: usize,
+}
+
+const COMPLETE_MARKER: &str = ".kforge-complete";
+const CONFIG_MARKER: &str = ".kforge-config-ok";
+
+/// Computes the cache key and entry: source identity, fragments (in order),
+/// toolchain key and arch.
+pub fn plan(kernel_id: &str, arch: &'static Arch, toolchain: &Toolchain, source_identity: &str, fragments: Vec<Fragment>) -> Result<KernelPlan> {
+    let mut key = cache::KeyHasher::new();
+    key.input("source", source_identity).input("toolchain", &toolchain.key).input("arch", arch.name);
+    for fragment in &fragments {
+        key.input("fragment-name", &fragment.name).input("fragment", &fragment.text);
+    }
+    let entry = paths::cache_dir()?.join("kernels").join(format!("{kernel_id}-{}-{}", arch.name, key.short()));
+    Ok(KernelPlan { kernel_id: kernel_id.to_string(), arch, key: key.finish(), entry, fragments })
+}
+
+/// `make -C /src O=/build ARCH=... LLVM=1` plus reproducibility knobs.
+pub fn make_command(arch: &Arch, source: &str, build: &str) -> Vec<String> {
+    vec![
+        "make".to_string(),
+        "-C".to_string(),
+        source.to_string(),
+        format!("O={build}"),
+        format!("ARCH={}", arch.make_arch),
+        "LLVM=1".to_string(),
+    ]
+}
+
+/// Environment for every kernel make: fixed build identity for reproducible output.
+pub const BUILD_ENV: &[(&str, &str)] = &[
+    ("KBUILD_BUILD_USER", "kforge"),
+    ("KBUILD_BUILD_HOST", "kforge"),
+    ("KBUILD_BUILD_TIMESTAMP", "1970-01-01T00:00:00Z"),
+    ("KBUILD_BUILD_VERSION", "1"),
+];
+
+/// The commands that configure the tree, in order (for `--dry-run` and the build).
+pub fn config_commands(plan: &KernelPlan) -> Vec<Vec<String>> {
+    let make = make_command(plan.arch, "/src", "/build");
+    let mut merge = vec![
+        "/src/scripts/kconfig/merge_config.sh".to_string(),
+        "-m".to_string(),
+        "-O".to_string(),
+        "/build".to_string(),
+        "/build/.config".to_string(),
+    ];
+    merge.extend(plan.fragments.iter().map(|fragment| format!("/build/kforge-fragments/{}", fragment.name)));
+    vec![
+        [make.clone(), vec!["tinyconfig".to_string()]].concat(),
+        merge,
+        [make, vec!["olddefconfig".to_string()]].concat(),
+    ]
+}
+
+/// The command that builds the kernel image and in-tree modules.
+pub fn build_command(plan: &KernelPlan, jobs: usize) -> Vec<String> {
+    [make_command(plan.arch, "/src", "/build"), vec![format!("-j{jobs}")]].concat()
+}
+
+/// Builds (or re-makes) the kernel. `log` receives the full make output.
+pub fn build(plan: &KernelPlan, toolchain: &Toolchain, source: &SourceTree, log: &Path, jobs: usize) -> Result<KernelBuild> {
+    if let Some(parent) = log.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    let _lock = cache::lock(&plan.entry)?;
+    let partial = cache::sibling(&plan.entry, "partial");
+    let complete = plan.entry.join(COMPLETE_MARKER).is_file();
+    let dir = if complete { plan.entry.clone() } else { partial.clone() };
+    fs_err::create_dir_all(&dir)?;
+    let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
+    let jail = |build_dir: &Path| {
+        let mut jail = sandbox.jail();
+        jail.ro(&source.dir, "/src");
+        jail.rw(build_dir, "/build");
+        let mut jail = jail.cwd("/build");
+        for (key, value) in BUILD_ENV {
+            jail = jail.env(key, value);
+        }
+        jail
+    };
+
+    if !dir.join(CONFIG_MARKER).is_file() || !dir.join(".config").is_file() {
+        configure(plan, &dir, log, &jail(&dir)).stage(Category::Config, format!("kernel config for {} failed", label(plan)))?;
+    }
+
+    let steps_before = estimate_steps(plan.arch);
+    let cmd = jail(&dir).command(&build_command(plan, jobs))?;
+    let compiled = run_make(&cmd, log, &label(plan), steps_before)
+        .stage(Category::Build, format!("kernel build for {} failed", label(plan)))?;
+
+    let image_in = |dir: &Path| dir.join(plan.arch.kernel_image);
+    if !image_in(&dir).is_file() {
+        return Err(anyhow::anyhow!("make succeeded but {} is missing", image_in(&dir).display()))
+            .stage(Category::Build, format!("kernel build for {} failed", label(plan)));
+    }
+    let final_dir = if complete {
+        dir
+    } else {
+        fs_err::write(dir.join(COMPLETE_MARKER), format!("{{\"steps\": {compiled}}}\n"))?;
+        fs_err::rename(&dir, &plan.entry)?;
+        plan.entry.clone()
+    };
+    Ok(KernelBuild { image: image_in(&final_dir), dir: final_dir, compiled_steps: compiled })
+}
+
+fn label(plan: &KernelPlan) -> String {
+    format!("{}/{}", plan.kernel_id, plan.arch.name)
+}
+
+fn configure(plan: &KernelPlan, dir: &Path, log: &Path, jail: &crate::sandbox::Jail<'_>) -> Result<()> {
+    ui::status("Configuring", format!("kernel {} ({} fragments)", label(plan), plan.fragments.len()));
+    let fragment_dir = dir.join("kforge-fragments");
+    cache::remove_dir_if_exists(&fragment_dir)?;
+    fs_err::create_dir_all(&fragment_dir)?;
+    for fragment in &plan.fragments {
+        fs_err::write(fragment_dir.join(&fragment.name), &fragment.text)?;
+    }
+    let _ = fs_err::remove_file(dir.join(CONFIG_MARKER));
+    // Each command streams into a part file that is appended to the config log.
+    let config_log = config_log_path(log);
+    let part = cache::sibling(log, "config.part");
+    fs_err::write(&config_log, "")?;
+    for argv in config_commands(plan) {
+        let cmd = jail.command(&argv)?;
+        let outcome = cmd.stream(&part, None, &mut |_| Control::Continue)?;
+        append_log(&config_log, &part)?;
+        let _ = fs_err::remove_file(&part);
+        if !matches!(outcome, Outcome::Exited(status) if status.success()) {
+            return Err(process_failure(&cmd, outcome, &config_log));
+        }
+    }
+    let final_config = fs_err::read_to_string(dir.join(".config"))?;
+    let dropped = config::dropped(&config::requests(&plan.fragments), &final_config);
+    if !dropped.is_empty() {
+        let mut message = String::from("options requested by the fragments did not survive into .config:");
+        for option in &dropped {
+            message.push_str(&format!("\n  {option}"));
+        }
+        if dropped.iter().any(|option| option.name == "CONFIG_RUST") {
+            let cmd = jail.command(&[make_command(plan.arch, "/src", "/build"), vec!["rustavailable".to_string()]].concat())?;
+            let output = cmd.output()?;
+            message.push_str("\n\nthe kernel's `make rustavailable` says:");
+            for line in String::from_utf8_lossy(&output.stdout).lines().chain(String::from_utf8_lossy(&output.stderr).lines()) {
+                if !line.starts_with("make") {
+                    message.push_str(&format!("\n  {line}"));
+                }
+            }
+        }
+        bail!(error::user_hint(message, "an option usually drops when a dependency is missing: add it to the fragment, or check `make menuconfig` for what it depends on"));
+    }
+    fs_err::write(dir.join(CONFIG_MARKER), "")?;
+    Ok(())
+}
+
+/// Where the configuration steps' output goes, next to the build log.
+pub fn config_log_path(log: &Path) -> PathBuf {
+    log.with_file_name(format!("{}.config.log", log.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()))
+}
+
+fn append_log(log: &Path, part: &Path) -> Result<()> {
+    use std::io::Write;
+    let text = fs_err::read(part)?;
+    let mut file = fs_err::OpenOptions::new().create(true).append(true).open(log)?;
+    file.write_all(&text)?;
+    Ok(())
+}
+
+/// Whether a kbuild output line is a compile/link step (`  CC      kernel/fork.o`).
+pub fn is_compile_step(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("  ") else { return false };
+    let verb: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+    !verb.is_empty()
+        && verb.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && !["DESCEND", "CALL", "CHK", "SYNC", "INSTALL", "UPD"].contains(&verb.as_str())
+}
+
+/// Steps a previous complete build of this arch took (for a progress bar), if known.
+fn estimate_steps(arch: &Arch) -> Option<u64> {
+    let dir = paths::cache_dir().ok()?.join("kernels");
+    let suffix_hint = format!("-{}-", arch.name);
+    let mut best = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.contains(&suffix_hint) {
+            continue;
+        }
+        let marker = std::fs::read_to_string(entry.path().join(COMPLETE_MARKER)).unwrap_or_default();
+        let steps: u64 = marker.chars().filter(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0);
+        if steps > 0 {
+            best = Some(best.map_or(steps, |known: u64| known.max(steps)));
+        }
+    }
+    best
+}
+
+/// Runs a kbuild make with a progress bar; returns the number of steps run.
+pub fn run_make(cmd: &Cmd, log: &Path, label: &str, estimate: Option<u64>) -> Result<usize> {
+    let bar = match estimate {
+        Some(total) => ui::bar(total, "Building"),
+        None => ui::spinner("Building"),
+    };
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut steps = 0usize;
+    let outcome = cmd.stream(log, None, &mut |line| {
+        if is_compile_step(line) {
+            steps += 1;
+            bar.inc(1);
+            bar.set_message(format!("{label}: {}", line.trim()));
+        }
+        if !ui::progress_enabled() && last_report.elapsed() > Duration::from_secs(60) {
+            last_report = Instant::now();
+            ui::info(format!("    building {label}: {steps} steps, {}s", started.elapsed().as_secs()));
+        }
+        Control::Continue
+    })?;
+    bar.finish_and_clear();
+    match outcome {
+        Outcome::Exited(status) if status.success() => Ok(steps),
+        other => Err(process_failure(cmd, other, log)),
+    }
+}
+
+/// A process error showing the first compiler error and the log path.
+pub fn process_failure(cmd: &Cmd, outcome: Outcome, log: &Path) -> anyhow::Error {
+    let status = match outcome {
+        Outcome::Exited(status) => process::describe_status(status),
+        Outcome::Stopped => "stopped".to_string(),
+        Outcome::TimedOut => "timed out".to_string(),
+    };
+    let command = cmd.argv().iter().skip_while(|word| *word != "--").skip(1).cloned().collect::<Vec<_>>().join(" ");
+    anyhow::Error::new(error::ProcessError {
+        command: if command.is_empty() { cmd.display() } else { command },
+        status,
+        output_tail: first_error_lines(log),
+        log: Some(log.to_path_buf()),
+    })
+}
+
+/// The first compiler error in a log with a few lines after it, else the log's tail.
+pub fn first_error_lines(log: &Path) -> Vec<String> {
+    let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let is_error = |line: &str| {
+        let trimmed = line.trim_start();
+        trimmed.starts_with("error") || trimmed.contains(": error:") || trimmed.contains(": fatal error:")
+            || trimmed.contains("not found") || trimmed.contains("No such file")
+    };
+    match lines.iter().position(|line| is_error(line)) {
+        Some(first) => lines[first..].iter().take(12).map(|line| line.to_string()).collect(),
+        None => process::last_lines(&text, 12),
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compile_steps_are_counted_and_bookkeeping_is_not() {
+        assert!(is_compile_step("  CC      kernel/fork.o"));
+        assert!(is_compile_step("  RUSTC L rust/core.o"));
+        assert!(is_compile_step("  CC [M]  samples/rust/rust_minimal.mod.o"));
+        assert!(!is_compile_step("  DESCEND objtool"));
+        assert!(!is_compile_step("  CALL    /src/scripts/checksyscalls.sh"));
+        assert!(!is_compile_step("Kernel: arch/x86/boot/bzImage is ready  (#1)"));
+        assert!(!is_compile_step("make[1]: Entering directory '/build'"));
+    }
+
+    #[test]
+    fn plan_key_changes_with_each_input() {
+        let _guard = crate::test_support::env_lock();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let toolchain = Toolchain::load(&repo, "sid").unwrap();
+        let x86 = crate::arch::Arch::find("x86_64").unwrap();
+        let arm = crate::arch::Arch::find("arm64").unwrap();
+        let fragments = config::fragments(&repo, x86, &[]).unwrap();
+        let base = plan("7.2", x86, &toolchain, "debian:a", fragments.clone()).unwrap();
+        assert_eq!(base.key, plan("7.2", x86, &toolchain, "debian:a", fragments.clone()).unwrap().key);
+        assert_ne!(base.key, plan("7.2", x86, &toolchain, "debian:b", fragments.clone()).unwrap().key);
+        assert_ne!(base.key, plan("7.2", arm, &toolchain, "debian:a", fragments.clone()).unwrap().key);
+        let mut changed = fragments.clone();
+        changed[0].text.push_str("CONFIG_X=y\n");
+        assert_ne!(base.key, plan("7.2", x86, &toolchain, "debian:a", changed).unwrap().key);
+    }
+
+    #[test]
+    fn config_plan_merges_fragments_in_order() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let toolchain = Toolchain::load(&repo, "sid").unwrap();
+        let arm = crate::arch::Arch::find("arm64").unwrap();
+        let plan = plan("7.2", arm, &toolchain, "s", config::fragments(&repo, arm, &[]).unwrap()).unwrap();
+        let commands: Vec<String> = config_commands(&plan).iter().map(|argv| argv.join(" ")).collect();
+        expect_test::expect![[r#"
+            [
+                "make -C /src O=/build ARCH=arm64 LLVM=1 tinyconfig",
+                "/src/scripts/kconfig/merge_config.sh -m -O /build /build/.config /build/kforge-fragments/10-base.config /build/kforge-fragments/20-arm64.config /build/kforge-fragments/30-rust.config",
+                "make -C /src O=/build ARCH=arm64 LLVM=1 olddefconfig",
+            ]
+        "#]]
+        .assert_debug_eq(&commands);
+        assert_eq!(build_command(&plan, 2).join(" "), "make -C /src O=/build ARCH=arm64 LLVM=1 -j2");
+    }
+}

@@ -1,0 +1,96 @@
+//! kforge's command line: parses arguments and dispatches to one file per subcommand under `commands/`.
+
+mod arch;
+mod cache;
+mod commands;
+mod driver;
+mod error;
+mod fetch;
+mod hostdeps;
+mod image;
+mod kernel;
+mod ktap;
+mod matrix;
+mod paths;
+mod pipeline;
+mod process;
+mod project;
+mod qemu;
+mod report;
+mod sandbox;
+mod stage;
+#[cfg(test)]
+mod test_support;
+mod toolchain;
+mod ui;
+mod version;
+
+use clap::{Parser, Subcommand};
+
+use commands::GlobalArgs;
+
+/// kforge: pinned toolchains, cross-built Rust kernels, QEMU boots and KTAP results.
+///
+/// Exit codes: 0 everything passed, 1 a test failed, 2 something before the
+/// tests failed (bad input, toolchain, build, boot), 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, disable_help_subcommand = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pinned toolchains: list, install, verify, shell.
+    Toolchain(commands::toolchain::ToolchainArgs),
+    /// Build a kernel for an arch.
+    Kernel(commands::kernel::KernelArgs),
+    /// Our out-of-tree Rust drivers: list, build.
+    Drivers(commands::drivers::DriversArgs),
+    /// Build the test initramfs.
+    Image(commands::image::ImageArgs),
+    /// Build and boot one arch interactively.
+    Run(commands::run::RunArgs),
+    /// Build, boot and test the matrix; write results.json and junit.xml.
+    Test(commands::test::TestArgs),
+    /// Parse KTAP out of a saved console log.
+    Ktap(commands::ktap::KtapArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let verbosity = if cli.global.quiet {
+        ui::Verbosity::Quiet
+    } else if cli.global.verbose {
+        ui::Verbosity::Verbose
+    } else {
+        ui::Verbosity::Normal
+    };
+    ui::init(verbosity);
+    process::install_interrupt_handler();
+    let global = cli.global.clone();
+    let result = match cli.command {
+        Command::Toolchain(args) => commands::toolchain::run(args, &global),
+        Command::Kernel(args) => commands::kernel::run(args, &global),
+        Command::Drivers(args) => commands::drivers::run(args, &global),
+        Command::Image(args) => commands::image::run(args, &global),
+        Command::Run(args) => commands::run::run(args, &global),
+        Command::Test(args) => commands::test::run(args, &global),
+        Command::Ktap(args) => commands::ktap::run(args),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(err) if error::is_interrupted(&err) || process::interrupted() => {
+            ui::warn("interrupted; stopped every child process (cache entries in progress were not published)");
+            error::EXIT_INTERRUPTED
+        }
+        Err(err) => {
+            ui::error(&error::render(&err));
+            error::EXIT_INFRA
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,331 @@
+//! Runs a matrix of cells (kernel x arch): builds one cell at a time while the previous cell boots, then evaluates KTAP into results.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::arch::Arch;
+use crate::driver::Driver;
+use crate::project::{BootSettings, KernelEntry};
+use crate::qemu::{self, BootEnd, BootSpec};
+use crate::report::{CellResult, Results, Status, TestRecord, Timings, Totals};
+use crate::stage::{self, Category};
+use crate::toolchain::Toolchain;
+use crate::toolchain::install::InstallOptions;
+use crate::{error, ktap, pipeline, process, ui};
+
+/// One cell to run.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub kernel: KernelEntry,
+    pub arch: &'static Arch,
+}
+
+impl Cell {
+    /// `<kernel>-<arch>`: directory names and `--cell` ids.
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.kernel.id, self.arch.name)
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.kernel.id, self.arch.name)
+    }
+}
+
+/// Everything `run` needs besides the cells.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub repo: PathBuf,
+    pub output: PathBuf,
+    pub drivers: Vec<Driver>,
+    pub jobs: usize,
+    pub boot: BootSettings,
+    pub install: InstallOptions,
+}
+
+/// A cell built and ready to boot.
+struct Prepared {
+    result: CellResult,
+    boot: process::Cmd,
+    active: Vec<Driver>,
+}
+
+/// Runs every cell; builds are serial (each uses all cores) and each boot
+/// runs in a second thread while the next cell builds.
+pub fn run(cells: &[Cell], options: &RunOptions) -> Result<Results> {
+    let mut toolchains: BTreeMap<String, Result<Toolchain, String>> = BTreeMap::new();
+    let mut finished: Vec<CellResult> = Vec::new();
+    let boot_timeout = Duration::from_secs(options.boot.timeout_seconds);
+    let (sender, receiver) = mpsc::channel::<Prepared>();
+    let booted = std::thread::scope(|scope| -> Result<Vec<CellResult>> {
+        let booter = scope.spawn(move || -> Result<Vec<CellResult>> {
+            let mut results = Vec::new();
+            for prepared in receiver {
+                results.push(boot_and_evaluate(prepared, boot_timeout)?);
+            }
+            Ok(results)
+        });
+        for cell in cells {
+            process::check_interrupt()?;
+            match prepare(cell, options, &mut toolchains) {
+                Ok(Some(prepared)) => {
+                    if sender.send(prepared).is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(Failed(result)) => finished.push(*result),
+            }
+            if process::interrupted() {
+                break;
+            }
+        }
+        drop(sender);
+        booter.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the boot thread panicked")))
+    })?;
+    process::check_interrupt()?;
+    finished.extend(booted);
+    // Report cells in the order they were asked for.
+    let order: Vec<String> = cells.iter().map(Cell::id).collect();
+    finished.sort_by_key(|result| order.iter().position(|id| *id == result.id).unwrap_or(usize::MAX));
+    Ok(Results::new(finished))
+}
+
+/// A cell that failed before booting, already turned into its result.
+struct Failed(Box<CellResult>);
+
+fn empty_result(cell: &Cell, dir: &Path) -> CellResult {
+    CellResult {
+        id: cell.id(),
+        arch: cell.arch.name.to_string(),
+        kernel: cell.kernel.id.clone(),
+        toolchain: cell.kernel.toolchain.clone(),
+        status: Status::Pass,
+        category: None,
+        message: None,
+        log: dir.join("console.log").display().to_string(),
+        build_log: None,
+        ktap: None,
+        tests: Vec::new(),
+        totals: Totals::default(),
+        timings: Timings::default(),
+    }
+}
+
+/// Turns a stage error into a failed cell (or passes an interruption up).
+fn fail_cell(mut result: CellResult, err: anyhow::Error, log: Option<&Path>) -> Failed {
+    let category = stage::category_of(&err).unwrap_or(Category::Infrastructure);
+    result.status = Status::Error;
+    result.category = Some(category);
+    let rendered = error::render(&err);
+    result.message = Some(rendered.trim_start_matches("error: ").to_string());
+    if let Some(log) = log {
+        result.build_log = Some(log.display().to_string());
+    }
+    ui::status("Failed", format!("{} ({})", result.id, category.as_str()));
+    Failed(Box::new(result))
+}
+
+fn prepare(cell: &Cell, options: &RunOptions, toolchains: &mut BTreeMap<String, Result<Toolchain, String>>) -> Result<Option<Prepared>, Failed> {
+    let dir = options.output.join("cells").join(cell.id());
+    let mut result = empty_result(cell, &dir);
+    let started = Instant::now();
+    if let Err(err) = crate::cache::remove_dir_if_exists(&dir).and_then(|_| Ok(fs_err::create_dir_all(&dir)?)) {
+        return Err(fail_cell(result, err, None));
+    }
+    ui::status("Preparing", format!("cell {}", cell.label()));
+
+    let toolchain = toolchains
+        .entry(cell.kernel.toolchain.clone())
+        .or_insert_with(|| {
+            pipeline::ready_toolchain(&options.repo, &cell.kernel.toolchain, &options.install).map_err(|err| error::render(&err))
+        })
+        .clone();
+    let toolchain = match toolchain {
+        Ok(toolchain) => toolchain,
+        Err(message) => {
+            let err = anyhow::anyhow!(message).context(stage::StageFailed {
+                category: Category::Toolchain,
+                message: format!("toolchain {} is not usable", cell.kernel.toolchain),
+            });
+            return Err(fail_cell(result, err, None));
+        }
+    };
+    if process::interrupted() {
+        return Ok(None);
+    }
+
+    let (active, skipped) = pipeline::split_drivers(&options.drivers, cell.arch, &cell.kernel);
+    for (driver, reason) in &skipped {
+        for test in ["load".to_string()].into_iter().chain(driver.test_names()).chain(["unload".to_string()]) {
+            result.tests.push(TestRecord {
+                name: format!("{}.{test}", driver.name),
+                status: Status::Skip,
+                reason: Some(reason.clone()),
+                diagnostics: vec![],
+            });
+        }
+    }
+
+    let kernel_log = dir.join("kernel-build.log");
+    let drivers_dir = dir.join("drivers");
+    let staged = (|| -> Result<(PathBuf, PathBuf, Vec<String>)> {
+        let source = pipeline::ready_source(&cell.kernel, &toolchain)?;
+        let plan = pipeline::kernel_plan(&options.repo, &cell.kernel, cell.arch, &toolchain, &active)?;
+        let kernel = pipeline::build_kernel(&plan, &toolchain, &source, &kernel_log, options.jobs)?;
+        let built = pipeline::build_drivers(&active, cell.arch, &toolchain, &source, &kernel, &drivers_dir)?;
+        let initrd = pipeline::build_image(&toolchain, cell.arch, &options.repo, built, &dir.join("initramfs.cpio.gz"))?;
+        let mut devices: Vec<String> = Vec::new();
+        for driver in &active {
+            for device in &driver.meta.qemu_devices {
+                if !devices.contains(device) {
+                    devices.push(device.clone());
+                }
+            }
+        }
+        Ok((kernel.image, initrd, devices))
+    })();
+    result.timings.build_seconds = started.elapsed().as_secs_f64();
+    result.build_log = Some(kernel_log.display().to_string());
+    let (kernel_image, initrd, devices) = match staged {
+        Ok(staged) => staged,
+        Err(err) if error::is_interrupted(&err) => return Ok(None),
+        Err(err) => {
+            let log = failed_log(&err, &kernel_log, &drivers_dir);
+            return Err(fail_cell(result, err, Some(&log)));
+        }
+    };
+
+    let qemu_binary = toolchain.root.join("usr/bin").join(cell.arch.qemu.binary);
+    if !qemu_binary.is_file() {
+        let err = error::user_hint(
+            format!("{} is missing from toolchain {}", cell.arch.qemu.binary, toolchain.id()),
+            format!("add the {} package to toolchains/{}.toml [qemu] and reinstall", cell.arch.qemu.package, toolchain.id()),
+        );
+        let err = anyhow::Error::new(stage::StageFailed { category: Category::Toolchain, message: err.to_string() });
+        return Err(fail_cell(result, err, None));
+    }
+    let spec = BootSpec { arch: cell.arch, memory: &options.boot.memory, devices: &devices, interactive: false };
+    let boot = match toolchain.sandbox().and_then(|sandbox| qemu::command(&sandbox, &spec, &kernel_image, &initrd)) {
+        Ok(boot) => boot,
+        Err(err) => return Err(fail_cell(result, err, None)),
+    };
+    Ok(Some(Prepared { result, boot, active }))
+}
+
+/// The log that explains a failed stage: the driver's build log, else the kernel's.
+fn failed_log(err: &anyhow::Error, kernel_log: &Path, drivers_dir: &Path) -> PathBuf {
+    for cause in err.chain() {
+        if let Some(process_error) = cause.downcast_ref::<error::ProcessError>() {
+            if let Some(log) = &process_error.log {
+                return log.clone();
+            }
+        }
+    }
+    if drivers_dir.exists() { drivers_dir.to_path_buf() } else { kernel_log.to_path_buf() }
+}
+
+fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult> {
+    let Prepared { mut result, boot, active } = prepared;
+    let console_log = PathBuf::from(&result.log);
+    ui::status("Booting", format!("{}/{} in QEMU", result.kernel, result.arch));
+    let booted = match qemu::boot(&boot, &console_log, timeout) {
+        Ok(booted) => booted,
+        Err(err) if error::is_interrupted(&err) => return Err(err),
+        Err(err) => {
+            result.status = Status::Error;
+            result.category = Some(Category::Infrastructure);
+            result.message = Some(error::render(&err));
+            return Ok(result);
+        }
+    };
+    result.timings.boot_seconds = booted.seconds;
+    let console = String::from_utf8_lossy(&fs_err::read(&console_log)?).into_owned();
+    let (main, dmesg) = qemu::split_dmesg(&console);
+    let dir = console_log.parent().map(Path::to_path_buf).unwrap_or_default();
+    fs_err::write(dir.join("dmesg.log"), &dmesg)?;
+    let report = ktap::parse(&main);
+    let ktap_path = dir.join("ktap.json");
+    fs_err::write(&ktap_path, serde_json::to_string_pretty(&report)? + "\n")?;
+    result.ktap = Some(ktap_path.display().to_string());
+    evaluate(&mut result, &report, &active, booted.end, booted.seconds, &booted.last_line);
+    result.recount();
+    let verb = match result.status {
+        Status::Pass => "Passed",
+        Status::Skip => "Skipped",
+        Status::Fail => "Failed",
+        Status::Error => "Errored",
+    };
+    ui::status(
+        verb,
+        format!(
+            "{}/{}: {} passed, {} failed, {} skipped, {} errors (boot {:.1}s)",
+            result.kernel, result.arch, result.totals.pass, result.totals.fail, result.totals.skip, result.totals.error, booted.seconds
+        ),
+    );
+    Ok(result)
+}
+
+/// Turns the parsed console into tests, a status and a category.
+pub fn evaluate(result: &mut CellResult, report: &ktap::Report, active: &[Driver], end: BootEnd, seconds: f64, last_line: &str) {
+    for (name, case) in report.leaves() {
+        result.tests.push(TestRecord {
+            name,
+            status: case.status.into(),
+            reason: case.directive.clone(),
+            diagnostics: case.diagnostics.clone(),
+        });
+    }
+    for driver in active {
+        let prefix = format!("{}.", driver.name);
+        if !result.tests.iter().any(|test| test.name.starts_with(&prefix)) {
+            result.tests.push(TestRecord {
+                name: format!("{}.load", driver.name),
+                status: Status::Error,
+                reason: None,
+                diagnostics: vec!["the guest never reported this driver's tests".to_string()],
+            });
+        }
+    }
+    let crash = report.events.iter().find(|event| event.kind != ktap::EventKind::Warning);
+    let warning = report.events.iter().find(|event| event.kind == ktap::EventKind::Warning);
+    let describe = |event: &ktap::ConsoleEvent| {
+        let mut text = format!("console line {}: {}", event.line_number, event.line.trim());
+        for line in event.context.iter().take(10) {
+            text.push_str(&format!("\n  {}", line.trim_end()));
+        }
+        text
+    };
+    let (status, category, message) = match (end, crash) {
+        (BootEnd::Crashed, _) | (BootEnd::Exited, Some(_)) | (BootEnd::Finished, Some(_)) => {
+            let text = crash.map(describe).unwrap_or_else(|| format!("kernel crash: {last_line}"));
+            let status = if result.tests.is_empty() { Status::Error } else { Status::Fail };
+            (status, Some(Category::Panic), Some(format!("kernel crashed: {text}")))
+        }
+        (BootEnd::TimedOut, _) => (
+            Status::Error,
+            Some(Category::BootTimeout),
+            Some(format!("no end marker within {seconds:.0}s; last console line: {last_line}")),
+        ),
+        (BootEnd::Exited, None) => {
+            (Status::Error, Some(Category::Infrastructure), Some(format!("QEMU exited before the end marker; last line: {last_line}")))
+        }
+        (BootEnd::Finished, None) => {
+            if result.tests.iter().any(|test| matches!(test.status, Status::Fail | Status::Error)) {
+                (Status::Fail, Some(Category::TestFail), None)
+            } else if let Some(event) = warning {
+                (Status::Fail, Some(Category::TestFail), Some(format!("kernel warning during the tests: {}", describe(event))))
+            } else if !result.tests.is_empty() && result.tests.iter().all(|test| test.status == Status::Skip) {
+                (Status::Skip, None, None)
+            } else {
+                (Status::Pass, None, None)
+            }
+        }
+    };
+    result.status = status;
+    result.category = category;
+    result.message = message;
+}

@@ -1,0 +1,113 @@
+//! The stages every command shares: a verified toolchain, a source tree, a configured and built kernel, built drivers, an image.
+//!
+//! Commands call these in order; `matrix` runs them per cell. Each stage tags
+//! its errors with the category a failed cell reports.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::arch::Arch;
+use crate::driver::{self, BuiltDriver, Driver};
+use crate::kernel::build::{self as kbuild, KernelBuild, KernelPlan};
+use crate::kernel::config;
+use crate::kernel::source::{self, SourceTree};
+use crate::project::KernelEntry;
+use crate::stage::{Category, StageContext};
+use crate::toolchain::install::{self, InstallOptions};
+use crate::toolchain::{Toolchain, verify};
+use crate::{error, image, ui};
+
+/// Loads the toolchain, installs it if missing, and verifies every pin.
+pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Result<Toolchain> {
+    let toolchain = Toolchain::load(repo, id)?;
+    install::install(&toolchain, options).stage(Category::Toolchain, format!("toolchain {id} could not be installed"))?;
+    let report = verify::verify(&toolchain).stage(Category::Toolchain, format!("toolchain {id} could not be verified"))?;
+    if !report.ok {
+        let message = format!("toolchain {id} does not match its pins:\n  {}", report.mismatches().join("\n  "));
+        return Err(error::user_hint(message, format!("reinstall it: cargo xtask toolchain install --force {id}")))
+            .stage(Category::Toolchain, format!("toolchain {id} failed verification"));
+    }
+    ui::detail(format!("toolchain {id} verified ({} checks)", report.checks.len()));
+    Ok(toolchain)
+}
+
+/// Fetches/unpacks the kernel's source.
+pub fn ready_source(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<SourceTree> {
+    source::prepare(kernel, toolchain).stage(Category::Infrastructure, format!("source of kernel {} is unavailable", kernel.id))
+}
+
+/// The kernel plan for `kernel` on `arch`, with the drivers' config needs merged last.
+pub fn kernel_plan(repo: &Path, kernel: &KernelEntry, arch: &'static Arch, toolchain: &Toolchain, drivers: &[Driver]) -> Result<KernelPlan> {
+    let mut extras = Vec::new();
+    let mut lines = Vec::new();
+    for driver in drivers {
+        lines.extend(driver.meta.kconfig.iter().cloned());
+    }
+    if !lines.is_empty() {
+        let names: Vec<&str> = drivers.iter().map(|driver| driver.name.as_str()).collect();
+        extras.push(config::fragment_from_lines("drivers.config", &format!("drivers {}", names.join(", ")), &lines));
+    }
+    let fragments = config::fragments(repo, arch, &extras)?;
+    kbuild::plan(&kernel.id, arch, toolchain, &source::identity(&kernel.source)?, fragments)
+}
+
+/// Configures and builds the kernel; prints whether anything was compiled.
+pub fn build_kernel(plan: &KernelPlan, toolchain: &Toolchain, source: &SourceTree, log: &Path, jobs: usize) -> Result<KernelBuild> {
+    ui::status("Building", format!("kernel {}/{} (log: {})", plan.kernel_id, plan.arch.name, log.display()));
+    let build = kbuild::build(plan, toolchain, source, log, jobs)?;
+    if build.compiled_steps == 0 {
+        ui::status("Fresh", format!("kernel {}/{}: up to date, nothing compiled ({})", plan.kernel_id, plan.arch.name, build.dir.display()));
+    } else {
+        ui::status("Built", format!("kernel {}/{}: {} steps ({})", plan.kernel_id, plan.arch.name, build.compiled_steps, build.dir.display()));
+    }
+    Ok(build)
+}
+
+/// Builds each driver for a kernel; the first failure stops (category build).
+pub fn build_drivers(
+    drivers: &[Driver],
+    arch: &Arch,
+    toolchain: &Toolchain,
+    source: &SourceTree,
+    kernel: &KernelBuild,
+    out_dir: &Path,
+) -> Result<Vec<BuiltDriver>> {
+    let mut built = Vec::new();
+    for item in drivers {
+        ui::status("Compiling", format!("driver {} for {}", item.name, arch.name));
+        built.push(driver::build(item, arch, toolchain, source, kernel, out_dir)?);
+    }
+    Ok(built)
+}
+
+/// Writes the initramfs for a cell.
+pub fn build_image(toolchain: &Toolchain, arch: &Arch, repo: &Path, drivers: Vec<BuiltDriver>, out: &Path) -> Result<PathBuf> {
+    let input = image::ImageInput { busybox: toolchain.busybox(arch), init: repo.join("images/init.sh"), drivers };
+    image::write_initramfs(&input, out)
+        .with_context(|| format!("failed to write {}", out.display()))
+        .stage(Category::Image, format!("initramfs for {} could not be built", arch.name))?;
+    Ok(out.to_path_buf())
+}
+
+/// Drivers for a cell: those that can run, and skip reasons for those that cannot.
+pub fn split_drivers(drivers: &[Driver], arch: &Arch, kernel: &KernelEntry) -> (Vec<Driver>, Vec<(Driver, String)>) {
+    let mut active = Vec::new();
+    let mut skipped = Vec::new();
+    for item in drivers {
+        match item.skip_reason(arch, &kernel.version) {
+            Some(reason) => skipped.push((item.clone(), reason)),
+            None => active.push(item.clone()),
+        }
+    }
+    (active, skipped)
+}
+
+/// Number of parallel make jobs: `KFORGE_JOBS`, else the number of CPUs.
+pub fn default_jobs() -> usize {
+    std::env::var("KFORGE_JOBS")
+        .ok()
+        .and_then(|jobs| jobs.parse().ok())
+        .filter(|jobs| *jobs > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2))
+}

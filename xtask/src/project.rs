@@ -1,0 +1,193 @@
+//! `kforge.toml`: the default matrix, the kernels (id, source, toolchain) and boot settings; plus the TOML loader every data file uses.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error;
+
+/// Reads and parses a TOML file; errors name the file, the line and the key.
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs_err::read_to_string(path)?;
+    parse_toml(path, &text)
+}
+
+/// Parses TOML text that came from `path` (used in messages).
+pub fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|err| {
+        let location = err
+            .span()
+            .map(|span| {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!(":{line}")
+            })
+            .unwrap_or_default();
+        error::user(format!("malformed {}{location}: {}", path.display(), err.message().trim()))
+    })
+}
+
+/// The whole `kforge.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Project {
+    pub matrix: Matrix,
+    #[serde(rename = "kernel")]
+    pub kernels: Vec<KernelEntry>,
+    #[serde(default)]
+    pub boot: BootSettings,
+    /// Where it was read from (not part of the file).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// The default matrix `cargo xtask test` runs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Matrix {
+    pub kernels: Vec<String>,
+    pub arches: Vec<String>,
+    pub drivers: Vec<String>,
+}
+
+/// One kernel the matrix can build.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KernelEntry {
+    pub id: String,
+    /// The kernel release, e.g. "7.2.13" (compared with drivers' min-kernel).
+    pub version: String,
+    /// Toolchain id (a file in `toolchains/`).
+    pub toolchain: String,
+    pub source: KernelSource,
+}
+
+/// Where a kernel's source tree comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum KernelSource {
+    /// Debian's `linux-source-X.Y` package, fetched with the toolchain root's apt.
+    Debian {
+        package: String,
+        version: String,
+        /// sha256 of the .deb.
+        sha256: String,
+    },
+    /// A release tarball (`.tar.xz`, `.tar.gz` or `.tar`), verified before unpacking.
+    Tarball { url: String, sha256: String },
+    /// A kernel tree on this machine, used in place (read-only).
+    Path(PathBuf),
+}
+
+/// How guests are booted.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BootSettings {
+    /// Seconds from QEMU start to the end marker before the cell is a boot-timeout.
+    pub timeout_seconds: u64,
+    /// Guest memory, in QEMU's syntax.
+    pub memory: String,
+}
+
+impl Default for BootSettings {
+    fn default() -> Self {
+        BootSettings { timeout_seconds: 300, memory: "512M".to_string() }
+    }
+}
+
+impl Project {
+    /// Loads `<repo>/kforge.toml` and checks its cross-references.
+    pub fn load(repo: &Path) -> Result<Project> {
+        let path = repo.join("kforge.toml");
+        let mut project: Project = load_toml(&path)?;
+        project.path = path;
+        project.validate()?;
+        Ok(project)
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (index, kernel) in self.kernels.iter().enumerate() {
+            if self.kernels[..index].iter().any(|earlier| earlier.id == kernel.id) {
+                return Err(error::user(format!("{}: kernel id `{}` is defined twice", self.path.display(), kernel.id)));
+            }
+        }
+        for id in &self.matrix.kernels {
+            self.kernel(id).with_context(|| format!("in [matrix] kernels of {}", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    pub fn kernel_ids(&self) -> Vec<String> {
+        self.kernels.iter().map(|kernel| kernel.id.clone()).collect()
+    }
+
+    pub fn kernel(&self, id: &str) -> Result<&KernelEntry> {
+        self.kernels.iter().find(|kernel| kernel.id == id).ok_or_else(|| error::unknown("kernel", id, &self.kernel_ids()))
+    }
+
+    /// `--kernel LIST|all`, or the matrix default when not given.
+    pub fn select_kernels(&self, list: Option<&str>) -> Result<Vec<&KernelEntry>> {
+        let ids: Vec<String> = match list.map(str::trim) {
+            None => self.matrix.kernels.clone(),
+            Some("all") => self.kernel_ids(),
+            Some(list) => list.split(',').map(|id| id.trim().to_string()).filter(|id| !id.is_empty()).collect(),
+        };
+        let mut kernels: Vec<&KernelEntry> = Vec::new();
+        for id in &ids {
+            let kernel = self.kernel(id)?;
+            if !kernels.iter().any(|known| known.id == kernel.id) {
+                kernels.push(kernel);
+            }
+        }
+        if kernels.is_empty() {
+            return Err(error::user("no kernel given"));
+        }
+        Ok(kernels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[matrix]
+kernels = ["7.2"]
+arches = ["x86_64"]
+drivers = ["fifo"]
+
+[[kernel]]
+id = "7.2"
+version = "7.2.13"
+toolchain = "sid"
+source = { debian = { package = "linux-source-7.2", version = "7.2.13-1", sha256 = "ab" } }
+
+[[kernel]]
+id = "local"
+version = "7.2.0"
+toolchain = "sid"
+source = { path = "/src/linux" }
+"#;
+
+    #[test]
+    fn parses_sources_and_selects_kernels() {
+        let project: Project = parse_toml(Path::new("kforge.toml"), SAMPLE).unwrap();
+        assert_eq!(project.kernels[1].source, KernelSource::Path("/src/linux".into()));
+        let ids: Vec<_> = project.select_kernels(Some("all")).unwrap().iter().map(|kernel| kernel.id.as_str()).collect();
+        assert_eq!(ids, ["7.2", "local"]);
+        let default: Vec<_> = project.select_kernels(None).unwrap().iter().map(|kernel| kernel.id.as_str()).collect();
+        assert_eq!(default, ["7.2"]);
+        let message = format!("{}", project.select_kernels(Some("6.1")).unwrap_err());
+        assert!(message.contains("unknown kernel `6.1`") && message.contains("7.2, local"), "{message}");
+    }
+
+    #[test]
+    fn malformed_toml_names_file_line_and_key() {
+        let broken = SAMPLE.replace("toolchain = \"sid\"\nsource = { path", "toolchian = \"sid\"\nsource = { path");
+        let err = parse_toml::<Project>(Path::new("kforge.toml"), &broken).unwrap_err();
+        let message = format!("{err}");
+        assert!(message.starts_with("malformed kforge.toml:16:"), "{message}");
+        assert!(message.contains("toolchian"), "{message}");
+    }
+}

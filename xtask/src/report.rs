@@ -1,0 +1,283 @@
+//! Results of a run: per-cell records, results.json, junit.xml, the summary table and the exit code.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::stage::Category;
+use crate::{error, ui};
+
+/// Status of a test or a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+            Status::Error => "error",
+        }
+    }
+}
+
+impl From<crate::ktap::Status> for Status {
+    fn from(status: crate::ktap::Status) -> Status {
+        match status {
+            crate::ktap::Status::Pass => Status::Pass,
+            crate::ktap::Status::Fail => Status::Fail,
+            crate::ktap::Status::Skip => Status::Skip,
+            crate::ktap::Status::Error => Status::Error,
+        }
+    }
+}
+
+/// One test of a cell: `<driver>.<test>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestRecord {
+    pub name: String,
+    pub status: Status,
+    /// Skip reason, if skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Diagnostic lines the test printed (kept for failures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<String>,
+}
+
+/// Leaf counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub pass: usize,
+    pub fail: usize,
+    pub skip: usize,
+    pub error: usize,
+}
+
+/// Seconds spent per stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub build_seconds: f64,
+    pub boot_seconds: f64,
+}
+
+/// One cell of the matrix: a kernel on an arch with a toolchain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellResult {
+    pub id: String,
+    pub arch: String,
+    pub kernel: String,
+    pub toolchain: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+    /// What went wrong, in one or a few lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The console log (may not exist when the cell failed before booting).
+    pub log: String,
+    /// The log of the stage that failed, or the kernel build log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_log: Option<String>,
+    /// Parsed KTAP (JSON), when the cell booted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ktap: Option<String>,
+    pub tests: Vec<TestRecord>,
+    pub totals: Totals,
+    pub timings: Timings,
+}
+
+impl CellResult {
+    pub fn recount(&mut self) {
+        let mut totals = Totals::default();
+        for test in &self.tests {
+            match test.status {
+                Status::Pass => totals.pass += 1,
+                Status::Fail => totals.fail += 1,
+                Status::Skip => totals.skip += 1,
+                Status::Error => totals.error += 1,
+            }
+        }
+        self.totals = totals;
+    }
+}
+
+/// The whole run (results.json).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub kforge_version: String,
+    /// False when some cells are missing (interrupted run, broken per-cell files).
+    pub complete: bool,
+    pub cells: Vec<CellResult>,
+}
+
+impl Results {
+    pub fn new(cells: Vec<CellResult>) -> Results {
+        Results { kforge_version: env!("CARGO_PKG_VERSION").to_string(), complete: true, cells }
+    }
+
+    /// 0 all passed (or skipped), 1 a test failed, 2 something before the tests failed.
+    pub fn exit_code(&self) -> i32 {
+        if !self.complete || self.cells.iter().any(|cell| cell.status == Status::Error) {
+            error::EXIT_INFRA
+        } else if self.cells.iter().any(|cell| cell.status == Status::Fail) {
+            error::EXIT_TEST_FAILED
+        } else {
+            error::EXIT_OK
+        }
+    }
+
+    /// Writes results.json and junit.xml into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        crate::cache::write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(self)? + "\n")?;
+        crate::cache::write_atomic(&dir.join("junit.xml"), self.junit()?)?;
+        Ok(())
+    }
+
+    /// JUnit XML: one suite per cell, one case per test; a cell that failed
+    /// before its tests is one errored case named after the stage.
+    pub fn junit(&self) -> Result<String> {
+        use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+        let mut report = Report::new("kforge");
+        for cell in &self.cells {
+            let mut suite = TestSuite::new(format!("{}/{}", cell.kernel, cell.arch));
+            if cell.tests.is_empty() || cell.status == Status::Error {
+                if let Some(category) = cell.category {
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+                    status.set_message(cell.message.clone().unwrap_or_default());
+                    status.set_type(category.as_str());
+                    suite.add_test_case(TestCase::new(format!("{}.{}", cell.id, category.as_str()), status));
+                }
+            }
+            for test in &cell.tests {
+                let status = match test.status {
+                    Status::Pass => TestCaseStatus::success(),
+                    Status::Skip => {
+                        let mut status = TestCaseStatus::skipped();
+                        if let Some(reason) = &test.reason {
+                            status.set_message(reason.clone());
+                        }
+                        status
+                    }
+                    Status::Fail | Status::Error => {
+                        let kind = if test.status == Status::Fail { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+                        let mut status = TestCaseStatus::non_success(kind);
+                        status.set_description(test.diagnostics.join("\n"));
+                        status
+                    }
+                };
+                let mut case = TestCase::new(test.name.clone(), status);
+                case.set_classname(cell.id.clone());
+                suite.add_test_case(case);
+            }
+            report.add_test_suite(suite);
+        }
+        Ok(report.to_string()?)
+    }
+
+    /// The summary table printed after a run.
+    pub fn summary(&self) -> String {
+        let mut out = format!("{:<22} {:<6} {:<15} {:<18} {}\n", "cell", "status", "category", "pass/fail/skip/err", "log");
+        for cell in &self.cells {
+            let totals = cell.totals;
+            let counts = format!("{}/{}/{}/{}", totals.pass, totals.fail, totals.skip, totals.error);
+            let category = cell.category.map(Category::as_str).unwrap_or("-");
+            let log = match cell.status {
+                Status::Pass | Status::Skip => cell.log.clone(),
+                _ if Path::new(&cell.log).exists() && cell.category != Some(Category::Build) => cell.log.clone(),
+                _ => cell.build_log.clone().unwrap_or_else(|| cell.log.clone()),
+            };
+            out.push_str(&format!(
+                "{:<22} {:<6} {:<15} {:<18} {}\n",
+                format!("{}/{}", cell.kernel, cell.arch),
+                ui::colored_status(cell.status.as_str()),
+                category,
+                counts,
+                log
+            ));
+            if let Some(message) = &cell.message {
+                for line in message.lines().take(12) {
+                    out.push_str(&format!("    {line}\n"));
+                }
+            }
+            for test in cell.tests.iter().filter(|test| matches!(test.status, Status::Fail | Status::Error)) {
+                out.push_str(&format!("    {} {}\n", ui::colored_status(test.status.as_str()), test.name));
+                for line in test.diagnostics.iter().rev().take(8).rev() {
+                    out.push_str(&format!("        # {line}\n"));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(status: Status, category: Option<Category>) -> CellResult {
+        let mut cell = CellResult {
+            id: "7.2-x86_64".into(),
+            arch: "x86_64".into(),
+            kernel: "7.2".into(),
+            toolchain: "sid".into(),
+            status,
+            category,
+            message: None,
+            log: "target/kforge/cells/7.2-x86_64/console.log".into(),
+            build_log: None,
+            ktap: None,
+            tests: vec![
+                TestRecord { name: "fifo.load".into(), status: Status::Pass, reason: None, diagnostics: vec![] },
+                TestRecord {
+                    name: "fifo.roundtrip".into(),
+                    status: if status == Status::Fail { Status::Fail } else { Status::Pass },
+                    reason: None,
+                    diagnostics: vec!["expected 40 bytes, got 39".into()],
+                },
+            ],
+            totals: Totals::default(),
+            timings: Timings::default(),
+        };
+        cell.recount();
+        cell
+    }
+
+    #[test]
+    fn exit_codes_separate_test_failures_from_infrastructure() {
+        assert_eq!(Results::new(vec![cell(Status::Pass, None)]).exit_code(), 0);
+        assert_eq!(Results::new(vec![cell(Status::Pass, None), cell(Status::Fail, Some(Category::TestFail))]).exit_code(), 1);
+        assert_eq!(Results::new(vec![cell(Status::Fail, Some(Category::TestFail)), cell(Status::Error, Some(Category::Build))]).exit_code(), 2);
+        let mut incomplete = Results::new(vec![cell(Status::Pass, None)]);
+        incomplete.complete = false;
+        assert_eq!(incomplete.exit_code(), 2);
+    }
+
+    #[test]
+    fn results_json_has_the_documented_fields() {
+        let json = serde_json::to_value(Results::new(vec![cell(Status::Fail, Some(Category::TestFail))])).unwrap();
+        let first = &json["cells"][0];
+        for key in ["arch", "kernel", "toolchain", "status", "category", "log", "tests"] {
+            assert!(first.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(first["category"], "test-fail");
+        assert_eq!(first["tests"][1]["name"], "fifo.roundtrip");
+        assert_eq!(first["totals"]["fail"], 1);
+    }
+
+    #[test]
+    fn junit_lists_failures_with_diagnostics() {
+        let xml = Results::new(vec![cell(Status::Fail, Some(Category::TestFail))]).junit().unwrap();
+        assert!(xml.contains("fifo.roundtrip"), "{xml}");
+        assert!(xml.contains("<failure"), "{xml}");
+        assert!(xml.contains("expected 40 bytes, got 39"), "{xml}");
+    }
+}

@@ -1,0 +1,190 @@
+//! `toolchains/<id>.toml`: one toolchain pinned exactly (rustc, rust-src, bindgen, LLVM, QEMU, busybox) and where each comes from.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{error, project};
+
+/// One pinned tool: the exact upstream version, and the distro packages
+/// (`name=version`) that provide it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ToolPin {
+    pub version: String,
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+/// LLVM is pinned like a tool, plus where its unversioned binaries live.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LlvmPin {
+    pub version: String,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Directory holding `clang`, `ld.lld`, `llvm-ar`... (put first on PATH).
+    pub bin: String,
+    /// Directory holding `libclang.so` (bindgen's LIBCLANG_PATH).
+    pub lib: String,
+}
+
+/// How the toolchain is provided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// A hermetic Debian root built with mmdebstrap; builds run inside it.
+    Debian,
+}
+
+/// Debian-specific settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DebianSettings {
+    /// Suite the root is built from (sid, trixie, experimental...).
+    pub suite: String,
+    /// Extra suites added to the root's apt sources (e.g. sid under experimental).
+    #[serde(default)]
+    pub extra_suites: Vec<String>,
+    /// Helper packages a kernel build needs (make, flex, bison...), from the suite.
+    pub build_packages: Vec<String>,
+}
+
+/// A whole `toolchains/<id>.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ToolchainSpec {
+    pub description: String,
+    pub provider: Provider,
+    pub debian: DebianSettings,
+    pub rustc: ToolPin,
+    pub rust_src: ToolPin,
+    pub bindgen: ToolPin,
+    pub llvm: LlvmPin,
+    pub qemu: ToolPin,
+    /// busybox-static, fetched for every target arch's Debian architecture.
+    pub busybox: ToolPin,
+    /// The file's id (its stem); not part of the file.
+    #[serde(skip)]
+    pub id: String,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+impl ToolchainSpec {
+    /// Every package to install into the root, pinned ones first.
+    pub fn root_packages(&self) -> Vec<String> {
+        let mut packages = Vec::new();
+        for pin in [&self.rustc, &self.rust_src, &self.bindgen, &self.qemu] {
+            packages.extend(pin.packages.iter().cloned());
+        }
+        packages.extend(self.llvm.packages.iter().cloned());
+        packages.extend(self.debian.build_packages.iter().cloned());
+        packages
+    }
+
+    /// The busybox package name and version (`busybox-static`, `1:1.38.0-3+b1`).
+    pub fn busybox_package(&self) -> Result<(String, String)> {
+        let pinned = self.busybox.packages.first().with_context(|| {
+            format!("{}: [busybox] needs packages = [\"busybox-static=VERSION\"]", self.path.display())
+        })?;
+        split_pin(pinned).with_context(|| format!("in [busybox] of {}", self.path.display()))
+    }
+
+
+    /// The file contents that matter, canonically serialised (comments and
+    /// formatting do not change the cache key).
+    pub fn canonical(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Splits `name=version` (and checks it is pinned).
+pub fn split_pin(pinned: &str) -> Result<(String, String)> {
+    match pinned.split_once('=') {
+        Some((name, version)) if !name.is_empty() && !version.is_empty() => Ok((name.to_string(), version.to_string())),
+        _ => Err(error::user(format!("package `{pinned}` is not pinned; write it as name=version"))),
+    }
+}
+
+/// The ids of every `toolchains/*.toml`, sorted.
+pub fn list_ids(repo: &Path) -> Result<Vec<String>> {
+    let dir = repo.join("toolchains");
+    let mut ids = Vec::new();
+    for entry in fs_err::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            if let Some(stem) = path.file_stem() {
+                ids.push(stem.to_string_lossy().into_owned());
+            }
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// Loads `toolchains/<id>.toml`, or says which ids exist.
+pub fn load(repo: &Path, id: &str) -> Result<ToolchainSpec> {
+    let path = repo.join("toolchains").join(format!("{id}.toml"));
+    if !path.is_file() {
+        return Err(error::unknown("toolchain", id, &list_ids(repo)?));
+    }
+    let mut spec: ToolchainSpec = project::load_toml(&path)?;
+    spec.id = id.to_string();
+    spec.path = path;
+    for pin in spec.root_packages().iter().filter(|package| package.contains('=')) {
+        split_pin(pin).with_context(|| format!("in {}", spec.path.display()))?;
+    }
+    if spec.rust_src.version != spec.rustc.version {
+        return Err(error::user(format!(
+            "{}: rust-src {} does not match rustc {}; the kernel needs the standard library sources of the exact compiler",
+            spec.path.display(),
+            spec.rust_src.version,
+            spec.rustc.version
+        )));
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn committed_toolchains_load_and_pin_every_package() {
+        let ids = list_ids(&repo()).unwrap();
+        assert!(ids.contains(&"sid".to_string()), "{ids:?}");
+        for id in ids {
+            let spec = load(&repo(), &id).unwrap();
+            for package in spec.root_packages().iter().filter(|package| !spec.debian.build_packages.contains(package)) {
+                assert!(package.contains('='), "{id}: {package} is not pinned");
+            }
+            spec.busybox_package().unwrap();
+        }
+    }
+
+    #[test]
+    fn default_toolchain_matches_the_issue() {
+        let spec = load(&repo(), "sid").unwrap();
+        assert_eq!(spec.rustc.version, "1.97.1");
+        assert_eq!(spec.bindgen.version, "0.72.1");
+        assert!(spec.llvm.version.starts_with("22."));
+    }
+
+    #[test]
+    fn unknown_toolchain_lists_known_ones() {
+        let message = format!("{}", load(&repo(), "nope").unwrap_err());
+        assert!(message.contains("unknown toolchain `nope`") && message.contains("sid"), "{message}");
+    }
+
+    #[test]
+    fn unpinned_package_is_an_error() {
+        assert!(split_pin("rustc").is_err());
+        assert_eq!(split_pin("clang-22=1:22.1.8-3").unwrap(), ("clang-22".to_string(), "1:22.1.8-3".to_string()));
+    }
+}

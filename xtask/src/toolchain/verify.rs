@@ -1,0 +1,179 @@
+//! Checks every pinned version inside an installed root, exactly, and explains each mismatch.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::Toolchain;
+use crate::arch::ARCHES;
+use crate::sandbox::Sandbox;
+
+/// One check: what was pinned, what the root has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub tool: String,
+    pub pinned: String,
+    /// The version found, or "missing".
+    pub found: String,
+    pub ok: bool,
+    /// The raw line the version came from, or why it is missing.
+    pub detail: String,
+}
+
+/// The whole verification, as printed by `toolchain verify --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub toolchain: String,
+    pub root: String,
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// The mismatch lines of a failed report: "rustc: pinned 1.97.1, found 1.96.0".
+    pub fn mismatches(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|check| !check.ok)
+            .map(|check| format!("{}: pinned {}, found {} ({})", check.tool, check.pinned, check.found, check.detail))
+            .collect()
+    }
+
+    /// Human-readable table.
+    pub fn render(&self) -> String {
+        let mut out = format!("toolchain {} at {}\n", self.toolchain, self.root);
+        for check in &self.checks {
+            let mark = if check.ok { "ok  " } else { "FAIL" };
+            out.push_str(&format!("  {mark} {:<24} pinned {:<10} found {:<10} {}\n", check.tool, check.pinned, check.found, check.detail));
+        }
+        out
+    }
+}
+
+/// Pulls the first dotted version (`1.97.1`, `22.1.8`) that follows `marker` in `text`.
+pub fn version_after(text: &str, marker: &str) -> Option<String> {
+    let start = text.find(marker)? + marker.len();
+    let rest = text[start..].trim_start();
+    let version: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let version = version.trim_end_matches('.').to_string();
+    if version.contains('.') { Some(version) } else { None }
+}
+
+/// Runs a shell snippet in the root; returns stdout+stderr (or the failure text).
+fn probe(sandbox: &Sandbox, script: &str) -> Result<(bool, String)> {
+    let cmd = sandbox.jail().command(&["sh", "-c", script])?;
+    let output = cmd.output()?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok((output.status.success(), text))
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().find(|line| !line.trim().is_empty()).unwrap_or("no output").trim().to_string()
+}
+
+fn version_check(tool: &str, pinned: &str, output: (bool, String), marker: &str) -> Check {
+    let (_, text) = output;
+    match version_after(&text, marker) {
+        Some(found) => Check { tool: tool.to_string(), pinned: pinned.to_string(), ok: found == pinned, found, detail: first_line(&text) },
+        None => Check { tool: tool.to_string(), pinned: pinned.to_string(), found: "missing".to_string(), ok: false, detail: first_line(&text) },
+    }
+}
+
+/// Verifies every pin of an installed toolchain.
+pub fn verify(toolchain: &Toolchain) -> Result<Report> {
+    let sandbox = toolchain.sandbox()?;
+    let spec = &toolchain.spec;
+    let mut checks = Vec::new();
+
+    checks.push(version_check("rustc", &spec.rustc.version, probe(&sandbox, "rustc --version")?, "rustc "));
+
+    let rust_src = probe(
+        &sandbox,
+        "src=$(rustc --print sysroot)/lib/rustlib/src/rust; \
+         if [ -f \"$src/library/core/src/lib.rs\" ]; then echo \"rust-src $(cat \"$src/src/version\" 2>/dev/null || echo unknown) at $src\"; \
+         else echo \"library/core is missing under $src\"; fi",
+    )?;
+    checks.push(version_check("rust-src", &spec.rust_src.version, rust_src, "rust-src "));
+
+    checks.push(version_check("bindgen", &spec.bindgen.version, probe(&sandbox, "bindgen --version")?, "bindgen "));
+
+    // The kernel's own trick (scripts/rust_is_available.sh): ask bindgen's
+    // libclang to print its version through a #pragma message.
+    let libclang = probe(
+        &sandbox,
+        "printf '#pragma message(\"clang version \" __clang_version__)\\n' > /tmp/kforge-libclang.h; \
+         bindgen /tmp/kforge-libclang.h 2>&1 >/dev/null | grep -F 'clang version' || echo 'bindgen could not load libclang'",
+    )?;
+    checks.push(version_check("libclang (via bindgen)", &spec.llvm.version, libclang, "clang version "));
+
+    checks.push(version_check("clang", &spec.llvm.version, probe(&sandbox, "clang --version")?, "clang version "));
+    checks.push(version_check("ld.lld", &spec.llvm.version, probe(&sandbox, "ld.lld --version")?, "LLD "));
+
+    let mut qemu_binaries: Vec<(&str, &str)> = Vec::new();
+    for arch in ARCHES {
+        if !qemu_binaries.iter().any(|(binary, _)| *binary == arch.qemu.binary) {
+            qemu_binaries.push((arch.qemu.binary, arch.qemu.package));
+        }
+    }
+    for (binary, package) in qemu_binaries {
+        let output = probe(&sandbox, &format!("{binary} --version || echo '{binary} is missing: install the {package} package'"))?;
+        checks.push(version_check(binary, &spec.qemu.version, output, "QEMU emulator version "));
+    }
+
+    let host_busybox = toolchain.busybox(host_arch_row());
+    let busybox_output = if host_busybox.is_file() {
+        probe(&sandbox, &format!("/{} | head -n 1", host_busybox.strip_prefix(&toolchain.root)?.display()))?
+    } else {
+        (false, format!("{} is missing", host_busybox.display()))
+    };
+    checks.push(version_check("busybox", &spec.busybox.version, busybox_output, "BusyBox v"));
+    for arch in ARCHES {
+        let path = toolchain.busybox(arch);
+        let present = path.is_file();
+        checks.push(Check {
+            tool: format!("busybox ({})", arch.debian_arch),
+            pinned: spec.busybox.version.clone(),
+            found: if present { spec.busybox.version.clone() } else { "missing".to_string() },
+            ok: present,
+            detail: path.display().to_string(),
+        });
+    }
+
+    let ok = checks.iter().all(|check| check.ok);
+    Ok(Report { toolchain: toolchain.id().to_string(), root: toolchain.root.display().to_string(), ok, checks })
+}
+
+/// The arch row matching the host, for running the host's busybox.
+fn host_arch_row() -> &'static crate::arch::Arch {
+    let host = super::host_debian_arch();
+    ARCHES.iter().find(|arch| arch.debian_arch == host).unwrap_or(&ARCHES[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_real_tool_output() {
+        assert_eq!(version_after("rustc 1.97.1 (8bab26f4f 2026-07-14) (built from a source tarball)", "rustc ").unwrap(), "1.97.1");
+        assert_eq!(version_after("Debian clang version 22.1.8 (3)", "clang version ").unwrap(), "22.1.8");
+        assert_eq!(
+            version_after("clang diag: /tmp/v.h:1:9: warning: clang version 22.1.8 (3) [-W#pragma-messages]", "clang version ").unwrap(),
+            "22.1.8"
+        );
+        assert_eq!(version_after("Debian LLD 22.1.8 (compatible with GNU linkers)", "LLD ").unwrap(), "22.1.8");
+        assert_eq!(version_after("QEMU emulator version 11.1.3 (Debian 1:11.1.3+ds-1)", "QEMU emulator version ").unwrap(), "11.1.3");
+        assert_eq!(version_after("BusyBox v1.38.0 (Debian 1:1.38.0-3+b1) multi-call binary.", "BusyBox v").unwrap(), "1.38.0");
+        assert_eq!(version_after("bash: rustc: command not found", "rustc "), None);
+    }
+
+    #[test]
+    fn a_mismatch_names_tool_pin_and_found_version() {
+        let check = version_check("rustc", "1.97.1", (true, "rustc 1.96.0 (abc 2026-05-01)".into()), "rustc ");
+        assert!(!check.ok);
+        let report = Report { toolchain: "sid".into(), root: "/r".into(), ok: false, checks: vec![check] };
+        assert_eq!(report.mismatches(), ["rustc: pinned 1.97.1, found 1.96.0 (rustc 1.96.0 (abc 2026-05-01))"]);
+        let missing = version_check("bindgen", "0.72.1", (false, "sh: bindgen: not found".into()), "bindgen ");
+        assert_eq!((missing.found.as_str(), missing.ok), ("missing", false));
+    }
+}

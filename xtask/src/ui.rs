@@ -1,0 +1,134 @@
+//! The one place that decides what reaches the terminal: quiet/verbose, status lines, progress bars.
+//!
+//! stdout is for data (JSON, reports); everything for humans goes to stderr.
+//! Progress bars are hidden when stderr is not a terminal, in verbose mode
+//! (the echoed commands would fight with them) and when `KFORGE_NO_PROGRESS` is set.
+
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+#[derive(Debug)]
+struct Printer {
+    verbosity: Verbosity,
+    color: bool,
+    progress: bool,
+}
+
+static PRINTER: OnceLock<Printer> = OnceLock::new();
+
+/// Sets verbosity once, at start-up. Later calls are ignored.
+pub fn init(verbosity: Verbosity) {
+    let terminal = std::io::stderr().is_terminal();
+    let color = terminal && std::env::var_os("NO_COLOR").is_none();
+    let progress = terminal
+        && verbosity == Verbosity::Normal
+        && std::env::var_os("KFORGE_NO_PROGRESS").is_none()
+        && std::env::var_os("CI").is_none();
+    let _ = PRINTER.set(Printer { verbosity, color, progress });
+}
+
+fn printer() -> &'static Printer {
+    PRINTER.get_or_init(|| Printer { verbosity: Verbosity::Normal, color: false, progress: false })
+}
+
+pub fn verbose() -> bool {
+    printer().verbosity >= Verbosity::Verbose
+}
+
+fn paint(code: &str, text: &str) -> String {
+    if printer().color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+}
+
+/// A cargo-style status line: a right-aligned green verb, then the message.
+pub fn status(verb: &str, message: impl AsRef<str>) {
+    if printer().verbosity == Verbosity::Quiet {
+        return;
+    }
+    let verb = paint("1;32", &format!("{verb:>12}"));
+    let _ = writeln!(std::io::stderr(), "{verb} {}", message.as_ref());
+}
+
+/// A warning line, shown even in quiet mode.
+pub fn warn(message: impl AsRef<str>) {
+    let label = paint("1;33", "warning");
+    let _ = writeln!(std::io::stderr(), "{label}: {}", message.as_ref());
+}
+
+/// A plain line for humans on stderr (tables, summaries); hidden in quiet mode.
+pub fn info(message: impl AsRef<str>) {
+    if printer().verbosity == Verbosity::Quiet {
+        return;
+    }
+    let _ = writeln!(std::io::stderr(), "{}", message.as_ref());
+}
+
+/// Only in verbose mode: echoed command lines and other detail.
+pub fn detail(message: impl AsRef<str>) {
+    if verbose() {
+        let _ = writeln!(std::io::stderr(), "{}", paint("2", message.as_ref()));
+    }
+}
+
+/// Prints an error report (already rendered by `error::render`) in red.
+pub fn error(rendered: &str) {
+    let mut lines = rendered.splitn(2, ": ");
+    let head = lines.next().unwrap_or_default();
+    let rest = lines.next().unwrap_or_default();
+    let _ = writeln!(std::io::stderr(), "{}: {rest}", paint("1;31", head));
+}
+
+/// Green/red/yellow words for summary tables.
+pub fn colored_status(word: &str) -> String {
+    match word {
+        "pass" => paint("32", word),
+        "fail" | "error" => paint("1;31", word),
+        "skip" => paint("33", word),
+        _ => word.to_string(),
+    }
+}
+
+/// A progress bar with a known length, or a hidden one when progress is off.
+pub fn bar(length: u64, prefix: &str) -> ProgressBar {
+    if !printer().progress {
+        return ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{prefix:>12.cyan.bold} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}")
+        .map(|style| style.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_prefix(prefix.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// A spinner for work of unknown length (or hidden when progress is off).
+pub fn spinner(prefix: &str) -> ProgressBar {
+    if !printer().progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{prefix:>12.cyan.bold} {spinner} {elapsed} {wide_msg}") {
+        bar.set_style(style);
+    }
+    bar.set_prefix(prefix.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Whether progress bars are drawn; when they are not, long work prints
+/// periodic status lines instead so logs still show it is alive.
+pub fn progress_enabled() -> bool {
+    printer().progress
+}
