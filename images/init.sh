@@ -41,7 +41,7 @@ for driver in $drivers; do
     dir=/kforge/drivers/$driver
     module=$(cat "$dir/module")
     params=$(cat "$dir/params")
-    tests=$(wc -l < "$dir/tests")
+    tests=$(wc -l < "$dir/test-list")
     echo "    KTAP version 1"
     echo "    # Subtest: $driver"
     echo "    1..$((tests + 2))"
@@ -83,7 +83,7 @@ for driver in $drivers; do
             echo "    not ok $number $name"
             failed=1
         fi
-    done < "$dir/tests"
+    done < "$dir/test-list"
     number=$((number + 1))
     if [ "$loaded" = 1 ]; then
         if out=$(rmmod "$module" 2>&1); then

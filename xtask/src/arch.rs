@@ -39,6 +39,10 @@ pub struct Arch {
     pub debian_arch: &'static str,
     /// clang `--target` triple for user-space test programs.
     pub llvm_triple: &'static str,
+    /// Extra clang flags for user-space test programs on this arch.
+    pub user_cflags: &'static [&'static str],
+    /// `ARCH=` for `make headers` (the UAPI headers test programs build against).
+    pub headers_arch: &'static str,
     /// Kernel image to boot, relative to the build directory.
     pub kernel_image: &'static str,
     /// Serial console device for `console=`.
@@ -57,6 +61,8 @@ pub const ARCHES: &[Arch] = &[
         srcarch: "x86",
         debian_arch: "amd64",
         llvm_triple: "x86_64-linux-gnu",
+        user_cflags: &[],
+        headers_arch: "x86",
         kernel_image: "arch/x86/boot/bzImage",
         console: "ttyS0",
         config_fragment: "x86_64.config",
@@ -77,6 +83,8 @@ pub const ARCHES: &[Arch] = &[
         srcarch: "arm64",
         debian_arch: "arm64",
         llvm_triple: "aarch64-linux-gnu",
+        user_cflags: &[],
+        headers_arch: "arm64",
         kernel_image: "arch/arm64/boot/Image",
         console: "ttyAMA0",
         config_fragment: "arm64.config",
@@ -96,10 +104,9 @@ impl Arch {
     /// Looks an arch up by kernel name or alias (case-insensitive).
     pub fn find(name: &str) -> Result<&'static Arch> {
         let wanted = name.trim().to_ascii_lowercase();
-        ARCHES
-            .iter()
-            .find(|arch| arch.name == wanted || arch.aliases.contains(&wanted.as_str()))
-            .ok_or_else(|| error::unknown("arch", name, &ARCHES.iter().map(|arch| arch.name.to_string()).collect::<Vec<_>>()))
+        ARCHES.iter().find(|arch| arch.name == wanted || arch.aliases.contains(&wanted.as_str())).ok_or_else(|| {
+            error::unknown("arch", name, &ARCHES.iter().map(|arch| arch.name.to_string()).collect::<Vec<_>>())
+        })
     }
 
     /// Parses `x86_64,arm64` or `all` into arches, keeping the user's order and dropping repeats.

@@ -34,6 +34,10 @@ pub struct DriverMeta {
     pub module_params: Vec<String>,
     /// Guest tests (paths relative to the driver), run in order.
     pub tests: Vec<String>,
+    /// C test programs (`tests/x.c`), built static with the kernel's nolibc
+    /// for each arch into `tests/x` next to the tests.
+    #[serde(default)]
+    pub test_programs: Vec<String>,
     /// Oldest kernel release it supports ("7.2").
     pub min_kernel: Option<String>,
     /// Arches it cannot run on, with the reason.
@@ -80,10 +84,10 @@ impl Driver {
         if self.meta.needs_pci && !arch.qemu.pci {
             return Some(format!("{} needs PCI, which the {} machine does not have", self.name, arch.name));
         }
-        if let Some(minimum) = &self.meta.min_kernel {
-            if version::compare(kernel_version, minimum).is_lt() {
-                return Some(format!("{} needs kernel {minimum} or newer (this is {kernel_version})", self.name));
-            }
+        if let Some(minimum) = &self.meta.min_kernel
+            && version::compare(kernel_version, minimum).is_lt()
+        {
+            return Some(format!("{} needs kernel {minimum} or newer (this is {kernel_version})", self.name));
         }
         None
     }
@@ -114,7 +118,7 @@ pub fn discover(repo: &Path) -> Result<Vec<Driver>> {
         let manifest: Manifest = project::load_toml(&manifest_path)?;
         let Some(meta) = manifest.package.metadata.and_then(|metadata| metadata.kforge) else { continue };
         let dir = manifest_path.parent().map(Path::to_path_buf).unwrap_or_default();
-        for test in &meta.tests {
+        for test in meta.tests.iter().chain(&meta.test_programs) {
             if !dir.join(test).is_file() {
                 return Err(error::user(format!("{}: test `{test}` does not exist", manifest_path.display())));
             }
@@ -145,6 +149,8 @@ pub fn select(all: &[Driver], names: &[String]) -> Result<Vec<Driver>> {
 pub struct BuiltDriver {
     pub driver: Driver,
     pub module: PathBuf,
+    /// The built copy's `tests/` directory: scripts, helpers and compiled programs.
+    pub tests_dir: PathBuf,
 }
 
 /// Builds one driver against a built kernel, in `out_dir/<name>` (a copy of its sources).
@@ -180,7 +186,50 @@ pub fn build(
         };
         return Err(err).stage(Category::Build, format!("driver {} failed to build for {}", driver.name, arch.name));
     }
-    Ok(BuiltDriver { driver: driver.clone(), module })
+    for program in &driver.meta.test_programs {
+        let mut jail = sandbox.jail();
+        jail.ro(&source.dir, "/src");
+        jail.ro(&kernel.dir, "/build");
+        jail.rw(&work, "/drv");
+        let output = format!("/drv/{}", program.strip_suffix(".c").unwrap_or(program));
+        let cmd = jail.cwd("/drv").command(&test_program_command(arch, &format!("/drv/{program}"), &output))?;
+        cmd.run().stage(
+            Category::Build,
+            format!("test program {program} of driver {} failed to build for {}", driver.name, arch.name),
+        )?;
+    }
+    Ok(BuiltDriver { driver: driver.clone(), module, tests_dir: work.join("tests") })
+}
+
+/// clang for a static nolibc test program: no libc, the kernel's UAPI headers
+/// from the build directory, any arch (`-fno-builtin` keeps printf from
+/// becoming puts, which nolibc only has inline).
+pub fn test_program_command(arch: &Arch, source: &str, output: &str) -> Vec<String> {
+    let mut argv = vec!["clang".to_string(), format!("--target={}", arch.llvm_triple)];
+    argv.extend(arch.user_cflags.iter().map(|flag| flag.to_string()));
+    argv.extend(
+        [
+            "-fuse-ld=lld",
+            "-nostdlib",
+            "-nostdinc",
+            "-static",
+            "-fno-builtin",
+            "-Os",
+            "-Wall",
+            "-Wextra",
+            "-isystem",
+            "/src/tools/include/nolibc",
+            "-isystem",
+            "/build/usr/include",
+            "-include",
+            "nolibc.h",
+            "-o",
+            output,
+            source,
+        ]
+        .map(str::to_string),
+    );
+    argv
 }
 
 /// Copies a driver's directory (skipping build output) for an isolated build.
@@ -190,7 +239,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         let entry = entry?;
         let name = entry.file_name();
         let name_text = name.to_string_lossy();
-        if name_text == "target" || name_text.ends_with(".o") || name_text.ends_with(".ko") || name_text.starts_with('.') {
+        if name_text == "target"
+            || name_text.ends_with(".o")
+            || name_text.ends_with(".ko")
+            || name_text.starts_with('.')
+        {
             continue;
         }
         let kind = entry.file_type()?;
@@ -219,6 +272,7 @@ mod tests {
             needs_pci: true,
             module_params: vec![],
             tests: vec!["tests/factorial.sh".into()],
+            test_programs: vec![],
             min_kernel: Some("7.2".into()),
             unsupported_arches: BTreeMap::from([("arm64".to_string(), "example reason".to_string())]),
         }
@@ -246,7 +300,8 @@ mod tests {
 
     #[test]
     fn bad_metadata_names_the_file_and_line() {
-        let text = "[package]\nname = \"x\"\n\n[package.metadata.kforge]\nmodule = \"x\"\ntests = []\ncolour = \"red\"\n";
+        let text =
+            "[package]\nname = \"x\"\n\n[package.metadata.kforge]\nmodule = \"x\"\ntests = []\ncolour = \"red\"\n";
         let err = project::parse_toml::<Manifest>(Path::new("drivers/x/Cargo.toml"), text).unwrap_err();
         let message = err.to_string();
         assert!(message.starts_with("malformed drivers/x/Cargo.toml:7"), "{message}");

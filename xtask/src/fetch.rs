@@ -64,7 +64,8 @@ pub fn fetch(url: &str, sha256: &str) -> Result<PathBuf> {
         }
     }
     let _ = fs_err::remove_file(&partial);
-    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("download failed"))).with_context(|| format!("failed to download {url}"))
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("download failed")))
+        .with_context(|| format!("failed to download {url}"))
 }
 
 /// Streams `url` into `destination`, hashing as it goes; returns the sha256.

@@ -35,7 +35,9 @@ pub fn ensure(tools: &[HostTool]) -> Result<()> {
     }
     let prefix: Vec<&str> = if sandbox::is_root() {
         vec![]
-    } else if process::which("sudo").is_some() && Cmd::new("sudo").args(["-n", "true"]).output().is_ok_and(|out| out.status.success()) {
+    } else if process::which("sudo").is_some()
+        && Cmd::new("sudo").args(["-n", "true"]).output().is_ok_and(|out| out.status.success())
+    {
         vec!["sudo", "-n"]
     } else {
         return Err(error::user_hint(format!("{} not installed", programs.join(", ")), format!("run: {install_line}")));
@@ -53,10 +55,7 @@ pub fn ensure(tools: &[HostTool]) -> Result<()> {
         // A fresh machine may have empty package lists; refresh them once.
         apt(&["update", "-q"]).context("apt-get update failed")?;
         apt(&install_args).map_err(|err| {
-            error::with_hint(err, 
-                format!("cannot install {}", packages.join(", ")),
-                format!("run: {install_line}"),
-            )
+            error::with_hint(err, format!("cannot install {}", packages.join(", ")), format!("run: {install_line}"))
         })?;
     }
     for tool in missing {

@@ -72,8 +72,31 @@ impl Cpio {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_header(out: &mut Vec<u8>, ino: u64, mode: u32, nlink: u32, mtime: u64, size: u64, rdev: (u32, u32), name: &str) {
-    let fields = [ino, mode as u64, 0, 0, nlink as u64, mtime, size, 0, 0, rdev.0 as u64, rdev.1 as u64, name.len() as u64 + 1, 0];
+fn write_header(
+    out: &mut Vec<u8>,
+    ino: u64,
+    mode: u32,
+    nlink: u32,
+    mtime: u64,
+    size: u64,
+    rdev: (u32, u32),
+    name: &str,
+) {
+    let fields = [
+        ino,
+        mode as u64,
+        0,
+        0,
+        nlink as u64,
+        mtime,
+        size,
+        0,
+        0,
+        rdev.0 as u64,
+        rdev.1 as u64,
+        name.len() as u64 + 1,
+        0,
+    ];
     out.extend_from_slice(b"070701");
     for field in fields {
         out.extend_from_slice(format!("{:08x}", field & 0xffff_ffff).as_bytes());
@@ -84,7 +107,7 @@ fn write_header(out: &mut Vec<u8>, ino: u64, mode: u32, nlink: u32, mtime: u64, 
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -110,10 +133,11 @@ pub struct ImageInput {
 }
 
 /// Lays out the initramfs: /init, /bin/busybox (+ /bin/sh), /dev/console, and
-/// /kforge/drivers/<name>/{module,params,tests,<module>.ko,tests/*}.
+/// /kforge/drivers/<name>/{module,params,test-list,<module>.ko,tests/*}.
 pub fn layout(input: &ImageInput) -> Result<Cpio> {
     let mut cpio = Cpio::new();
-    let read = |path: &Path| fs_err::read(path).with_context(|| format!("cannot put {} into the image", path.display()));
+    let read =
+        |path: &Path| fs_err::read(path).with_context(|| format!("cannot put {} into the image", path.display()));
     if !input.busybox.is_file() {
         bail!("busybox is missing at {} (reinstall the toolchain)", input.busybox.display());
     }
@@ -133,9 +157,19 @@ pub fn layout(input: &ImageInput) -> Result<Cpio> {
         for test in &driver.meta.tests {
             let file = test.rsplit('/').next().unwrap_or(test);
             list.push_str(&format!("{} {file}\n", crate::driver::test_name(test)));
-            cpio.add_file(&format!("{base}/tests/{file}"), 0o755, read(&driver.dir.join(test))?);
         }
-        cpio.add_file(&format!("{base}/tests"), 0o644, list);
+        cpio.add_file(&format!("{base}/test-list"), 0o644, list);
+        // Everything in the built tests/ directory: the tests, their helpers
+        // and the compiled test programs (not the C sources).
+        if built.tests_dir.is_dir() {
+            for entry in fs_err::read_dir(&built.tests_dir)? {
+                let path = entry?.path();
+                let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+                if path.is_file() && !name.ends_with(".c") && !name.ends_with(".h") {
+                    cpio.add_file(&format!("{base}/tests/{name}"), 0o755, read(&path)?);
+                }
+            }
+        }
         cpio.add_file(&format!("{base}/{}.ko", driver.meta.module), 0o644, read(&built.module)?);
     }
     Ok(cpio)
@@ -158,7 +192,10 @@ mod tests {
         cpio.add_file("kforge/drivers/fifo/module", 0o644, "kforge_fifo\n");
         cpio.add("bin/sh", Node::Symlink("busybox".into()));
         cpio.add_file("init", 0o755, "#!/bin/sh\n");
-        assert_eq!(cpio.paths(), ["bin", "bin/sh", "init", "kforge", "kforge/drivers", "kforge/drivers/fifo", "kforge/drivers/fifo/module"]);
+        assert_eq!(
+            cpio.paths(),
+            ["bin", "bin/sh", "init", "kforge", "kforge/drivers", "kforge/drivers/fifo", "kforge/drivers/fifo/module"]
+        );
         let bytes = cpio.to_newc(0);
         assert_eq!(bytes.len() % 4, 0);
         assert!(bytes.starts_with(b"070701"));
@@ -193,10 +230,8 @@ mod tests {
         fs_err::create_dir_all(&dir).unwrap();
         let archive = dir.join("a.cpio");
         fs_err::write(&archive, cpio.to_newc(0)).unwrap();
-        let listing = crate::process::Cmd::new("sh")
-            .args(["-c", &format!("cpio -it < {}", archive.display())])
-            .run()
-            .unwrap();
+        let listing =
+            crate::process::Cmd::new("sh").args(["-c", &format!("cpio -it < {}", archive.display())]).run().unwrap();
         assert_eq!(listing.lines().collect::<Vec<_>>(), ["dir", "dir/file.txt", "dir/link"]);
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -129,7 +129,11 @@ fn fail_cell(mut result: CellResult, err: anyhow::Error, log: Option<&Path>) -> 
     Failed(Box::new(result))
 }
 
-fn prepare(cell: &Cell, options: &RunOptions, toolchains: &mut BTreeMap<String, Result<Toolchain, String>>) -> Result<Option<Prepared>, Failed> {
+fn prepare(
+    cell: &Cell,
+    options: &RunOptions,
+    toolchains: &mut BTreeMap<String, Result<Toolchain, String>>,
+) -> Result<Option<Prepared>, Failed> {
     let dir = options.output.join("cells").join(cell.id());
     let mut result = empty_result(cell, &dir);
     let started = Instant::now();
@@ -141,7 +145,8 @@ fn prepare(cell: &Cell, options: &RunOptions, toolchains: &mut BTreeMap<String, 
     let toolchain = toolchains
         .entry(cell.kernel.toolchain.clone())
         .or_insert_with(|| {
-            pipeline::ready_toolchain(&options.repo, &cell.kernel.toolchain, &options.install).map_err(|err| error::render(&err))
+            pipeline::ready_toolchain(&options.repo, &cell.kernel.toolchain, &options.install)
+                .map_err(|err| error::render(&err))
         })
         .clone();
     let toolchain = match toolchain {
@@ -177,7 +182,8 @@ fn prepare(cell: &Cell, options: &RunOptions, toolchains: &mut BTreeMap<String, 
         let plan = pipeline::kernel_plan(&options.repo, &cell.kernel, cell.arch, &toolchain, &active)?;
         let kernel = pipeline::build_kernel(&plan, &toolchain, &source, &kernel_log, options.jobs)?;
         let built = pipeline::build_drivers(&active, cell.arch, &toolchain, &source, &kernel, &drivers_dir)?;
-        let initrd = pipeline::build_image(&toolchain, cell.arch, &options.repo, built, &dir.join("initramfs.cpio.gz"))?;
+        let initrd =
+            pipeline::build_image(&toolchain, cell.arch, &options.repo, built, &dir.join("initramfs.cpio.gz"))?;
         let mut devices: Vec<String> = Vec::new();
         for driver in &active {
             for device in &driver.meta.qemu_devices {
@@ -203,7 +209,11 @@ fn prepare(cell: &Cell, options: &RunOptions, toolchains: &mut BTreeMap<String, 
     if !qemu_binary.is_file() {
         let err = error::user_hint(
             format!("{} is missing from toolchain {}", cell.arch.qemu.binary, toolchain.id()),
-            format!("add the {} package to toolchains/{}.toml [qemu] and reinstall", cell.arch.qemu.package, toolchain.id()),
+            format!(
+                "add the {} package to toolchains/{}.toml [qemu] and reinstall",
+                cell.arch.qemu.package,
+                toolchain.id()
+            ),
         );
         let err = anyhow::Error::new(stage::StageFailed { category: Category::Toolchain, message: err.to_string() });
         return Err(fail_cell(result, err, None));
@@ -219,10 +229,10 @@ fn prepare(cell: &Cell, options: &RunOptions, toolchains: &mut BTreeMap<String, 
 /// The log that explains a failed stage: the driver's build log, else the kernel's.
 fn failed_log(err: &anyhow::Error, kernel_log: &Path, drivers_dir: &Path) -> PathBuf {
     for cause in err.chain() {
-        if let Some(process_error) = cause.downcast_ref::<error::ProcessError>() {
-            if let Some(log) = &process_error.log {
-                return log.clone();
-            }
+        if let Some(process_error) = cause.downcast_ref::<error::ProcessError>()
+            && let Some(log) = &process_error.log
+        {
+            return log.clone();
         }
     }
     if drivers_dir.exists() { drivers_dir.to_path_buf() } else { kernel_log.to_path_buf() }
@@ -263,14 +273,27 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
         verb,
         format!(
             "{}/{}: {} passed, {} failed, {} skipped, {} errors (boot {:.1}s)",
-            result.kernel, result.arch, result.totals.pass, result.totals.fail, result.totals.skip, result.totals.error, booted.seconds
+            result.kernel,
+            result.arch,
+            result.totals.pass,
+            result.totals.fail,
+            result.totals.skip,
+            result.totals.error,
+            booted.seconds
         ),
     );
     Ok(result)
 }
 
 /// Turns the parsed console into tests, a status and a category.
-pub fn evaluate(result: &mut CellResult, report: &ktap::Report, active: &[Driver], end: BootEnd, seconds: f64, last_line: &str) {
+pub fn evaluate(
+    result: &mut CellResult,
+    report: &ktap::Report,
+    active: &[Driver],
+    end: BootEnd,
+    seconds: f64,
+    last_line: &str,
+) {
     for (name, case) in report.leaves() {
         result.tests.push(TestRecord {
             name,
@@ -310,14 +333,20 @@ pub fn evaluate(result: &mut CellResult, report: &ktap::Report, active: &[Driver
             Some(Category::BootTimeout),
             Some(format!("no end marker within {seconds:.0}s; last console line: {last_line}")),
         ),
-        (BootEnd::Exited, None) => {
-            (Status::Error, Some(Category::Infrastructure), Some(format!("QEMU exited before the end marker; last line: {last_line}")))
-        }
+        (BootEnd::Exited, None) => (
+            Status::Error,
+            Some(Category::Infrastructure),
+            Some(format!("QEMU exited before the end marker; last line: {last_line}")),
+        ),
         (BootEnd::Finished, None) => {
             if result.tests.iter().any(|test| matches!(test.status, Status::Fail | Status::Error)) {
                 (Status::Fail, Some(Category::TestFail), None)
             } else if let Some(event) = warning {
-                (Status::Fail, Some(Category::TestFail), Some(format!("kernel warning during the tests: {}", describe(event))))
+                (
+                    Status::Fail,
+                    Some(Category::TestFail),
+                    Some(format!("kernel warning during the tests: {}", describe(event))),
+                )
             } else if !result.tests.is_empty() && result.tests.iter().all(|test| test.status == Status::Skip) {
                 (Status::Skip, None, None)
             } else {

@@ -21,8 +21,10 @@ use crate::{error, image, ui};
 /// Loads the toolchain, installs it if missing, and verifies every pin.
 pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Result<Toolchain> {
     let toolchain = Toolchain::load(repo, id)?;
-    install::install(&toolchain, options).stage(Category::Toolchain, format!("toolchain {id} could not be installed"))?;
-    let report = verify::verify(&toolchain).stage(Category::Toolchain, format!("toolchain {id} could not be verified"))?;
+    install::install(&toolchain, options)
+        .stage(Category::Toolchain, format!("toolchain {id} could not be installed"))?;
+    let report =
+        verify::verify(&toolchain).stage(Category::Toolchain, format!("toolchain {id} could not be verified"))?;
     if !report.ok {
         let message = format!("toolchain {id} does not match its pins:\n  {}", report.mismatches().join("\n  "));
         return Err(error::user_hint(message, format!("reinstall it: cargo xtask toolchain install --force {id}")))
@@ -34,11 +36,18 @@ pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Resul
 
 /// Fetches/unpacks the kernel's source.
 pub fn ready_source(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<SourceTree> {
-    source::prepare(kernel, toolchain).stage(Category::Infrastructure, format!("source of kernel {} is unavailable", kernel.id))
+    source::prepare(kernel, toolchain)
+        .stage(Category::Infrastructure, format!("source of kernel {} is unavailable", kernel.id))
 }
 
 /// The kernel plan for `kernel` on `arch`, with the drivers' config needs merged last.
-pub fn kernel_plan(repo: &Path, kernel: &KernelEntry, arch: &'static Arch, toolchain: &Toolchain, drivers: &[Driver]) -> Result<KernelPlan> {
+pub fn kernel_plan(
+    repo: &Path,
+    kernel: &KernelEntry,
+    arch: &'static Arch,
+    toolchain: &Toolchain,
+    drivers: &[Driver],
+) -> Result<KernelPlan> {
     let mut extras = Vec::new();
     let mut lines = Vec::new();
     for driver in drivers {
@@ -53,13 +62,36 @@ pub fn kernel_plan(repo: &Path, kernel: &KernelEntry, arch: &'static Arch, toolc
 }
 
 /// Configures and builds the kernel; prints whether anything was compiled.
-pub fn build_kernel(plan: &KernelPlan, toolchain: &Toolchain, source: &SourceTree, log: &Path, jobs: usize) -> Result<KernelBuild> {
+pub fn build_kernel(
+    plan: &KernelPlan,
+    toolchain: &Toolchain,
+    source: &SourceTree,
+    log: &Path,
+    jobs: usize,
+) -> Result<KernelBuild> {
     ui::status("Building", format!("kernel {}/{} (log: {})", plan.kernel_id, plan.arch.name, log.display()));
     let build = kbuild::build(plan, toolchain, source, log, jobs)?;
     if build.compiled_steps == 0 {
-        ui::status("Fresh", format!("kernel {}/{}: up to date, nothing compiled ({})", plan.kernel_id, plan.arch.name, build.dir.display()));
+        ui::status(
+            "Fresh",
+            format!(
+                "kernel {}/{}: up to date, nothing compiled ({})",
+                plan.kernel_id,
+                plan.arch.name,
+                build.dir.display()
+            ),
+        );
     } else {
-        ui::status("Built", format!("kernel {}/{}: {} steps ({})", plan.kernel_id, plan.arch.name, build.compiled_steps, build.dir.display()));
+        ui::status(
+            "Built",
+            format!(
+                "kernel {}/{}: {} steps ({})",
+                plan.kernel_id,
+                plan.arch.name,
+                build.compiled_steps,
+                build.dir.display()
+            ),
+        );
     }
     Ok(build)
 }
@@ -82,7 +114,13 @@ pub fn build_drivers(
 }
 
 /// Writes the initramfs for a cell.
-pub fn build_image(toolchain: &Toolchain, arch: &Arch, repo: &Path, drivers: Vec<BuiltDriver>, out: &Path) -> Result<PathBuf> {
+pub fn build_image(
+    toolchain: &Toolchain,
+    arch: &Arch,
+    repo: &Path,
+    drivers: Vec<BuiltDriver>,
+    out: &Path,
+) -> Result<PathBuf> {
     let input = image::ImageInput { busybox: toolchain.busybox(arch), init: repo.join("images/init.sh"), drivers };
     image::write_initramfs(&input, out)
         .with_context(|| format!("failed to write {}", out.display()))

@@ -94,9 +94,6 @@ impl Cmd {
         self
     }
 
-
-
-
     /// Program and arguments as strings (lossy), for plans and snapshots.
     pub fn argv(&self) -> Vec<String> {
         std::iter::once(&self.program).chain(&self.args).map(|part| part.to_string_lossy().into_owned()).collect()
@@ -187,7 +184,12 @@ impl Cmd {
 
     /// Runs with stdout and stderr merged line by line into `log` and into
     /// `on_line`, which may stop the child. Stops it at `timeout` and on Ctrl-C.
-    pub fn stream(&self, log: &Path, timeout: Option<Duration>, on_line: &mut dyn FnMut(&str) -> Control) -> Result<Outcome> {
+    pub fn stream(
+        &self,
+        log: &Path,
+        timeout: Option<Duration>,
+        on_line: &mut dyn FnMut(&str) -> Control,
+    ) -> Result<Outcome> {
         ui::detail(format!("$ {}", self.display()));
         check_interrupt()?;
         if let Some(parent) = log.parent() {
@@ -384,8 +386,7 @@ pub fn log_tail(log: &Path, count: usize) -> Vec<String> {
 
 /// Quotes one word for a POSIX shell when it needs quoting.
 pub fn shell_quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c));
+    let safe = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c));
     if safe { word.to_string() } else { format!("'{}'", word.replace('\'', "'\\''")) }
 }
 
@@ -399,7 +400,6 @@ fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata().map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -456,8 +456,10 @@ mod tests {
         let pid_file = dir.join("grandchild.pid");
         fs_err::create_dir_all(&dir).unwrap();
         let script = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
-        let outcome =
-            Cmd::new("sh").args(["-c", &script]).stream(&log, Some(Duration::from_millis(300)), &mut |_| Control::Continue).unwrap();
+        let outcome = Cmd::new("sh")
+            .args(["-c", &script])
+            .stream(&log, Some(Duration::from_millis(300)), &mut |_| Control::Continue)
+            .unwrap();
         assert_eq!(outcome, Outcome::TimedOut);
         let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
         std::thread::sleep(Duration::from_millis(200));

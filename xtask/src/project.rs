@@ -109,7 +109,11 @@ impl Project {
     fn validate(&self) -> Result<()> {
         for (index, kernel) in self.kernels.iter().enumerate() {
             if self.kernels[..index].iter().any(|earlier| earlier.id == kernel.id) {
-                return Err(error::user(format!("{}: kernel id `{}` is defined twice", self.path.display(), kernel.id)));
+                return Err(error::user(format!(
+                    "{}: kernel id `{}` is defined twice",
+                    self.path.display(),
+                    kernel.id
+                )));
             }
         }
         for id in &self.matrix.kernels {
@@ -123,7 +127,10 @@ impl Project {
     }
 
     pub fn kernel(&self, id: &str) -> Result<&KernelEntry> {
-        self.kernels.iter().find(|kernel| kernel.id == id).ok_or_else(|| error::unknown("kernel", id, &self.kernel_ids()))
+        self.kernels
+            .iter()
+            .find(|kernel| kernel.id == id)
+            .ok_or_else(|| error::unknown("kernel", id, &self.kernel_ids()))
     }
 
     /// `--kernel LIST|all`, or the matrix default when not given.
@@ -174,7 +181,8 @@ source = { path = "/src/linux" }
     fn parses_sources_and_selects_kernels() {
         let project: Project = parse_toml(Path::new("kforge.toml"), SAMPLE).unwrap();
         assert_eq!(project.kernels[1].source, KernelSource::Path("/src/linux".into()));
-        let ids: Vec<_> = project.select_kernels(Some("all")).unwrap().iter().map(|kernel| kernel.id.as_str()).collect();
+        let ids: Vec<_> =
+            project.select_kernels(Some("all")).unwrap().iter().map(|kernel| kernel.id.as_str()).collect();
         assert_eq!(ids, ["7.2", "local"]);
         let default: Vec<_> = project.select_kernels(None).unwrap().iter().map(|kernel| kernel.id.as_str()).collect();
         assert_eq!(default, ["7.2"]);

@@ -17,7 +17,8 @@ pub const DMESG_END: &str = "kforge-dmesg-end";
 
 /// Console lines after which QEMU is stopped (after a short grace period to
 /// capture the rest of the trace).
-const CRASH_MARKERS: &[&str] = &["Kernel panic - not syncing", "Oops", "Unable to handle kernel", "general protection fault"];
+const CRASH_MARKERS: &[&str] =
+    &["Kernel panic - not syncing", "Oops", "Unable to handle kernel", "general protection fault"];
 
 /// What to boot.
 #[derive(Debug, Clone)]
@@ -56,7 +57,14 @@ pub fn qemu_argv(spec: &BootSpec<'_>, kernel: &str, initrd: &str) -> Vec<String>
     for device in spec.devices {
         argv.extend(["-device".into(), device.clone()]);
     }
-    argv.extend(["-kernel".into(), kernel.into(), "-initrd".into(), initrd.into(), "-append".into(), kernel_cmdline(spec)]);
+    argv.extend([
+        "-kernel".into(),
+        kernel.into(),
+        "-initrd".into(),
+        initrd.into(),
+        "-append".into(),
+        kernel_cmdline(spec),
+    ]);
     argv
 }
 

@@ -149,13 +149,13 @@ impl Results {
         let mut report = Report::new("kforge");
         for cell in &self.cells {
             let mut suite = TestSuite::new(format!("{}/{}", cell.kernel, cell.arch));
-            if cell.tests.is_empty() || cell.status == Status::Error {
-                if let Some(category) = cell.category {
-                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
-                    status.set_message(cell.message.clone().unwrap_or_default());
-                    status.set_type(category.as_str());
-                    suite.add_test_case(TestCase::new(format!("{}.{}", cell.id, category.as_str()), status));
-                }
+            if (cell.tests.is_empty() || cell.status == Status::Error)
+                && let Some(category) = cell.category
+            {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+                status.set_message(cell.message.clone().unwrap_or_default());
+                status.set_type(category.as_str());
+                suite.add_test_case(TestCase::new(format!("{}.{}", cell.id, category.as_str()), status));
             }
             for test in &cell.tests {
                 let status = match test.status {
@@ -168,7 +168,8 @@ impl Results {
                         status
                     }
                     Status::Fail | Status::Error => {
-                        let kind = if test.status == Status::Fail { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+                        let kind =
+                            if test.status == Status::Fail { NonSuccessKind::Failure } else { NonSuccessKind::Error };
                         let mut status = TestCaseStatus::non_success(kind);
                         status.set_description(test.diagnostics.join("\n"));
                         status
@@ -185,7 +186,8 @@ impl Results {
 
     /// The summary table printed after a run.
     pub fn summary(&self) -> String {
-        let mut out = format!("{:<22} {:<6} {:<15} {:<18} {}\n", "cell", "status", "category", "pass/fail/skip/err", "log");
+        let mut out =
+            format!("{:<22} {:<6} {:<15} {:<18} {}\n", "cell", "status", "category", "pass/fail/skip/err", "log");
         for cell in &self.cells {
             let totals = cell.totals;
             let counts = format!("{}/{}/{}/{}", totals.pass, totals.fail, totals.skip, totals.error);
@@ -254,8 +256,18 @@ mod tests {
     #[test]
     fn exit_codes_separate_test_failures_from_infrastructure() {
         assert_eq!(Results::new(vec![cell(Status::Pass, None)]).exit_code(), 0);
-        assert_eq!(Results::new(vec![cell(Status::Pass, None), cell(Status::Fail, Some(Category::TestFail))]).exit_code(), 1);
-        assert_eq!(Results::new(vec![cell(Status::Fail, Some(Category::TestFail)), cell(Status::Error, Some(Category::Build))]).exit_code(), 2);
+        assert_eq!(
+            Results::new(vec![cell(Status::Pass, None), cell(Status::Fail, Some(Category::TestFail))]).exit_code(),
+            1
+        );
+        assert_eq!(
+            Results::new(vec![
+                cell(Status::Fail, Some(Category::TestFail)),
+                cell(Status::Error, Some(Category::Build))
+            ])
+            .exit_code(),
+            2
+        );
         let mut incomplete = Results::new(vec![cell(Status::Pass, None)]);
         incomplete.complete = false;
         assert_eq!(incomplete.exit_code(), 2);

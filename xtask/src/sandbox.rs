@@ -59,7 +59,14 @@ impl Sandbox {
 
     /// A jail with no mounts, no network, in /tmp.
     pub fn jail(&self) -> Jail<'_> {
-        Jail { sandbox: self, mounts: Vec::new(), network: false, cwd: "/tmp".to_string(), env: Vec::new(), interactive: false }
+        Jail {
+            sandbox: self,
+            mounts: Vec::new(),
+            network: false,
+            cwd: "/tmp".to_string(),
+            env: Vec::new(),
+            interactive: false,
+        }
     }
 
     fn path_value(&self) -> String {
@@ -114,10 +121,10 @@ impl Jail<'_> {
             ("LANG".to_string(), "C.UTF-8".to_string()),
             ("LC_ALL".to_string(), "C.UTF-8".to_string()),
         ];
-        if self.interactive {
-            if let Ok(term) = std::env::var("TERM") {
-                env.push(("TERM".to_string(), term));
-            }
+        if self.interactive
+            && let Ok(term) = std::env::var("TERM")
+        {
+            env.push(("TERM".to_string(), term));
         }
         env.extend(self.sandbox.env.iter().cloned());
         env.extend(self.env.iter().cloned());
@@ -135,7 +142,8 @@ impl Jail<'_> {
     fn root_entries(&self) -> Result<Vec<(String, RootEntry)>> {
         let root = &self.sandbox.root;
         let mut entries = Vec::new();
-        let listing = fs_err::read_dir(root).with_context(|| format!("toolchain root {} is unreadable", root.display()))?;
+        let listing =
+            fs_err::read_dir(root).with_context(|| format!("toolchain root {} is unreadable", root.display()))?;
         for entry in listing {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -223,7 +231,8 @@ impl Jail<'_> {
             quote(&self.cwd),
             argv_words.join(" ")
         ));
-        let mut cmd = Cmd::new("unshare").args(["--mount", "--pid", "--fork", "--kill-child", "--propagation", "private"]);
+        let mut cmd =
+            Cmd::new("unshare").args(["--mount", "--pid", "--fork", "--kill-child", "--propagation", "private"]);
         if !self.network {
             cmd = cmd.arg("--net");
         }
@@ -277,7 +286,6 @@ pub fn is_root() -> bool {
     unsafe { libc::getuid() == 0 }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,7 +329,10 @@ mod tests {
         let argv = cmd.argv();
         assert!(argv.contains(&"--net".to_string()));
         let script = argv.last().unwrap();
-        assert!(script.contains("mount --bind /cache/src \"$new\"/src\nmount -o remount,bind,ro \"$new\"/src"), "{script}");
+        assert!(
+            script.contains("mount --bind /cache/src \"$new\"/src\nmount -o remount,bind,ro \"$new\"/src"),
+            "{script}"
+        );
         assert!(script.contains("exec chroot \"$new\""), "{script}");
         let _ = std::fs::remove_dir_all(root);
     }

@@ -79,7 +79,8 @@ mod tests {
     #[test]
     fn innermost_category_wins() {
         let inner: anyhow::Result<()> = Err(anyhow::anyhow!("dropped CONFIG_RUST"));
-        let tagged = inner.stage(Category::Config, "kernel config failed").stage(Category::Build, "kernel build failed");
+        let tagged =
+            inner.stage(Category::Config, "kernel config failed").stage(Category::Build, "kernel build failed");
         let err = tagged.unwrap_err();
         assert_eq!(category_of(&err), Some(Category::Config));
         assert_eq!(err.to_string(), "kernel config failed");

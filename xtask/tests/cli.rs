@@ -76,7 +76,10 @@ fn kernel_build_dry_run_prints_the_plan() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let plan = stdout(&output);
     assert!(plan.contains("make -C /src O=/build ARCH=arm64 LLVM=1 tinyconfig"), "{plan}");
-    assert!(plan.contains("merge_config.sh -m -O /build /build/.config /build/kforge-fragments/10-base.config"), "{plan}");
+    assert!(
+        plan.contains("merge_config.sh -m -O /build /build/.config /build/kforge-fragments/10-base.config"),
+        "{plan}"
+    );
     assert!(plan.contains("make -C /src O=/build ARCH=arm64 LLVM=1 -j2"), "{plan}");
 }
 

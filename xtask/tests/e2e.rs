@@ -83,8 +83,11 @@ fn end_to_end_x86_64_and_arm64() {
     assert_eq!(verify.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
     assert_eq!(report["ok"], true, "{report:#}");
-    let tools: Vec<&str> = report["checks"].as_array().unwrap().iter().map(|check| check["tool"].as_str().unwrap()).collect();
-    for tool in ["rustc", "rust-src", "bindgen", "libclang (via bindgen)", "clang", "qemu-system-x86_64", "qemu-system-aarch64"] {
+    let tools: Vec<&str> =
+        report["checks"].as_array().unwrap().iter().map(|check| check["tool"].as_str().unwrap()).collect();
+    for tool in
+        ["rustc", "rust-src", "bindgen", "libclang (via bindgen)", "clang", "qemu-system-x86_64", "qemu-system-aarch64"]
+    {
         assert!(tools.contains(&tool), "verify did not check {tool}: {tools:?}");
     }
 

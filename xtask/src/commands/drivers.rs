@@ -34,7 +34,12 @@ pub fn run(args: DriversArgs, global: &GlobalArgs) -> Result<i32> {
     match args.command {
         DriversCommand::List => {
             for driver in crate::driver::discover(&context.repo)? {
-                println!("{:<12} module {:<16} tests: {}", driver.name, driver.meta.module, driver.test_names().join(", "));
+                println!(
+                    "{:<12} module {:<16} tests: {}",
+                    driver.name,
+                    driver.meta.module,
+                    driver.test_names().join(", ")
+                );
             }
             Ok(0)
         }

@@ -29,7 +29,13 @@ pub fn run(args: ImageArgs, global: &GlobalArgs) -> Result<i32> {
         let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
         let cell = format!("{}-{}", kernel.id, arch.name);
         let dir = context.output.join("images").join(&cell);
-        let build = pipeline::build_kernel(&plan, &toolchain, &source, &dir.join("kernel-build.log"), pipeline::default_jobs())?;
+        let build = pipeline::build_kernel(
+            &plan,
+            &toolchain,
+            &source,
+            &dir.join("kernel-build.log"),
+            pipeline::default_jobs(),
+        )?;
         let built = pipeline::build_drivers(&active, arch, &toolchain, &source, &build, &dir.join("drivers"))?;
         let image = pipeline::build_image(&toolchain, arch, &context.repo, built, &dir.join("initramfs.cpio.gz"))?;
         println!("{}", image.display());

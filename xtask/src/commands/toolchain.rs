@@ -74,12 +74,19 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
                 return Ok(0);
             }
             if !install::install(&toolchain, &options)? {
-                ui::status("Fresh", format!("toolchain {} is already installed at {}", toolchain.id(), toolchain.root.display()));
+                ui::status(
+                    "Fresh",
+                    format!("toolchain {} is already installed at {}", toolchain.id(), toolchain.root.display()),
+                );
             }
             let report = verify::verify(&toolchain)?;
             ui::info(report.render());
             if !report.ok {
-                return Err(error::user(format!("toolchain {} was installed but does not match its pins:\n  {}", toolchain.id(), report.mismatches().join("\n  "))));
+                return Err(error::user(format!(
+                    "toolchain {} was installed but does not match its pins:\n  {}",
+                    toolchain.id(),
+                    report.mismatches().join("\n  ")
+                )));
             }
             ui::status("Installed", format!("toolchain {} at {}", toolchain.id(), toolchain.root.display()));
             Ok(0)
@@ -96,7 +103,11 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
                 ui::status("Verified", format!("toolchain {}: every pin matches", toolchain.id()));
                 Ok(0)
             } else {
-                Err(error::user(format!("toolchain {} does not match its pins:\n  {}", toolchain.id(), report.mismatches().join("\n  "))))
+                Err(error::user(format!(
+                    "toolchain {} does not match its pins:\n  {}",
+                    toolchain.id(),
+                    report.mismatches().join("\n  ")
+                )))
             }
         }
         ToolchainCommand::Shell { id, kernel: kernel_id, arch } => {
@@ -117,7 +128,10 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
                     jail.rw(&plan.entry, "/build");
                     banner.push_str(&format!("; {} build at /build", arch.name));
                 } else {
-                    ui::warn(format!("kernel {}/{} is not built yet; /build is not mounted", kernel_entry.id, arch.name));
+                    ui::warn(format!(
+                        "kernel {}/{} is not built yet; /build is not mounted",
+                        kernel_entry.id, arch.name
+                    ));
                 }
             }
             ui::info(banner);

@@ -44,7 +44,13 @@ const CONFIG_MARKER: &str = ".kforge-config-ok";
 
 /// Computes the cache key and entry: source identity, fragments (in order),
 /// toolchain key and arch.
-pub fn plan(kernel_id: &str, arch: &'static Arch, toolchain: &Toolchain, source_identity: &str, fragments: Vec<Fragment>) -> Result<KernelPlan> {
+pub fn plan(
+    kernel_id: &str,
+    arch: &'static Arch,
+    toolchain: &Toolchain,
+    source_identity: &str,
+    fragments: Vec<Fragment>,
+) -> Result<KernelPlan> {
     let mut key = cache::KeyHasher::new();
     key.input("source", source_identity).input("toolchain", &toolchain.key).input("arch", arch.name);
     for fragment in &fragments {
@@ -97,8 +103,26 @@ pub fn build_command(plan: &KernelPlan, jobs: usize) -> Vec<String> {
     [make_command(plan.arch, "/src", "/build"), vec![format!("-j{jobs}")]].concat()
 }
 
+/// The command that generates the UAPI headers (`/build/usr/include`) test programs use.
+pub fn headers_command(plan: &KernelPlan) -> Vec<String> {
+    let mut argv = make_command(plan.arch, "/src", "/build");
+    for word in &mut argv {
+        if word.starts_with("ARCH=") {
+            *word = format!("ARCH={}", plan.arch.headers_arch);
+        }
+    }
+    argv.push("headers".to_string());
+    argv
+}
+
 /// Builds (or re-makes) the kernel. `log` receives the full make output.
-pub fn build(plan: &KernelPlan, toolchain: &Toolchain, source: &SourceTree, log: &Path, jobs: usize) -> Result<KernelBuild> {
+pub fn build(
+    plan: &KernelPlan,
+    toolchain: &Toolchain,
+    source: &SourceTree,
+    log: &Path,
+    jobs: usize,
+) -> Result<KernelBuild> {
     if let Some(parent) = log.parent() {
         fs_err::create_dir_all(parent)?;
     }
@@ -120,13 +144,19 @@ pub fn build(plan: &KernelPlan, toolchain: &Toolchain, source: &SourceTree, log:
     };
 
     if !dir.join(CONFIG_MARKER).is_file() || !dir.join(".config").is_file() {
-        configure(plan, &dir, log, &jail(&dir)).stage(Category::Config, format!("kernel config for {} failed", label(plan)))?;
+        configure(plan, &dir, log, &jail(&dir))
+            .stage(Category::Config, format!("kernel config for {} failed", label(plan)))?;
     }
 
     let steps_before = estimate_steps(plan.arch);
     let cmd = jail(&dir).command(&build_command(plan, jobs))?;
     let compiled = run_make(&cmd, log, &label(plan), steps_before)
         .stage(Category::Build, format!("kernel build for {} failed", label(plan)))?;
+    let headers = jail(&dir).command(&headers_command(plan))?;
+    let headers_log = cache::sibling(log, "headers");
+    let compiled = compiled
+        + run_make(&headers, &headers_log, &label(plan), None)
+            .stage(Category::Build, format!("UAPI headers for {} failed", label(plan)))?;
 
     let image_in = |dir: &Path| dir.join(plan.arch.kernel_image);
     if !image_in(&dir).is_file() {
@@ -177,16 +207,22 @@ fn configure(plan: &KernelPlan, dir: &Path, log: &Path, jail: &crate::sandbox::J
             message.push_str(&format!("\n  {option}"));
         }
         if dropped.iter().any(|option| option.name == "CONFIG_RUST") {
-            let cmd = jail.command(&[make_command(plan.arch, "/src", "/build"), vec!["rustavailable".to_string()]].concat())?;
+            let cmd =
+                jail.command(&[make_command(plan.arch, "/src", "/build"), vec!["rustavailable".to_string()]].concat())?;
             let output = cmd.output()?;
             message.push_str("\n\nthe kernel's `make rustavailable` says:");
-            for line in String::from_utf8_lossy(&output.stdout).lines().chain(String::from_utf8_lossy(&output.stderr).lines()) {
+            for line in
+                String::from_utf8_lossy(&output.stdout).lines().chain(String::from_utf8_lossy(&output.stderr).lines())
+            {
                 if !line.starts_with("make") {
                     message.push_str(&format!("\n  {line}"));
                 }
             }
         }
-        bail!(error::user_hint(message, "an option usually drops when a dependency is missing: add it to the fragment, or check `make menuconfig` for what it depends on"));
+        bail!(error::user_hint(
+            message,
+            "an option usually drops when a dependency is missing: add it to the fragment, or check `make menuconfig` for what it depends on"
+        ));
     }
     fs_err::write(dir.join(CONFIG_MARKER), "")?;
     Ok(())
@@ -194,7 +230,10 @@ fn configure(plan: &KernelPlan, dir: &Path, log: &Path, jail: &crate::sandbox::J
 
 /// Where the configuration steps' output goes, next to the build log.
 pub fn config_log_path(log: &Path) -> PathBuf {
-    log.with_file_name(format!("{}.config.log", log.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()))
+    log.with_file_name(format!(
+        "{}.config.log",
+        log.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()
+    ))
 }
 
 fn append_log(log: &Path, part: &Path) -> Result<()> {
@@ -283,15 +322,17 @@ pub fn first_error_lines(log: &Path) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
     let is_error = |line: &str| {
         let trimmed = line.trim_start();
-        trimmed.starts_with("error") || trimmed.contains(": error:") || trimmed.contains(": fatal error:")
-            || trimmed.contains("not found") || trimmed.contains("No such file")
+        trimmed.starts_with("error")
+            || trimmed.contains(": error:")
+            || trimmed.contains(": fatal error:")
+            || trimmed.contains("not found")
+            || trimmed.contains("No such file")
     };
     match lines.iter().position(|line| is_error(line)) {
         Some(first) => lines[first..].iter().take(12).map(|line| line.to_string()).collect(),
         None => process::last_lines(&text, 12),
     }
 }
-
 
 #[cfg(test)]
 mod tests {

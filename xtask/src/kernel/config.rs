@@ -25,7 +25,11 @@ pub fn fragments(repo: &Path, arch: &Arch, extras: &[Fragment]) -> Result<Vec<Fr
     for (index, file) in ["base.config", arch.config_fragment, "rust.config"].iter().enumerate() {
         let path: PathBuf = dir.join(file);
         let text = fs_err::read_to_string(&path)?;
-        list.push(Fragment { name: format!("{:02}-{file}", (index + 1) * 10), origin: format!("kernel-config/{file}"), text });
+        list.push(Fragment {
+            name: format!("{:02}-{file}", (index + 1) * 10),
+            origin: format!("kernel-config/{file}"),
+            text,
+        });
     }
     for (index, extra) in extras.iter().enumerate() {
         list.push(Fragment { name: format!("{:02}-{}", 40 + index, extra.name), ..extra.clone() });
@@ -136,7 +140,10 @@ mod tests {
 
     #[test]
     fn dropped_options_are_named_with_their_origin() {
-        let wanted = requests(&[fragment("kernel-config/rust.config", "CONFIG_RUST=y\nCONFIG_MODULES=y\n# CONFIG_X is not set\n")]);
+        let wanted = requests(&[fragment(
+            "kernel-config/rust.config",
+            "CONFIG_RUST=y\nCONFIG_MODULES=y\n# CONFIG_X is not set\n",
+        )]);
         let final_config = "CONFIG_MODULES=y\n# CONFIG_RUST is not set\n";
         let dropped = dropped(&wanted, final_config);
         assert_eq!(dropped.len(), 1);
@@ -150,7 +157,15 @@ mod tests {
             let extra = fragment_from_lines("drivers.config", "driver fifo", &["CONFIG_PCI=y".to_string()]);
             let list = fragments(&repo, arch, &[extra]).unwrap();
             let names: Vec<_> = list.iter().map(|fragment| fragment.name.clone()).collect();
-            assert_eq!(names, ["10-base.config", format!("20-{}", arch.config_fragment).as_str(), "30-rust.config", "40-drivers.config"]);
+            assert_eq!(
+                names,
+                [
+                    "10-base.config",
+                    format!("20-{}", arch.config_fragment).as_str(),
+                    "30-rust.config",
+                    "40-drivers.config"
+                ]
+            );
             assert_eq!(requests(&list)["CONFIG_RUST"].value, "y");
         }
     }

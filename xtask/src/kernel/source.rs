@@ -92,11 +92,17 @@ fn single_top_dir(dir: &Path) -> Result<PathBuf> {
 /// An out-of-tree build needs a clean source tree.
 fn check_local_tree(dir: &Path) -> Result<()> {
     if !dir.join("Makefile").is_file() || !dir.join("scripts/kconfig/merge_config.sh").is_file() {
-        return Err(error::user(format!("{} is not a kernel source tree (no Makefile or scripts/kconfig)", dir.display())));
+        return Err(error::user(format!(
+            "{} is not a kernel source tree (no Makefile or scripts/kconfig)",
+            dir.display()
+        )));
     }
     if dir.join(".config").exists() || dir.join("include/config").exists() {
         return Err(error::user_hint(
-            format!("kernel tree {} has been configured in place; kforge builds out of tree and needs it clean", dir.display()),
+            format!(
+                "kernel tree {} has been configured in place; kforge builds out of tree and needs it clean",
+                dir.display()
+            ),
             format!("run: make -C {} mrproper", dir.display()),
         ));
     }
@@ -132,7 +138,8 @@ fn fetch_debian_package(toolchain: &Toolchain, package: &str, version: &str, sha
         &format!("{package}={version}"),
     ])?;
     cmd.run().map_err(|err| {
-        error::with_hint(err, 
+        error::with_hint(
+            err,
             format!("cannot download {package}={version} with apt"),
             "check the version in kforge.toml exists in the toolchain's suite, and that the mirror is reachable",
         )
@@ -174,7 +181,8 @@ pub fn unpack_linux_source_deb(deb: &Path, target: &Path) -> Result<()> {
             let inner_name = path.rsplit('/').next().unwrap_or_default().to_string();
             if path.contains("usr/src/linux-source-") && inner_name.contains(".tar") {
                 let inner = decompressor(&inner_name, entry)?;
-                return unpack_tar(inner, target).with_context(|| format!("failed to unpack {path} from {}", deb.display()));
+                return unpack_tar(inner, target)
+                    .with_context(|| format!("failed to unpack {path} from {}", deb.display()));
             }
         }
         bail!("{} has no usr/src/linux-source-*.tar.* inside", deb.display());
@@ -222,7 +230,9 @@ mod tests {
     /// A tiny "kernel tree" tarball: linux-9.9/Makefile and a script.
     pub fn fixture_tarball() -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
-        for (path, body) in [("linux-9.9/Makefile", "all:\n"), ("linux-9.9/scripts/kconfig/merge_config.sh", "#!/bin/sh\n")] {
+        for (path, body) in
+            [("linux-9.9/Makefile", "all:\n"), ("linux-9.9/scripts/kconfig/merge_config.sh", "#!/bin/sh\n")]
+        {
             let mut header = tar::Header::new_gnu();
             header.set_size(body.len() as u64);
             header.set_mode(0o755);

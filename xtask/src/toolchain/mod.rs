@@ -77,7 +77,6 @@ impl Toolchain {
     pub fn busybox(&self, arch: &Arch) -> PathBuf {
         self.root.join(BUSYBOX_DIR).join(arch.debian_arch).join("busybox")
     }
-
 }
 
 /// The Debian architectures of every supported arch, host first, no repeats.
@@ -104,4 +103,3 @@ pub fn host_debian_arch() -> &'static str {
         _ => "amd64",
     }
 }
-

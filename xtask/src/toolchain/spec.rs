@@ -92,7 +92,6 @@ impl ToolchainSpec {
         split_pin(pinned).with_context(|| format!("in [busybox] of {}", self.path.display()))
     }
 
-
     /// The file contents that matter, canonically serialised (comments and
     /// formatting do not change the cache key).
     pub fn canonical(&self) -> String {
@@ -114,10 +113,10 @@ pub fn list_ids(repo: &Path) -> Result<Vec<String>> {
     let mut ids = Vec::new();
     for entry in fs_err::read_dir(&dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|ext| ext == "toml") {
-            if let Some(stem) = path.file_stem() {
-                ids.push(stem.to_string_lossy().into_owned());
-            }
+        if path.extension().is_some_and(|ext| ext == "toml")
+            && let Some(stem) = path.file_stem()
+        {
+            ids.push(stem.to_string_lossy().into_owned());
         }
     }
     ids.sort();

@@ -43,7 +43,10 @@ impl Report {
         let mut out = format!("toolchain {} at {}\n", self.toolchain, self.root);
         for check in &self.checks {
             let mark = if check.ok { "ok  " } else { "FAIL" };
-            out.push_str(&format!("  {mark} {:<24} pinned {:<10} found {:<10} {}\n", check.tool, check.pinned, check.found, check.detail));
+            out.push_str(&format!(
+                "  {mark} {:<24} pinned {:<10} found {:<10} {}\n",
+                check.tool, check.pinned, check.found, check.detail
+            ));
         }
         out
     }
@@ -74,8 +77,20 @@ fn first_line(text: &str) -> String {
 fn version_check(tool: &str, pinned: &str, output: (bool, String), marker: &str) -> Check {
     let (_, text) = output;
     match version_after(&text, marker) {
-        Some(found) => Check { tool: tool.to_string(), pinned: pinned.to_string(), ok: found == pinned, found, detail: first_line(&text) },
-        None => Check { tool: tool.to_string(), pinned: pinned.to_string(), found: "missing".to_string(), ok: false, detail: first_line(&text) },
+        Some(found) => Check {
+            tool: tool.to_string(),
+            pinned: pinned.to_string(),
+            ok: found == pinned,
+            found,
+            detail: first_line(&text),
+        },
+        None => Check {
+            tool: tool.to_string(),
+            pinned: pinned.to_string(),
+            found: "missing".to_string(),
+            ok: false,
+            detail: first_line(&text),
+        },
     }
 }
 
@@ -116,7 +131,10 @@ pub fn verify(toolchain: &Toolchain) -> Result<Report> {
         }
     }
     for (binary, package) in qemu_binaries {
-        let output = probe(&sandbox, &format!("{binary} --version || echo '{binary} is missing: install the {package} package'"))?;
+        let output = probe(
+            &sandbox,
+            &format!("{binary} --version || echo '{binary} is missing: install the {package} package'"),
+        )?;
         checks.push(version_check(binary, &spec.qemu.version, output, "QEMU emulator version "));
     }
 
@@ -155,15 +173,28 @@ mod tests {
 
     #[test]
     fn versions_are_read_from_real_tool_output() {
-        assert_eq!(version_after("rustc 1.97.1 (8bab26f4f 2026-07-14) (built from a source tarball)", "rustc ").unwrap(), "1.97.1");
+        assert_eq!(
+            version_after("rustc 1.97.1 (8bab26f4f 2026-07-14) (built from a source tarball)", "rustc ").unwrap(),
+            "1.97.1"
+        );
         assert_eq!(version_after("Debian clang version 22.1.8 (3)", "clang version ").unwrap(), "22.1.8");
         assert_eq!(
-            version_after("clang diag: /tmp/v.h:1:9: warning: clang version 22.1.8 (3) [-W#pragma-messages]", "clang version ").unwrap(),
+            version_after(
+                "clang diag: /tmp/v.h:1:9: warning: clang version 22.1.8 (3) [-W#pragma-messages]",
+                "clang version "
+            )
+            .unwrap(),
             "22.1.8"
         );
         assert_eq!(version_after("Debian LLD 22.1.8 (compatible with GNU linkers)", "LLD ").unwrap(), "22.1.8");
-        assert_eq!(version_after("QEMU emulator version 11.1.3 (Debian 1:11.1.3+ds-1)", "QEMU emulator version ").unwrap(), "11.1.3");
-        assert_eq!(version_after("BusyBox v1.38.0 (Debian 1:1.38.0-3+b1) multi-call binary.", "BusyBox v").unwrap(), "1.38.0");
+        assert_eq!(
+            version_after("QEMU emulator version 11.1.3 (Debian 1:11.1.3+ds-1)", "QEMU emulator version ").unwrap(),
+            "11.1.3"
+        );
+        assert_eq!(
+            version_after("BusyBox v1.38.0 (Debian 1:1.38.0-3+b1) multi-call binary.", "BusyBox v").unwrap(),
+            "1.38.0"
+        );
         assert_eq!(version_after("bash: rustc: command not found", "rustc "), None);
     }
 
