@@ -39,25 +39,32 @@ index=0
 for driver in $drivers; do
     index=$((index + 1))
     dir=/kforge/drivers/$driver
-    module=$(cat "$dir/module")
-    params=$(cat "$dir/params")
     tests=$(wc -l < "$dir/test-list")
     echo "    KTAP version 1"
     echo "    # Subtest: $driver"
     echo "    1..$((tests + 2))"
     failed=0
     number=1
-    # shellcheck disable=SC2086 # params are word-split on purpose
-    if out=$(insmod "$dir/$module.ko" $params 2>&1); then
-        loaded=1
+    # Load every module of the package in order (`<name> <params...>` lines).
+    loaded=1
+    unload=""
+    while read -r module params; do
+        # shellcheck disable=SC2086 # params are word-split on purpose
+        if out=$(insmod "$dir/$module.ko" $params 2>&1); then
+            unload="$module $unload"
+        else
+            loaded=0
+        fi
         printf '%s\n' "$out" | grep -v '^$' | diag "    "
+        [ "$loaded" = 1 ] || break
+    done < "$dir/modules"
+    if [ "$loaded" = 1 ]; then
         echo "    ok $number load"
     else
-        loaded=0
         failed=1
-        printf '%s\n' "$out" | grep -v '^$' | diag "    "
         echo "    not ok $number load"
     fi
+    first_module=$(head -n 1 "$dir/modules" | cut -d ' ' -f 1)
     while read -r name file; do
         number=$((number + 1))
         if [ "$loaded" != 1 ]; then
@@ -68,7 +75,7 @@ for driver in $drivers; do
             *.sh) runner="sh" ;;
             *) runner="" ;;
         esac
-        out=$(cd /tmp && KFORGE_DRIVER=$driver KFORGE_MODULE=$module \
+        out=$(cd /tmp && KFORGE_DRIVER=$driver KFORGE_MODULE=$first_module \
             timeout "$TEST_TIMEOUT" $runner "$dir/tests/$file" </dev/null 2>&1)
         status=$?
         printf '%s\n' "$out" | grep -v '^$' | diag "    "
@@ -85,16 +92,21 @@ for driver in $drivers; do
         fi
     done < "$dir/test-list"
     number=$((number + 1))
-    if [ "$loaded" = 1 ]; then
-        if out=$(rmmod "$module" 2>&1); then
-            echo "    ok $number unload"
-        else
+    # Unload in reverse order, even after a failed load (what did load).
+    unload_failed=0
+    for module in $unload; do
+        if ! out=$(rmmod "$module" 2>&1); then
             printf '%s\n' "$out" | grep -v '^$' | diag "    "
-            echo "    not ok $number unload"
-            failed=1
+            unload_failed=1
         fi
-    else
+    done
+    if [ "$loaded" != 1 ]; then
         echo "    ok $number unload # SKIP the module did not load"
+    elif [ "$unload_failed" = 0 ]; then
+        echo "    ok $number unload"
+    else
+        echo "    not ok $number unload"
+        failed=1
     fi
     if [ "$failed" = 0 ]; then
         echo "ok $index $driver"

@@ -18,8 +18,12 @@ use crate::{cache, error, project, version};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DriverMeta {
-    /// The module's name (`<module>.ko`, as lsmod shows it).
-    pub module: String,
+    /// The out-of-tree module this package builds with its Kbuild (`<module>.ko`).
+    pub module: Option<String>,
+    /// Modules the kernel build itself produces (paths relative to the build
+    /// directory, e.g. `samples/rust/rust_minimal.ko`); their options go in `kconfig`.
+    #[serde(default)]
+    pub in_tree_modules: Vec<String>,
     /// Kernel config lines the driver needs beyond the base config.
     #[serde(default)]
     pub kconfig: Vec<String>,
@@ -29,7 +33,7 @@ pub struct DriverMeta {
     /// Whether it needs a PCI bus (arches without one skip it).
     #[serde(default)]
     pub needs_pci: bool,
-    /// Parameters given to insmod in the guest.
+    /// Parameters given to insmod for `module` in the guest.
     #[serde(default)]
     pub module_params: Vec<String>,
     /// Guest tests (paths relative to the driver), run in order.
@@ -123,7 +127,7 @@ pub fn discover(repo: &Path) -> Result<Vec<Driver>> {
                 return Err(error::user(format!("{}: test `{test}` does not exist", manifest_path.display())));
             }
         }
-        if !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
+        if meta.module.is_some() && !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
             return Err(error::user(format!("driver {} has no Kbuild file in {}", package.name, dir.display())));
         }
         drivers.push(Driver { name: package.name.to_string(), dir, meta });
@@ -144,16 +148,27 @@ pub fn select(all: &[Driver], names: &[String]) -> Result<Vec<Driver>> {
         .collect()
 }
 
-/// A driver module built for one cell.
+/// A module to load in the guest: its name, its .ko and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleFile {
+    pub name: String,
+    pub ko: PathBuf,
+    pub params: Vec<String>,
+}
+
+/// A driver package built for one cell.
 #[derive(Debug, Clone)]
 pub struct BuiltDriver {
     pub driver: Driver,
-    pub module: PathBuf,
+    /// Loaded in this order (in-tree ones first), unloaded in reverse.
+    pub modules: Vec<ModuleFile>,
     /// The built copy's `tests/` directory: scripts, helpers and compiled programs.
     pub tests_dir: PathBuf,
 }
 
-/// Builds one driver against a built kernel, in `out_dir/<name>` (a copy of its sources).
+/// Builds one driver package against a built kernel, in `out_dir/<name>` (a
+/// copy of its sources): its own module, its test programs, and the in-tree
+/// modules it uses (which must exist in the kernel build).
 pub fn build(
     driver: &Driver,
     arch: &Arch,
@@ -165,40 +180,56 @@ pub fn build(
     let work = out_dir.join(&driver.name);
     cache::remove_dir_if_exists(&work)?;
     copy_tree(&driver.dir, &work)?;
-    let log = out_dir.join(format!("{}.build.log", driver.name));
-    let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
-    let mut jail = sandbox.jail();
-    jail.ro(&source.dir, "/src");
-    jail.ro(&kernel.dir, "/build");
-    jail.rw(&work, "/drv");
-    let mut argv = crate::kernel::build::make_command(arch, "/build", "/build");
-    argv.retain(|word| !word.starts_with("O="));
-    argv.extend(["M=/drv".to_string(), "modules".to_string()]);
-    let cmd = jail.cwd("/drv").command(&argv)?;
-    let outcome = cmd.stream(&log, None, &mut |_| Control::Continue)?;
-    let failed = !matches!(outcome, Outcome::Exited(status) if status.success());
-    let module = work.join(format!("{}.ko", driver.meta.module));
-    if failed || !module.is_file() {
-        let err = if failed {
-            process_failure(&cmd, outcome, &log)
-        } else {
-            anyhow::anyhow!("the build produced no {}.ko (is `module` in Cargo.toml right?)", driver.meta.module)
-        };
-        return Err(err).stage(Category::Build, format!("driver {} failed to build for {}", driver.name, arch.name));
+    let failed = |message: String| format!("driver {} failed to build for {}: {message}", driver.name, arch.name);
+    let mut modules = Vec::new();
+    for relative in &driver.meta.in_tree_modules {
+        let ko = kernel.dir.join(relative);
+        if !ko.is_file() {
+            return Err(error::user(format!(
+                "the kernel build has no {relative}; is its option set to =m in the driver's kconfig?"
+            )))
+            .stage(Category::Build, failed(format!("in-tree module {relative} is missing")));
+        }
+        modules.push(ModuleFile { name: module_name(relative), ko, params: Vec::new() });
     }
-    for program in &driver.meta.test_programs {
+    let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
+    let jail = || {
         let mut jail = sandbox.jail();
         jail.ro(&source.dir, "/src");
         jail.ro(&kernel.dir, "/build");
         jail.rw(&work, "/drv");
-        let output = format!("/drv/{}", program.strip_suffix(".c").unwrap_or(program));
-        let cmd = jail.cwd("/drv").command(&test_program_command(arch, &format!("/drv/{program}"), &output))?;
-        cmd.run().stage(
-            Category::Build,
-            format!("test program {program} of driver {} failed to build for {}", driver.name, arch.name),
-        )?;
+        jail.cwd("/drv")
+    };
+    if let Some(module) = &driver.meta.module {
+        let log = out_dir.join(format!("{}.build.log", driver.name));
+        let mut argv = crate::kernel::build::make_command(arch, "/build", "/build");
+        argv.retain(|word| !word.starts_with("O="));
+        argv.extend(["M=/drv".to_string(), "modules".to_string()]);
+        let cmd = jail().command(&argv)?;
+        let outcome = cmd.stream(&log, None, &mut |_| Control::Continue)?;
+        let ko = work.join(format!("{module}.ko"));
+        if !matches!(outcome, Outcome::Exited(status) if status.success()) {
+            return Err(process_failure(&cmd, outcome, &log))
+                .stage(Category::Build, failed("the module did not compile".into()));
+        }
+        if !ko.is_file() {
+            return Err(anyhow::anyhow!("the build produced no {module}.ko (is `module` in Cargo.toml right?)"))
+                .stage(Category::Build, failed("no module".into()));
+        }
+        modules.push(ModuleFile { name: module.clone(), ko, params: driver.meta.module_params.clone() });
     }
-    Ok(BuiltDriver { driver: driver.clone(), module, tests_dir: work.join("tests") })
+    for program in &driver.meta.test_programs {
+        let output = format!("/drv/{}", program.strip_suffix(".c").unwrap_or(program));
+        let cmd = jail().command(&test_program_command(arch, &format!("/drv/{program}"), &output))?;
+        cmd.run().stage(Category::Build, failed(format!("test program {program} did not compile")))?;
+    }
+    Ok(BuiltDriver { driver: driver.clone(), modules, tests_dir: work.join("tests") })
+}
+
+/// `samples/rust/rust_minimal.ko` -> `rust_minimal`.
+pub fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.strip_suffix(".ko").unwrap_or(file).to_string()
 }
 
 /// clang for a static nolibc test program: no libc, the kernel's UAPI headers
@@ -266,7 +297,8 @@ mod tests {
 
     fn meta() -> DriverMeta {
         DriverMeta {
-            module: "kforge_edu".into(),
+            module: Some("kforge_edu".into()),
+            in_tree_modules: vec![],
             kconfig: vec![],
             qemu_devices: vec!["edu".into()],
             needs_pci: true,

@@ -133,7 +133,7 @@ pub struct ImageInput {
 }
 
 /// Lays out the initramfs: /init, /bin/busybox (+ /bin/sh), /dev/console, and
-/// /kforge/drivers/<name>/{module,params,test-list,<module>.ko,tests/*}.
+/// /kforge/drivers/<name>/{modules,test-list,<module>.ko...,tests/*}.
 pub fn layout(input: &ImageInput) -> Result<Cpio> {
     let mut cpio = Cpio::new();
     let read =
@@ -151,8 +151,13 @@ pub fn layout(input: &ImageInput) -> Result<Cpio> {
     for built in &input.drivers {
         let driver = &built.driver;
         let base = format!("kforge/drivers/{}", driver.name);
-        cpio.add_file(&format!("{base}/module"), 0o644, format!("{}\n", driver.meta.module));
-        cpio.add_file(&format!("{base}/params"), 0o644, format!("{}\n", driver.meta.module_params.join(" ")));
+        // One line per module, in load order: `<name> <params...>`.
+        let mut modules = String::new();
+        for module in &built.modules {
+            modules.push_str(&format!("{} {}\n", module.name, module.params.join(" ")).replace(" \n", "\n"));
+            cpio.add_file(&format!("{base}/{}.ko", module.name), 0o644, read(&module.ko)?);
+        }
+        cpio.add_file(&format!("{base}/modules"), 0o644, modules);
         let mut list = String::new();
         for test in &driver.meta.tests {
             let file = test.rsplit('/').next().unwrap_or(test);
@@ -170,7 +175,6 @@ pub fn layout(input: &ImageInput) -> Result<Cpio> {
                 }
             }
         }
-        cpio.add_file(&format!("{base}/{}.ko", driver.meta.module), 0o644, read(&built.module)?);
     }
     Ok(cpio)
 }
@@ -189,12 +193,12 @@ mod tests {
     #[test]
     fn newc_layout_is_sorted_with_parents_and_padding() {
         let mut cpio = Cpio::new();
-        cpio.add_file("kforge/drivers/fifo/module", 0o644, "kforge_fifo\n");
+        cpio.add_file("kforge/drivers/fifo/modules", 0o644, "kforge_fifo capacity=64\n");
         cpio.add("bin/sh", Node::Symlink("busybox".into()));
         cpio.add_file("init", 0o755, "#!/bin/sh\n");
         assert_eq!(
             cpio.paths(),
-            ["bin", "bin/sh", "init", "kforge", "kforge/drivers", "kforge/drivers/fifo", "kforge/drivers/fifo/module"]
+            ["bin", "bin/sh", "init", "kforge", "kforge/drivers", "kforge/drivers/fifo", "kforge/drivers/fifo/modules"]
         );
         let bytes = cpio.to_newc(0);
         assert_eq!(bytes.len() % 4, 0);

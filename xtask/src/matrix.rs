@@ -297,7 +297,7 @@ pub fn evaluate(
     for (name, case) in report.leaves() {
         result.tests.push(TestRecord {
             name,
-            status: case.status.into(),
+            status: case.status,
             reason: case.directive.clone(),
             diagnostics: case.diagnostics.clone(),
         });

@@ -140,18 +140,21 @@ impl Cmd {
         }
     }
 
-    /// Runs to completion with output captured, whatever the exit status.
-    pub fn output(&self) -> Result<std::process::Output> {
+    /// Starts a supervised child with stdin closed and stdout/stderr piped.
+    fn spawn_piped(&self) -> Result<Child> {
         ui::detail(format!("$ {}", self.display()));
         check_interrupt()?;
-        let child = self
-            .supervised_command()
+        self.supervised_command()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|err| self.spawn_error(err))?;
-        wait_captured(child)
+            .map_err(|err| self.spawn_error(err))
+    }
+
+    /// Runs to completion with output captured, whatever the exit status.
+    pub fn output(&self) -> Result<std::process::Output> {
+        wait_captured(self.spawn_piped()?)
     }
 
     /// Runs to completion; returns stdout, or an error with the stderr tail.
@@ -190,20 +193,13 @@ impl Cmd {
         timeout: Option<Duration>,
         on_line: &mut dyn FnMut(&str) -> Control,
     ) -> Result<Outcome> {
-        ui::detail(format!("$ {}", self.display()));
-        check_interrupt()?;
         if let Some(parent) = log.parent() {
             fs_err::create_dir_all(parent)?;
         }
-        let mut log_file = std::io::BufWriter::new(fs_err::File::create(log)?);
+        // Line-buffered, so `tail -f` on the log follows a long build live.
+        let mut log_file = std::io::LineWriter::new(fs_err::File::create(log)?);
         writeln!(log_file, "$ {}", self.display())?;
-        let mut child = self
-            .supervised_command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|err| self.spawn_error(err))?;
+        let mut child = self.spawn_piped()?;
         let (sender, receiver) = mpsc::channel::<Vec<u8>>();
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {

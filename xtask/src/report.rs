@@ -8,37 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::stage::Category;
 use crate::{error, ui};
 
-/// Status of a test or a cell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Fail,
-    Skip,
-    Error,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Fail => "fail",
-            Status::Skip => "skip",
-            Status::Error => "error",
-        }
-    }
-}
-
-impl From<crate::ktap::Status> for Status {
-    fn from(status: crate::ktap::Status) -> Status {
-        match status {
-            crate::ktap::Status::Pass => Status::Pass,
-            crate::ktap::Status::Fail => Status::Fail,
-            crate::ktap::Status::Skip => Status::Skip,
-            crate::ktap::Status::Error => Status::Error,
-        }
-    }
-}
+pub use crate::ktap::Status;
 
 /// One test of a cell: `<driver>.<test>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,10 +34,12 @@ pub fn run(args: DriversArgs, global: &GlobalArgs) -> Result<i32> {
     match args.command {
         DriversCommand::List => {
             for driver in crate::driver::discover(&context.repo)? {
+                let mut modules: Vec<String> = driver.meta.module.iter().cloned().collect();
+                modules.extend(driver.meta.in_tree_modules.iter().map(|path| format!("{path} (in-tree)")));
                 println!(
-                    "{:<12} module {:<16} tests: {}",
+                    "{:<14} modules: {:<40} tests: {}",
                     driver.name,
-                    driver.meta.module,
+                    modules.join(", "),
                     driver.test_names().join(", ")
                 );
             }
@@ -59,7 +61,9 @@ pub fn run(args: DriversArgs, global: &GlobalArgs) -> Result<i32> {
                 let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, pipeline::default_jobs())?;
                 let out = context.output.join("drivers").join(&cell);
                 for built in pipeline::build_drivers(&active, arch, &toolchain, &source, &build, &out)? {
-                    println!("{}", built.module.display());
+                    for module in &built.modules {
+                        println!("{}", module.ko.display());
+                    }
                 }
             }
             Ok(0)
