@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
+use crate::jobserver::Parallel;
 use crate::kernel::build::{KernelBuild, process_failure};
 use crate::kernel::source::SourceTree;
 use crate::process::{Cmd, Control, Outcome};
@@ -176,6 +177,7 @@ pub fn build(
     source: &SourceTree,
     kernel: &KernelBuild,
     out_dir: &Path,
+    parallel: Parallel<'_>,
 ) -> Result<BuiltDriver> {
     let work = out_dir.join(&driver.name);
     cache::remove_dir_if_exists(&work)?;
@@ -205,7 +207,8 @@ pub fn build(
         let mut argv = crate::kernel::build::make_command(arch, "/build", "/build");
         argv.retain(|word| !word.starts_with("O="));
         argv.extend(["M=/drv".to_string(), "modules".to_string()]);
-        let cmd = jail().command(&argv)?;
+        argv.extend(parallel.make_args());
+        let cmd = parallel.attach(jail()).command(&argv)?;
         let outcome = cmd.stream(&log, None, &mut |_| Control::Continue)?;
         let ko = work.join(format!("{module}.ko"));
         if !matches!(outcome, Outcome::Exited(status) if status.success()) {

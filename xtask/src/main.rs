@@ -8,6 +8,7 @@ mod error;
 mod fetch;
 mod hostdeps;
 mod image;
+mod jobserver;
 mod kernel;
 mod ktap;
 mod matrix;

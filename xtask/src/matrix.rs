@@ -1,17 +1,18 @@
-//! Runs a matrix of cells (kernel x arch): builds one cell at a time while the previous cell boots, then evaluates KTAP into results.
+//! Runs a matrix of cells (kernel x arch) concurrently on one shared jobserver, boots each as soon as it is built, and evaluates KTAP into results.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::arch::Arch;
 use crate::driver::Driver;
+use crate::jobserver::{Jobserver, Parallel};
+use crate::kernel::source::SourceTree;
 use crate::project::{BootSettings, KernelEntry};
 use crate::qemu::{self, BootEnd, BootSpec};
-use crate::report::{CellResult, Results, Status, TestRecord, Timings, Totals};
+use crate::report::{CellResult, Results, RunSummary, Status, TestRecord, Timings, Totals};
 use crate::stage::{self, Category};
 use crate::toolchain::Toolchain;
 use crate::toolchain::install::InstallOptions;
@@ -41,9 +42,16 @@ pub struct RunOptions {
     pub repo: PathBuf,
     pub output: PathBuf,
     pub drivers: Vec<Driver>,
+    /// Cores to keep busy: the jobserver's token count.
     pub jobs: usize,
     pub boot: BootSettings,
     pub install: InstallOptions,
+}
+
+/// What cells of a run share: ready toolchains and source trees (or why not).
+struct Shared {
+    toolchains: BTreeMap<String, Result<Toolchain, String>>,
+    sources: BTreeMap<String, Result<SourceTree, String>>,
 }
 
 /// A cell built and ready to boot.
@@ -53,45 +61,64 @@ struct Prepared {
     active: Vec<Driver>,
 }
 
-/// Runs every cell; builds are serial (each uses all cores) and each boot
-/// runs in a second thread while the next cell builds.
+/// Runs every cell. Toolchains and sources are made ready first, one at a
+/// time (they are mostly network and disk). Then every cell runs in its own
+/// thread: its build holds one jobserver token and its makes borrow more, so
+/// builds of different cells fill each other's serial phases (linking, the
+/// Rust core crate) and the machine's cores stay busy. A boot starts as soon
+/// as its cell is built, alongside the other builds.
 pub fn run(cells: &[Cell], options: &RunOptions) -> Result<Results> {
-    let mut toolchains: BTreeMap<String, Result<Toolchain, String>> = BTreeMap::new();
-    let mut finished: Vec<CellResult> = Vec::new();
-    let boot_timeout = Duration::from_secs(options.boot.timeout_seconds);
-    let (sender, receiver) = mpsc::channel::<Prepared>();
-    let booted = std::thread::scope(|scope| -> Result<Vec<CellResult>> {
-        let booter = scope.spawn(move || -> Result<Vec<CellResult>> {
-            let mut results = Vec::new();
-            for prepared in receiver {
-                results.push(boot_and_evaluate(prepared, boot_timeout)?);
+    let started = Instant::now();
+    let mut shared = Shared { toolchains: BTreeMap::new(), sources: BTreeMap::new() };
+    for cell in cells {
+        process::check_interrupt()?;
+        let toolchain = shared
+            .toolchains
+            .entry(cell.kernel.toolchain.clone())
+            .or_insert_with(|| {
+                pipeline::ready_toolchain(&options.repo, &cell.kernel.toolchain, &options.install)
+                    .map_err(|err| error::render(&err))
+            })
+            .clone();
+        if let (Ok(toolchain), false) = (toolchain, shared.sources.contains_key(&cell.kernel.id)) {
+            let source = pipeline::ready_source(&cell.kernel, &toolchain);
+            if source.as_ref().is_err_and(error::is_interrupted) {
+                return Err(anyhow::Error::new(error::Interrupted));
             }
-            Ok(results)
-        });
-        for cell in cells {
-            process::check_interrupt()?;
-            match prepare(cell, options, &mut toolchains) {
-                Ok(Some(prepared)) => {
-                    if sender.send(prepared).is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => {}
-                Err(Failed(result)) => finished.push(*result),
-            }
-            if process::interrupted() {
-                break;
+            shared.sources.insert(cell.kernel.id.clone(), source.map_err(|err| error::render(&err)));
+        }
+    }
+    let jobserver = Jobserver::new(&options.output, options.jobs)?;
+    let results = std::thread::scope(|scope| -> Result<Vec<CellResult>> {
+        let handles: Vec<_> =
+            cells.iter().map(|cell| scope.spawn(|| run_cell(cell, options, &shared, &jobserver))).collect();
+        let mut results = Vec::new();
+        for handle in handles {
+            match handle.join() {
+                Ok(Ok(result)) => results.push(result),
+                Ok(Err(err)) if error::is_interrupted(&err) => {}
+                Ok(Err(err)) => return Err(err),
+                Err(_) => return Err(anyhow::anyhow!("a cell's thread panicked")),
             }
         }
-        drop(sender);
-        booter.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the boot thread panicked")))
+        Ok(results)
     })?;
     process::check_interrupt()?;
-    finished.extend(booted);
-    // Report cells in the order they were asked for.
-    let order: Vec<String> = cells.iter().map(Cell::id).collect();
-    finished.sort_by_key(|result| order.iter().position(|id| *id == result.id).unwrap_or(usize::MAX));
-    Ok(Results::new(finished))
+    let wall_seconds = started.elapsed().as_secs_f64();
+    Ok(Results::with_summary(results, RunSummary::new(wall_seconds, options.jobs)))
+}
+
+/// One cell, start to end. `Err` only for an interruption.
+fn run_cell(cell: &Cell, options: &RunOptions, shared: &Shared, jobserver: &Jobserver) -> Result<CellResult> {
+    let prepared = {
+        let _token = jobserver.acquire()?;
+        prepare(cell, options, shared, Parallel::Shared(jobserver))
+    };
+    match prepared {
+        Ok(Some(prepared)) => boot_and_evaluate(prepared, Duration::from_secs(options.boot.timeout_seconds)),
+        Ok(None) => Err(anyhow::Error::new(error::Interrupted)),
+        Err(Failed(result)) => Ok(*result),
+    }
 }
 
 /// A cell that failed before booting, already turned into its result.
@@ -132,7 +159,8 @@ fn fail_cell(mut result: CellResult, err: anyhow::Error, log: Option<&Path>) -> 
 fn prepare(
     cell: &Cell,
     options: &RunOptions,
-    toolchains: &mut BTreeMap<String, Result<Toolchain, String>>,
+    shared: &Shared,
+    parallel: Parallel<'_>,
 ) -> Result<Option<Prepared>, Failed> {
     let dir = options.output.join("cells").join(cell.id());
     let mut result = empty_result(cell, &dir);
@@ -142,16 +170,13 @@ fn prepare(
     }
     ui::status("Preparing", format!("cell {}", cell.label()));
 
-    let toolchain = toolchains
-        .entry(cell.kernel.toolchain.clone())
-        .or_insert_with(|| {
-            pipeline::ready_toolchain(&options.repo, &cell.kernel.toolchain, &options.install)
-                .map_err(|err| error::render(&err))
-        })
-        .clone();
-    let toolchain = match toolchain {
-        Ok(toolchain) => toolchain,
-        Err(message) => {
+    let toolchain = match shared.toolchains.get(&cell.kernel.toolchain) {
+        Some(Ok(toolchain)) => toolchain.clone(),
+        other => {
+            let message = match other {
+                Some(Err(message)) => message.clone(),
+                _ => "it was not prepared".to_string(),
+            };
             let err = anyhow::anyhow!(message).context(stage::StageFailed {
                 category: Category::Toolchain,
                 message: format!("toolchain {} is not usable", cell.kernel.toolchain),
@@ -159,9 +184,20 @@ fn prepare(
             return Err(fail_cell(result, err, None));
         }
     };
-    if process::interrupted() {
-        return Ok(None);
-    }
+    let source = match shared.sources.get(&cell.kernel.id) {
+        Some(Ok(source)) => source.clone(),
+        other => {
+            let message = match other {
+                Some(Err(message)) => message.clone(),
+                _ => "it was not prepared".to_string(),
+            };
+            let err = anyhow::anyhow!(message).context(stage::StageFailed {
+                category: Category::Infrastructure,
+                message: format!("source of kernel {} is unavailable", cell.kernel.id),
+            });
+            return Err(fail_cell(result, err, None));
+        }
+    };
 
     let (active, skipped) = pipeline::split_drivers(&options.drivers, cell.arch, &cell.kernel);
     for (driver, reason) in &skipped {
@@ -178,10 +214,10 @@ fn prepare(
     let kernel_log = dir.join("kernel-build.log");
     let drivers_dir = dir.join("drivers");
     let staged = (|| -> Result<(PathBuf, PathBuf, Vec<String>)> {
-        let source = pipeline::ready_source(&cell.kernel, &toolchain)?;
         let plan = pipeline::kernel_plan(&options.repo, &cell.kernel, cell.arch, &toolchain, &active)?;
-        let kernel = pipeline::build_kernel(&plan, &toolchain, &source, &kernel_log, options.jobs)?;
-        let built = pipeline::build_drivers(&active, cell.arch, &toolchain, &source, &kernel, &drivers_dir)?;
+        let kernel = pipeline::build_kernel(&plan, &toolchain, &source, &kernel_log, parallel)?;
+        result.timings.build_cpu_seconds = kernel.cpu_seconds;
+        let built = pipeline::build_drivers(&active, cell.arch, &toolchain, &source, &kernel, &drivers_dir, parallel)?;
         let initrd =
             pipeline::build_image(&toolchain, cell.arch, &options.repo, built, &dir.join("initramfs.cpio.gz"))?;
         let mut devices: Vec<String> = Vec::new();

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::arch::Arch;
 use crate::driver::{self, BuiltDriver, Driver};
+use crate::jobserver::Parallel;
 use crate::kernel::build::{self as kbuild, KernelBuild, KernelPlan};
 use crate::kernel::config;
 use crate::kernel::source::{self, SourceTree};
@@ -67,10 +68,10 @@ pub fn build_kernel(
     toolchain: &Toolchain,
     source: &SourceTree,
     log: &Path,
-    jobs: usize,
+    parallel: Parallel<'_>,
 ) -> Result<KernelBuild> {
     ui::status("Building", format!("kernel {}/{} (log: {})", plan.kernel_id, plan.arch.name, log.display()));
-    let build = kbuild::build(plan, toolchain, source, log, jobs)?;
+    let build = kbuild::build(plan, toolchain, source, log, parallel)?;
     if build.compiled_steps == 0 {
         ui::status(
             "Fresh",
@@ -104,11 +105,12 @@ pub fn build_drivers(
     source: &SourceTree,
     kernel: &KernelBuild,
     out_dir: &Path,
+    parallel: Parallel<'_>,
 ) -> Result<Vec<BuiltDriver>> {
     let mut built = Vec::new();
     for item in drivers {
         ui::status("Compiling", format!("driver {} for {}", item.name, arch.name));
-        built.push(driver::build(item, arch, toolchain, source, kernel, out_dir)?);
+        built.push(driver::build(item, arch, toolchain, source, kernel, out_dir, parallel)?);
     }
     Ok(built)
 }

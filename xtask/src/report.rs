@@ -35,7 +35,12 @@ pub struct Totals {
 /// Seconds spent per stage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
+    /// Wall time from the start of the cell's build to its image.
     pub build_seconds: f64,
+    /// CPU time (user + system) of the cell's kernel build.
+    #[serde(default)]
+    pub build_cpu_seconds: f64,
+    /// QEMU start to the end marker (or crash, or timeout).
     pub boot_seconds: f64,
 }
 
@@ -80,18 +85,52 @@ impl CellResult {
     }
 }
 
+/// How the run used the machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub wall_seconds: f64,
+    /// Jobserver tokens: the cores kforge kept busy.
+    pub jobs: usize,
+    /// CPU time of every kernel build of the run.
+    pub build_cpu_seconds: f64,
+    /// build_cpu_seconds / (wall_seconds x jobs).
+    pub core_utilisation: f64,
+}
+
+impl RunSummary {
+    pub fn new(wall_seconds: f64, jobs: usize) -> RunSummary {
+        RunSummary { wall_seconds, jobs, build_cpu_seconds: 0.0, core_utilisation: 0.0 }
+    }
+}
+
 /// The whole run (results.json).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {
     pub kforge_version: String,
     /// False when some cells are missing (interrupted run, broken per-cell files).
     pub complete: bool,
+    #[serde(default)]
+    pub run: RunSummary,
     pub cells: Vec<CellResult>,
 }
 
 impl Results {
     pub fn new(cells: Vec<CellResult>) -> Results {
-        Results { kforge_version: env!("CARGO_PKG_VERSION").to_string(), complete: true, cells }
+        Results {
+            kforge_version: env!("CARGO_PKG_VERSION").to_string(),
+            complete: true,
+            run: RunSummary::default(),
+            cells,
+        }
+    }
+
+    /// Results with the run's timing; utilisation is computed from the cells.
+    pub fn with_summary(cells: Vec<CellResult>, mut run: RunSummary) -> Results {
+        run.build_cpu_seconds = cells.iter().map(|cell| cell.timings.build_cpu_seconds).sum();
+        if run.wall_seconds > 0.0 && run.jobs > 0 {
+            run.core_utilisation = run.build_cpu_seconds / (run.wall_seconds * run.jobs as f64);
+        }
+        Results { run, ..Results::new(cells) }
     }
 
     /// 0 all passed (or skipped), 1 a test failed, 2 something before the tests failed.
@@ -156,8 +195,21 @@ impl Results {
 
     /// The summary table printed after a run.
     pub fn summary(&self) -> String {
-        let mut out =
-            format!("{:<22} {:<6} {:<15} {:<18} {}\n", "cell", "status", "category", "pass/fail/skip/err", "log");
+        let mut out = String::new();
+        if self.run.wall_seconds > 0.0 {
+            out.push_str(&format!(
+                "{} cell(s) in {:.0}s on {} cores; kernel builds used {:.0} CPU-seconds (core utilisation {:.0}%)\n\n",
+                self.cells.len(),
+                self.run.wall_seconds,
+                self.run.jobs,
+                self.run.build_cpu_seconds,
+                self.run.core_utilisation * 100.0
+            ));
+        }
+        out.push_str(&format!(
+            "{:<22} {:<6} {:<15} {:<18} {}\n",
+            "cell", "status", "category", "pass/fail/skip/err", "log"
+        ));
         for cell in &self.cells {
             let totals = cell.totals;
             let counts = format!("{}/{}/{}/{}", totals.pass, totals.fail, totals.skip, totals.error);

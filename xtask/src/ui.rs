@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {
@@ -22,6 +22,9 @@ struct Printer {
     verbosity: Verbosity,
     color: bool,
     progress: bool,
+    /// Every bar lives here, so concurrent builds each get a line and
+    /// messages are printed above the bars instead of through them.
+    bars: MultiProgress,
 }
 
 static PRINTER: OnceLock<Printer> = OnceLock::new();
@@ -34,11 +37,23 @@ pub fn init(verbosity: Verbosity) {
         && verbosity == Verbosity::Normal
         && std::env::var_os("KFORGE_NO_PROGRESS").is_none()
         && std::env::var_os("CI").is_none();
-    let _ = PRINTER.set(Printer { verbosity, color, progress });
+    let _ = PRINTER.set(Printer { verbosity, color, progress, bars: MultiProgress::new() });
 }
 
 fn printer() -> &'static Printer {
-    PRINTER.get_or_init(|| Printer { verbosity: Verbosity::Normal, color: false, progress: false })
+    PRINTER.get_or_init(|| Printer {
+        verbosity: Verbosity::Normal,
+        color: false,
+        progress: false,
+        bars: MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+    })
+}
+
+/// Writes one line to stderr, above any progress bars.
+fn line(text: &str) {
+    printer().bars.suspend(|| {
+        let _ = writeln!(std::io::stderr(), "{text}");
+    });
 }
 
 pub fn verbose() -> bool {
@@ -55,13 +70,13 @@ pub fn status(verb: &str, message: impl AsRef<str>) {
         return;
     }
     let verb = paint("1;32", &format!("{verb:>12}"));
-    let _ = writeln!(std::io::stderr(), "{verb} {}", message.as_ref());
+    line(&format!("{verb} {}", message.as_ref()));
 }
 
 /// A warning line, shown even in quiet mode.
 pub fn warn(message: impl AsRef<str>) {
     let label = paint("1;33", "warning");
-    let _ = writeln!(std::io::stderr(), "{label}: {}", message.as_ref());
+    line(&format!("{label}: {}", message.as_ref()));
 }
 
 /// A plain line for humans on stderr (tables, summaries); hidden in quiet mode.
@@ -69,13 +84,13 @@ pub fn info(message: impl AsRef<str>) {
     if printer().verbosity == Verbosity::Quiet {
         return;
     }
-    let _ = writeln!(std::io::stderr(), "{}", message.as_ref());
+    line(message.as_ref());
 }
 
 /// Only in verbose mode: echoed command lines and other detail.
 pub fn detail(message: impl AsRef<str>) {
     if verbose() {
-        let _ = writeln!(std::io::stderr(), "{}", paint("2", message.as_ref()));
+        line(&paint("2", message.as_ref()));
     }
 }
 
@@ -84,7 +99,7 @@ pub fn error(rendered: &str) {
     let mut lines = rendered.splitn(2, ": ");
     let head = lines.next().unwrap_or_default();
     let rest = lines.next().unwrap_or_default();
-    let _ = writeln!(std::io::stderr(), "{}: {rest}", paint("1;31", head));
+    line(&format!("{}: {rest}", paint("1;31", head)));
 }
 
 /// Green/red/yellow words for summary tables.
@@ -102,7 +117,7 @@ pub fn bar(length: u64, prefix: &str) -> ProgressBar {
     if !printer().progress {
         return ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::hidden());
     }
-    let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
+    let bar = printer().bars.add(ProgressBar::new(length));
     let style = ProgressStyle::with_template("{prefix:>12.cyan.bold} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}")
         .map(|style| style.progress_chars("=> "));
     if let Ok(style) = style {
@@ -118,7 +133,7 @@ pub fn spinner(prefix: &str) -> ProgressBar {
     if !printer().progress {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new_spinner();
+    let bar = printer().bars.add(ProgressBar::new_spinner());
     if let Ok(style) = ProgressStyle::with_template("{prefix:>12.cyan.bold} {spinner} {elapsed} {wide_msg}") {
         bar.set_style(style);
     }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::{Context, GlobalArgs};
+use crate::jobserver::Parallel;
 use crate::{pipeline, ui};
 
 #[derive(Debug, Args)]
@@ -58,9 +59,18 @@ pub fn run(args: DriversArgs, global: &GlobalArgs) -> Result<i32> {
                 let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
                 let cell = format!("{}-{}", kernel.id, arch.name);
                 let log = context.output.join("logs").join(format!("kernel-{cell}.log"));
-                let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, pipeline::default_jobs())?;
+                let build =
+                    pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(pipeline::default_jobs()))?;
                 let out = context.output.join("drivers").join(&cell);
-                for built in pipeline::build_drivers(&active, arch, &toolchain, &source, &build, &out)? {
+                for built in pipeline::build_drivers(
+                    &active,
+                    arch,
+                    &toolchain,
+                    &source,
+                    &build,
+                    &out,
+                    Parallel::Jobs(pipeline::default_jobs()),
+                )? {
                     for module in &built.modules {
                         println!("{}", module.ko.display());
                     }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Context, GlobalArgs};
+use crate::jobserver::Parallel;
 use crate::pipeline;
 
 #[derive(Debug, Args)]
@@ -34,9 +35,17 @@ pub fn run(args: ImageArgs, global: &GlobalArgs) -> Result<i32> {
             &toolchain,
             &source,
             &dir.join("kernel-build.log"),
-            pipeline::default_jobs(),
+            Parallel::Jobs(pipeline::default_jobs()),
         )?;
-        let built = pipeline::build_drivers(&active, arch, &toolchain, &source, &build, &dir.join("drivers"))?;
+        let built = pipeline::build_drivers(
+            &active,
+            arch,
+            &toolchain,
+            &source,
+            &build,
+            &dir.join("drivers"),
+            Parallel::Jobs(pipeline::default_jobs()),
+        )?;
         let image = pipeline::build_image(&toolchain, arch, &context.repo, built, &dir.join("initramfs.cpio.gz"))?;
         println!("{}", image.display());
     }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::{Context, GlobalArgs};
+use crate::jobserver::Parallel;
 use crate::kernel::build as kbuild;
 use crate::{error, pipeline};
 
@@ -51,14 +52,14 @@ pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
         for argv in kbuild::config_commands(&plan) {
             println!("{}", argv.join(" "));
         }
-        println!("{}", kbuild::build_command(&plan, jobs).join(" "));
+        println!("{}", kbuild::build_command(&plan, Parallel::Jobs(jobs)).join(" "));
         return Ok(0);
     }
     let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
     let source = pipeline::ready_source(&kernel, &toolchain)?;
     let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
     let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
-    let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, jobs)?;
+    let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(jobs))?;
     println!("{}", build.image.display());
     if !build.image.is_file() {
         return Err(error::user(format!("the kernel image {} is missing", build.image.display())));

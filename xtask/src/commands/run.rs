@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Context, GlobalArgs};
+use crate::jobserver::Parallel;
 use crate::qemu::{self, BootSpec};
 use crate::{pipeline, ui};
 
@@ -29,9 +30,22 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
     let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
     let dir = context.output.join("run").join(format!("{}-{}", kernel.id, arch.name));
-    let build =
-        pipeline::build_kernel(&plan, &toolchain, &source, &dir.join("kernel-build.log"), pipeline::default_jobs())?;
-    let built = pipeline::build_drivers(&active, arch, &toolchain, &source, &build, &dir.join("drivers"))?;
+    let build = pipeline::build_kernel(
+        &plan,
+        &toolchain,
+        &source,
+        &dir.join("kernel-build.log"),
+        Parallel::Jobs(pipeline::default_jobs()),
+    )?;
+    let built = pipeline::build_drivers(
+        &active,
+        arch,
+        &toolchain,
+        &source,
+        &build,
+        &dir.join("drivers"),
+        Parallel::Jobs(pipeline::default_jobs()),
+    )?;
     let initrd = pipeline::build_image(&toolchain, arch, &context.repo, built, &dir.join("initramfs.cpio.gz"))?;
     let devices: Vec<String> = active.iter().flat_map(|driver| driver.meta.qemu_devices.clone()).collect();
     let spec = BootSpec { arch, memory: &context.project.boot.memory, devices: &devices, interactive: true };

@@ -13,6 +13,7 @@ use anyhow::{Result, bail};
 use super::config::{self, Fragment};
 use super::source::SourceTree;
 use crate::arch::Arch;
+use crate::jobserver::Parallel;
 use crate::process::{Cmd, Control, Outcome};
 use crate::stage::{Category, StageContext};
 use crate::toolchain::Toolchain;
@@ -37,6 +38,8 @@ pub struct KernelBuild {
     pub image: PathBuf,
     /// Compile/link steps this run performed (0: it was up to date).
     pub compiled_steps: usize,
+    /// CPU seconds (user + system) the make runs of this build took.
+    pub cpu_seconds: f64,
 }
 
 const COMPLETE_MARKER: &str = ".kforge-complete";
@@ -99,8 +102,32 @@ pub fn config_commands(plan: &KernelPlan) -> Vec<Vec<String>> {
 }
 
 /// The command that builds the kernel image and in-tree modules.
-pub fn build_command(plan: &KernelPlan, jobs: usize) -> Vec<String> {
-    [make_command(plan.arch, "/src", "/build"), vec![format!("-j{jobs}")]].concat()
+pub fn build_command(plan: &KernelPlan, parallel: Parallel<'_>) -> Vec<String> {
+    [make_command(plan.arch, "/src", "/build"), parallel.make_args()].concat()
+}
+
+/// Marker line before the `times` output that `with_cpu_times` appends.
+const CPU_MARKER: &str = "kforge-cpu-times";
+
+/// Wraps argv in a shell that prints, after it ends, the CPU time of
+/// everything it ran (`times`), so kforge can account a build's CPU even
+/// through the sandbox.
+pub fn with_cpu_times(argv: Vec<String>) -> Vec<String> {
+    let script = format!("\"$@\"; status=$?; echo {CPU_MARKER}; times; exit $status");
+    [vec!["sh".to_string(), "-c".to_string(), script, "sh".to_string()], argv].concat()
+}
+
+/// Seconds in `times` notation: `1m23.450000s` -> 83.45.
+fn times_seconds(word: &str) -> Option<f64> {
+    let (minutes, seconds) = word.strip_suffix('s')?.split_once('m')?;
+    Some(minutes.parse::<f64>().ok()? * 60.0 + seconds.parse::<f64>().ok()?)
+}
+
+/// CPU seconds (user + system) of the children from `times` output, whose
+/// second line is the children's.
+pub fn children_cpu_seconds(line: &str) -> Option<f64> {
+    let mut words = line.split_whitespace();
+    Some(times_seconds(words.next()?)? + times_seconds(words.next()?)?)
 }
 
 /// The command that generates the UAPI headers (`/build/usr/include`) test programs use.
@@ -121,7 +148,7 @@ pub fn build(
     toolchain: &Toolchain,
     source: &SourceTree,
     log: &Path,
-    jobs: usize,
+    parallel: Parallel<'_>,
 ) -> Result<KernelBuild> {
     if let Some(parent) = log.parent() {
         fs_err::create_dir_all(parent)?;
@@ -149,14 +176,15 @@ pub fn build(
     }
 
     let steps_before = estimate_steps(plan.arch);
-    let cmd = jail(&dir).command(&build_command(plan, jobs))?;
-    let compiled = run_make(&cmd, log, &label(plan), steps_before)
+    let cmd = parallel.attach(jail(&dir)).command(&with_cpu_times(build_command(plan, parallel)))?;
+    let (compiled, cpu_seconds) = run_make(&cmd, log, &label(plan), steps_before)
         .stage(Category::Build, format!("kernel build for {} failed", label(plan)))?;
-    let headers = jail(&dir).command(&headers_command(plan))?;
+    let headers = parallel.attach(jail(&dir)).command(&with_cpu_times(headers_command(plan)))?;
     let headers_log = cache::sibling(log, "headers");
-    let compiled = compiled
-        + run_make(&headers, &headers_log, &label(plan), None)
-            .stage(Category::Build, format!("UAPI headers for {} failed", label(plan)))?;
+    let (header_steps, header_cpu) = run_make(&headers, &headers_log, &label(plan), None)
+        .stage(Category::Build, format!("UAPI headers for {} failed", label(plan)))?;
+    let compiled = compiled + header_steps;
+    let cpu_seconds = cpu_seconds + header_cpu;
 
     let image_in = |dir: &Path| dir.join(plan.arch.kernel_image);
     if !image_in(&dir).is_file() {
@@ -170,7 +198,7 @@ pub fn build(
         fs_err::rename(&dir, &plan.entry)?;
         plan.entry.clone()
     };
-    Ok(KernelBuild { image: image_in(&final_dir), dir: final_dir, compiled_steps: compiled })
+    Ok(KernelBuild { image: image_in(&final_dir), dir: final_dir, compiled_steps: compiled, cpu_seconds })
 }
 
 fn label(plan: &KernelPlan) -> String {
@@ -272,8 +300,9 @@ fn estimate_steps(arch: &Arch) -> Option<u64> {
     best
 }
 
-/// Runs a kbuild make with a progress bar; returns the number of steps run.
-pub fn run_make(cmd: &Cmd, log: &Path, label: &str, estimate: Option<u64>) -> Result<usize> {
+/// Runs a kbuild make (wrapped by `with_cpu_times`) with a progress bar;
+/// returns the number of steps run and their CPU seconds.
+pub fn run_make(cmd: &Cmd, log: &Path, label: &str, estimate: Option<u64>) -> Result<(usize, f64)> {
     let bar = match estimate {
         Some(total) => ui::bar(total, "Building"),
         None => ui::spinner("Building"),
@@ -281,7 +310,18 @@ pub fn run_make(cmd: &Cmd, log: &Path, label: &str, estimate: Option<u64>) -> Re
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut steps = 0usize;
+    let mut cpu_seconds = 0.0;
+    let mut times_lines = None;
     let outcome = cmd.stream(log, None, &mut |line| {
+        if line == CPU_MARKER {
+            times_lines = Some(0);
+        } else if let Some(seen) = times_lines {
+            // `times`: the shell's own times, then its children's.
+            if seen == 1 {
+                cpu_seconds = children_cpu_seconds(line).unwrap_or(0.0);
+            }
+            times_lines = Some(seen + 1);
+        }
         if is_compile_step(line) {
             steps += 1;
             bar.inc(1);
@@ -295,7 +335,7 @@ pub fn run_make(cmd: &Cmd, log: &Path, label: &str, estimate: Option<u64>) -> Re
     })?;
     bar.finish_and_clear();
     match outcome {
-        Outcome::Exited(status) if status.success() => Ok(steps),
+        Outcome::Exited(status) if status.success() => Ok((steps, cpu_seconds)),
         other => Err(process_failure(cmd, other, log)),
     }
 }
@@ -307,7 +347,12 @@ pub fn process_failure(cmd: &Cmd, outcome: Outcome, log: &Path) -> anyhow::Error
         Outcome::Stopped => "stopped".to_string(),
         Outcome::TimedOut => "timed out".to_string(),
     };
-    let command = cmd.argv().iter().skip_while(|word| *word != "--").skip(1).cloned().collect::<Vec<_>>().join(" ");
+    // What ran inside the sandbox, without bwrap's arguments or the CPU-time wrapper.
+    let mut inner: Vec<String> = cmd.argv().iter().skip_while(|word| *word != "--").skip(1).cloned().collect();
+    if inner.len() > 4 && inner[0] == "sh" && inner[2].contains(CPU_MARKER) {
+        inner.drain(..4);
+    }
+    let command = inner.join(" ");
     anyhow::Error::new(error::ProcessError {
         command: if command.is_empty() { cmd.display() } else { command },
         status,
@@ -337,6 +382,17 @@ pub fn first_error_lines(log: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_times_are_read_from_the_shell() {
+        let seconds = children_cpu_seconds("1m23.450000s 0m12.340000s").unwrap();
+        assert!((seconds - 95.79).abs() < 1e-9, "{seconds}");
+        assert_eq!(children_cpu_seconds("0m0.01s 0m0.00s"), Some(0.01));
+        assert_eq!(children_cpu_seconds("garbage"), None);
+        let wrapped = with_cpu_times(vec!["make".into(), "-j2".into()]);
+        assert_eq!(wrapped[..2], ["sh".to_string(), "-c".to_string()]);
+        assert_eq!(wrapped[4..], ["make".to_string(), "-j2".to_string()]);
+    }
 
     #[test]
     fn compile_steps_are_counted_and_bookkeeping_is_not() {
@@ -381,6 +437,6 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&commands);
-        assert_eq!(build_command(&plan, 2).join(" "), "make -C /src O=/build ARCH=arm64 LLVM=1 -j2");
+        assert_eq!(build_command(&plan, Parallel::Jobs(2)).join(" "), "make -C /src O=/build ARCH=arm64 LLVM=1 -j2");
     }
 }
