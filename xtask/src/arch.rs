@@ -1,4 +1,4 @@
-//! The one table of per-architecture facts: kernel ARCH, LLVM triple, image path, QEMU machine, console, busybox arch.
+//! The one table of per-architecture facts: kernel ARCH, LLVM triple, image path, QEMU machine or UML, console, busybox arch, test devices.
 //!
 //! Adding an architecture is one row here plus one `kernel-config/<name>.config` fragment.
 
@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::error;
 
-/// How a built kernel of this arch is started.
+/// A QEMU machine that boots this arch's kernel directly (`-kernel`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct QemuSpec {
     /// Emulator binary inside the toolchain root.
@@ -18,10 +18,17 @@ pub struct QemuSpec {
     pub cpu: Option<&'static str>,
     /// Firmware image (`-bios`), when direct kernel boot needs one; path inside the root.
     pub bios: Option<&'static str>,
-    /// Whether the machine has a PCI bus (drivers needing PCI devices are skipped otherwise).
-    pub pci: bool,
-    /// Extra fixed arguments (device models, memory layout).
+    /// Extra fixed arguments.
     pub extra_args: &'static [&'static str],
+}
+
+/// How a built kernel of this arch is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runner {
+    Qemu(QemuSpec),
+    /// User Mode Linux: the kernel (`linux`) is itself a program, run in the toolchain root.
+    Uml,
 }
 
 /// One architecture the kernel supports Rust on.
@@ -45,12 +52,20 @@ pub struct Arch {
     pub headers_arch: &'static str,
     /// Kernel image to boot, relative to the build directory.
     pub kernel_image: &'static str,
-    /// Serial console device for `console=`.
+    /// Console device for `console=`.
     pub console: &'static str,
     /// The config fragment in `kernel-config/` for this arch.
     pub config_fragment: &'static str,
-    pub qemu: QemuSpec,
+    /// Whether the machine has a PCI bus (drivers with `needs-pci` are skipped otherwise).
+    pub pci: bool,
+    /// QEMU device models drivers may ask for (`qemu-devices`) that this
+    /// machine's emulator provides; other devices make a driver skip.
+    pub devices: &'static [&'static str],
+    pub runner: Runner,
 }
+
+/// Device models of the test devices kforge's drivers use.
+const PCI_TEST_DEVICES: &[&str] = &["edu", "pci-testdev"];
 
 /// Every supported architecture. Order is the order of `--arch all`.
 pub const ARCHES: &[Arch] = &[
@@ -66,15 +81,16 @@ pub const ARCHES: &[Arch] = &[
         kernel_image: "arch/x86/boot/bzImage",
         console: "ttyS0",
         config_fragment: "x86_64.config",
-        qemu: QemuSpec {
+        pci: true,
+        devices: PCI_TEST_DEVICES,
+        runner: Runner::Qemu(QemuSpec {
             binary: "qemu-system-x86_64",
             package: "qemu-system-x86",
             machine: "q35",
             cpu: Some("max"),
             bios: None,
-            pci: true,
             extra_args: &[],
-        },
+        }),
     },
     Arch {
         name: "arm64",
@@ -88,19 +104,140 @@ pub const ARCHES: &[Arch] = &[
         kernel_image: "arch/arm64/boot/Image",
         console: "ttyAMA0",
         config_fragment: "arm64.config",
-        qemu: QemuSpec {
+        pci: true,
+        devices: PCI_TEST_DEVICES,
+        runner: Runner::Qemu(QemuSpec {
             binary: "qemu-system-aarch64",
             package: "qemu-system-arm",
             machine: "virt",
             cpu: Some("max,pauth-impdef=on"),
             bios: None,
-            pci: true,
             extra_args: &[],
-        },
+        }),
+    },
+    Arch {
+        name: "arm",
+        aliases: &["armv7", "armhf", "arm32", "armv7l"],
+        make_arch: "arm",
+        srcarch: "arm",
+        debian_arch: "armhf",
+        llvm_triple: "armv7a-linux-gnueabihf",
+        user_cflags: &["-marm"],
+        headers_arch: "arm",
+        kernel_image: "arch/arm/boot/zImage",
+        console: "ttyAMA0",
+        config_fragment: "arm.config",
+        pci: true,
+        devices: PCI_TEST_DEVICES,
+        runner: Runner::Qemu(QemuSpec {
+            binary: "qemu-system-arm",
+            package: "qemu-system-arm",
+            // highmem=off keeps the PCIe ECAM below 4 GiB, where a non-LPAE kernel reaches it.
+            machine: "virt,highmem=off",
+            cpu: Some("cortex-a15"),
+            bios: None,
+            extra_args: &[],
+        }),
+    },
+    Arch {
+        name: "riscv",
+        aliases: &["riscv64", "rv64"],
+        make_arch: "riscv",
+        srcarch: "riscv",
+        debian_arch: "riscv64",
+        llvm_triple: "riscv64-linux-gnu",
+        user_cflags: &[],
+        headers_arch: "riscv",
+        kernel_image: "arch/riscv/boot/Image",
+        console: "ttyS0",
+        config_fragment: "riscv.config",
+        pci: true,
+        devices: PCI_TEST_DEVICES,
+        // QEMU's default firmware for virt is OpenSBI (Debian's opensbi package).
+        runner: Runner::Qemu(QemuSpec {
+            binary: "qemu-system-riscv64",
+            package: "qemu-system-riscv",
+            machine: "virt",
+            cpu: Some("rv64"),
+            bios: None,
+            extra_args: &[],
+        }),
+    },
+    Arch {
+        name: "loongarch",
+        aliases: &["loongarch64", "loong64"],
+        make_arch: "loongarch",
+        srcarch: "loongarch",
+        debian_arch: "loong64",
+        llvm_triple: "loongarch64-linux-gnu",
+        user_cflags: &[],
+        headers_arch: "loongarch",
+        kernel_image: "arch/loongarch/boot/vmlinux.elf",
+        console: "ttyS0",
+        config_fragment: "loongarch.config",
+        // It has PCI, but Debian's qemu-system-loongarch64 builds neither edu nor pci-testdev.
+        pci: true,
+        devices: &[],
+        runner: Runner::Qemu(QemuSpec {
+            binary: "qemu-system-loongarch64",
+            package: "qemu-system-misc",
+            machine: "virt",
+            cpu: Some("la464"),
+            bios: None,
+            extra_args: &[],
+        }),
+    },
+    Arch {
+        name: "s390",
+        aliases: &["s390x", "s390-64", "zarch"],
+        make_arch: "s390",
+        srcarch: "s390",
+        debian_arch: "s390x",
+        llvm_triple: "s390x-linux-gnu",
+        user_cflags: &[],
+        headers_arch: "s390",
+        kernel_image: "arch/s390/boot/bzImage",
+        console: "ttysclp0",
+        config_fragment: "s390.config",
+        // zPCI exists, but qemu-system-s390x has neither edu nor pci-testdev.
+        pci: true,
+        devices: &[],
+        runner: Runner::Qemu(QemuSpec {
+            binary: "qemu-system-s390x",
+            package: "qemu-system-s390x",
+            machine: "s390-ccw-virtio",
+            cpu: Some("qemu"),
+            bios: None,
+            extra_args: &[],
+        }),
+    },
+    Arch {
+        name: "um",
+        aliases: &["uml", "user-mode-linux"],
+        make_arch: "um",
+        srcarch: "um",
+        debian_arch: "amd64",
+        llvm_triple: "x86_64-linux-gnu",
+        user_cflags: &[],
+        headers_arch: "um",
+        kernel_image: "linux",
+        console: "tty0",
+        config_fragment: "um.config",
+        pci: false,
+        devices: &[],
+        runner: Runner::Uml,
     },
 ];
 
 impl Arch {
+    /// The QEMU spec, for arches booted by QEMU.
+    pub fn qemu(&self) -> Option<&QemuSpec> {
+        match &self.runner {
+            Runner::Qemu(spec) => Some(spec),
+            Runner::Uml => None,
+        }
+    }
+
     /// Looks an arch up by kernel name or alias (case-insensitive).
     pub fn find(name: &str) -> Result<&'static Arch> {
         let wanted = name.trim().to_ascii_lowercase();

@@ -86,8 +86,17 @@ impl Driver {
         if let Some(reason) = self.meta.unsupported_arches.get(arch.name) {
             return Some(format!("{} does not support {}: {reason}", self.name, arch.name));
         }
-        if self.meta.needs_pci && !arch.qemu.pci {
+        if self.meta.needs_pci && !arch.pci {
             return Some(format!("{} needs PCI, which the {} machine does not have", self.name, arch.name));
+        }
+        for device in &self.meta.qemu_devices {
+            let model = device.split(',').next().unwrap_or(device);
+            if !arch.devices.contains(&model) {
+                return Some(format!(
+                    "{} needs the QEMU device `{model}`, which the {} emulator does not provide",
+                    self.name, arch.name
+                ));
+            }
         }
         if let Some(minimum) = &self.meta.min_kernel
             && version::compare(kernel_version, minimum).is_lt()

@@ -241,18 +241,18 @@ fn prepare(
         }
     };
 
-    let qemu_binary = toolchain.root.join("usr/bin").join(cell.arch.qemu.binary);
-    if !qemu_binary.is_file() {
-        let err = error::user_hint(
-            format!("{} is missing from toolchain {}", cell.arch.qemu.binary, toolchain.id()),
-            format!(
-                "add the {} package to toolchains/{}.toml [qemu] and reinstall",
-                cell.arch.qemu.package,
+    if let Some(qemu) = cell.arch.qemu() {
+        if !toolchain.root.join("usr/bin").join(qemu.binary).is_file() {
+            let message = format!(
+                "{} is missing from toolchain {}: add the {} package to toolchains/{}.toml [qemu] and reinstall",
+                qemu.binary,
+                toolchain.id(),
+                qemu.package,
                 toolchain.id()
-            ),
-        );
-        let err = anyhow::Error::new(stage::StageFailed { category: Category::Toolchain, message: err.to_string() });
-        return Err(fail_cell(result, err, None));
+            );
+            let err = anyhow::Error::new(stage::StageFailed { category: Category::Toolchain, message });
+            return Err(fail_cell(result, err, None));
+        }
     }
     let spec = BootSpec { arch: cell.arch, memory: &options.boot.memory, devices: &devices, interactive: false };
     let boot = match toolchain.sandbox().and_then(|sandbox| qemu::command(&sandbox, &spec, &kernel_image, &initrd)) {

@@ -50,12 +50,10 @@ pub fn kernel_plan(
     drivers: &[Driver],
 ) -> Result<KernelPlan> {
     let mut extras = Vec::new();
-    let mut lines = Vec::new();
-    for driver in drivers {
-        lines.extend(driver.meta.kconfig.iter().cloned());
-    }
-    if !lines.is_empty() {
-        let names: Vec<&str> = drivers.iter().map(|driver| driver.name.as_str()).collect();
+    let needing: Vec<&Driver> = drivers.iter().filter(|driver| !driver.meta.kconfig.is_empty()).collect();
+    if !needing.is_empty() {
+        let lines: Vec<String> = needing.iter().flat_map(|driver| driver.meta.kconfig.iter().cloned()).collect();
+        let names: Vec<&str> = needing.iter().map(|driver| driver.name.as_str()).collect();
         extras.push(config::fragment_from_lines("drivers.config", &format!("drivers {}", names.join(", ")), &lines));
     }
     let fragments = config::fragments(repo, arch, &extras)?;

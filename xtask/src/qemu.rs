@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::arch::Arch;
+use crate::arch::{Arch, QemuSpec, Runner};
 use crate::process::{Cmd, Control, Outcome};
 use crate::sandbox::Sandbox;
 
@@ -38,9 +38,29 @@ pub fn kernel_cmdline(spec: &BootSpec<'_>) -> String {
     cmdline
 }
 
-/// QEMU's argv for `spec`, with kernel and initrd at the given (guest) paths.
-pub fn qemu_argv(spec: &BootSpec<'_>, kernel: &str, initrd: &str) -> Vec<String> {
-    let qemu = &spec.arch.qemu;
+/// The boot argv for `spec`, with kernel and initrd at the given (guest) paths:
+/// QEMU, or the UML kernel itself.
+pub fn boot_argv(spec: &BootSpec<'_>, kernel: &str, initrd: &str) -> Vec<String> {
+    match &spec.arch.runner {
+        Runner::Qemu(qemu) => qemu_argv(qemu, spec, kernel, initrd),
+        Runner::Uml => uml_argv(spec, kernel, initrd),
+    }
+}
+
+/// User Mode Linux: `linux` runs as a process. `con0` is its stdin/stdout,
+/// `noreboot` makes a reboot (panic=-1) end it instead of re-executing, and
+/// core dumps are off (a UML panic aborts the process, and a core would be as
+/// large as guest memory).
+fn uml_argv(spec: &BootSpec<'_>, kernel: &str, initrd: &str) -> Vec<String> {
+    let command = format!(
+        "ulimit -c 0; exec {kernel} mem={} initrd={initrd} con0=fd:0,fd:1 con=null noreboot {}",
+        spec.memory,
+        kernel_cmdline(spec)
+    );
+    vec!["sh".into(), "-c".into(), command]
+}
+
+fn qemu_argv(qemu: &QemuSpec, spec: &BootSpec<'_>, kernel: &str, initrd: &str) -> Vec<String> {
     let mut argv: Vec<String> = vec![qemu.binary.into(), "-M".into(), qemu.machine.into()];
     if let Some(cpu) = qemu.cpu {
         argv.extend(["-cpu".into(), cpu.into()]);
@@ -74,7 +94,9 @@ pub fn command(sandbox: &Sandbox, spec: &BootSpec<'_>, kernel: &Path, initrd: &P
     let kernel_guest = jail.ro(kernel, "/kforge/boot/kernel");
     let initrd_guest = jail.ro(initrd, "/kforge/boot/initrd");
     let jail = if spec.interactive { jail.interactive() } else { jail };
-    jail.command(&qemu_argv(spec, &kernel_guest, &initrd_guest))
+    // UML keeps guest memory in a file under TMPDIR (the jail's tmpfs /tmp).
+    let jail = jail.env("TMPDIR", "/tmp");
+    jail.command(&boot_argv(spec, &kernel_guest, &initrd_guest))
 }
 
 /// How a boot ended.
@@ -160,7 +182,7 @@ mod tests {
         let devices = vec!["edu".to_string()];
         let spec = BootSpec { arch, memory: "512M", devices: &devices, interactive: false };
         expect_test::expect![[r#"qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init"#]]
-            .assert_eq(&qemu_argv(&spec, "/k", "/i").join(" "));
+            .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
     }
 
     #[test]
@@ -168,7 +190,29 @@ mod tests {
         let arch = Arch::find("arm64").unwrap();
         let spec = BootSpec { arch, memory: "512M", devices: &[], interactive: true };
         expect_test::expect![[r#"qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial mon:stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.interactive"#]]
-            .assert_eq(&qemu_argv(&spec, "/k", "/i").join(" "));
+            .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
+    }
+
+    #[test]
+    fn every_arch_has_a_boot_plan() {
+        let plans: Vec<String> = crate::arch::ARCHES
+            .iter()
+            .map(|arch| {
+                let spec = BootSpec { arch, memory: "512M", devices: &[], interactive: false };
+                boot_argv(&spec, "/k", "/i").join(" ")
+            })
+            .collect();
+        expect_test::expect![[r#"
+            [
+                "qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-arm -M virt,highmem=off -cpu cortex-a15 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-loongarch64 -M virt -cpu la464 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-s390x -M s390-ccw-virtio -cpu qemu -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttysclp0 panic=-1 oops=panic rdinit=/init",
+                "sh -c ulimit -c 0; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init",
+            ]
+        "#]].assert_debug_eq(&plans);
     }
 
     #[test]

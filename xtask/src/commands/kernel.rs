@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use super::{Context, GlobalArgs};
 use crate::jobserver::Parallel;
 use crate::kernel::build as kbuild;
-use crate::{error, pipeline};
+use crate::{error, pipeline, ui};
 
 #[derive(Debug, Args)]
 pub struct KernelArgs {
@@ -16,6 +16,14 @@ pub struct KernelArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
+    /// Configure a kernel and check every requested option survived, without building it.
+    Config {
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Comma-separated arches or `all` (default: the default matrix's).
+        #[arg(long)]
+        arch: Option<String>,
+    },
     /// Build a kernel (config fragments merged, LLVM=1, out of tree, cached).
     Build {
         /// Kernel id from kforge.toml (default: the default matrix's first).
@@ -34,7 +42,10 @@ pub enum KernelCommand {
 }
 
 pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
-    let KernelCommand::Build { kernel, arch, jobs, dry_run } = args.command;
+    let (kernel, arch, jobs, dry_run) = match args.command {
+        KernelCommand::Build { kernel, arch, jobs, dry_run } => (kernel, arch, jobs, dry_run),
+        KernelCommand::Config { kernel, arch } => return configure(kernel, arch, global),
+    };
     let context = Context::load()?;
     let kernel = context.kernel(kernel.as_deref())?;
     let arch = crate::arch::Arch::find(&arch)?;
@@ -65,4 +76,30 @@ pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
         return Err(error::user(format!("the kernel image {} is missing", build.image.display())));
     }
     Ok(0)
+}
+
+/// `kernel config`: configure each arch and report the `.config` it produced.
+fn configure(kernel: Option<String>, arch: Option<String>, global: &GlobalArgs) -> Result<i32> {
+    let context = Context::load()?;
+    let kernel = context.kernel(kernel.as_deref())?;
+    let drivers = context.drivers(None)?;
+    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
+    let source = pipeline::ready_source(&kernel, &toolchain)?;
+    let mut failed = 0;
+    for arch in context.arches(arch.as_deref())? {
+        let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
+        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+        let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
+        match kbuild::configure_only(&plan, &toolchain, &source, &log) {
+            Ok(config) => {
+                ui::status("Configured", format!("kernel {}/{}: every requested option is set", kernel.id, arch.name));
+                println!("{}", config.display());
+            }
+            Err(err) => {
+                failed += 1;
+                ui::error(&error::render(&err));
+            }
+        }
+    }
+    Ok(if failed == 0 { 0 } else { error::EXIT_INFRA })
 }

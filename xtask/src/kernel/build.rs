@@ -45,8 +45,9 @@ pub struct KernelBuild {
 const COMPLETE_MARKER: &str = ".kforge-complete";
 const CONFIG_MARKER: &str = ".kforge-config-ok";
 
-/// Computes the cache key and entry: source identity, fragments (in order),
-/// toolchain key and arch.
+/// Computes the cache key and entry: source identity, toolchain key, arch and
+/// what the fragments request (after later fragments override earlier ones),
+/// so comments, fragment names and drivers that need nothing do not cause rebuilds.
 pub fn plan(
     kernel_id: &str,
     arch: &'static Arch,
@@ -56,8 +57,8 @@ pub fn plan(
 ) -> Result<KernelPlan> {
     let mut key = cache::KeyHasher::new();
     key.input("source", source_identity).input("toolchain", &toolchain.key).input("arch", arch.name);
-    for fragment in &fragments {
-        key.input("fragment-name", &fragment.name).input("fragment", &fragment.text);
+    for (name, request) in config::requests(&fragments) {
+        key.input("option", format!("{name}={}", request.value));
     }
     let entry = paths::cache_dir()?.join("kernels").join(format!("{kernel_id}-{}-{}", arch.name, key.short()));
     Ok(KernelPlan { kernel_id: kernel_id.to_string(), arch, key: key.finish(), entry, fragments })
@@ -150,30 +151,9 @@ pub fn build(
     log: &Path,
     parallel: Parallel<'_>,
 ) -> Result<KernelBuild> {
-    if let Some(parent) = log.parent() {
-        fs_err::create_dir_all(parent)?;
-    }
-    let _lock = cache::lock(&plan.entry)?;
-    let partial = cache::sibling(&plan.entry, "partial");
-    let complete = plan.entry.join(COMPLETE_MARKER).is_file();
-    let dir = if complete { plan.entry.clone() } else { partial.clone() };
-    fs_err::create_dir_all(&dir)?;
+    let (_lock, dir, complete) = configured_dir(plan, toolchain, source, log)?;
     let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
-    let jail = |build_dir: &Path| {
-        let mut jail = sandbox.jail();
-        jail.ro(&source.dir, "/src");
-        jail.rw(build_dir, "/build");
-        let mut jail = jail.cwd("/build");
-        for (key, value) in BUILD_ENV {
-            jail = jail.env(key, value);
-        }
-        jail
-    };
-
-    if !dir.join(CONFIG_MARKER).is_file() || !dir.join(".config").is_file() {
-        configure(plan, &dir, log, &jail(&dir))
-            .stage(Category::Config, format!("kernel config for {} failed", label(plan)))?;
-    }
+    let jail = |build_dir: &Path| build_jail(&sandbox, source, build_dir);
 
     let steps_before = estimate_steps(plan.arch);
     let cmd = parallel.attach(jail(&dir)).command(&with_cpu_times(build_command(plan, parallel)))?;
@@ -199,6 +179,53 @@ pub fn build(
         plan.entry.clone()
     };
     Ok(KernelBuild { image: image_in(&final_dir), dir: final_dir, compiled_steps: compiled, cpu_seconds })
+}
+
+/// Locks the entry, picks its directory (the complete entry, else the
+/// resumable `.partial` one) and configures it if needed. Returns the lock,
+/// the directory and whether the entry was already complete.
+fn configured_dir(
+    plan: &KernelPlan,
+    toolchain: &Toolchain,
+    source: &SourceTree,
+    log: &Path,
+) -> Result<(cache::EntryLock, PathBuf, bool)> {
+    if let Some(parent) = log.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    let lock = cache::lock(&plan.entry)?;
+    let complete = plan.entry.join(COMPLETE_MARKER).is_file();
+    let dir = if complete { plan.entry.clone() } else { cache::sibling(&plan.entry, "partial") };
+    fs_err::create_dir_all(&dir)?;
+    if !dir.join(CONFIG_MARKER).is_file() || !dir.join(".config").is_file() {
+        let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
+        configure(plan, &dir, log, &build_jail(&sandbox, source, &dir))
+            .stage(Category::Config, format!("kernel config for {} failed", label(plan)))?;
+    }
+    Ok((lock, dir, complete))
+}
+
+/// Configures the kernel (checking every requested option) without building
+/// it; the next build continues from this configuration. Returns the `.config`.
+pub fn configure_only(plan: &KernelPlan, toolchain: &Toolchain, source: &SourceTree, log: &Path) -> Result<PathBuf> {
+    let (_lock, dir, _) = configured_dir(plan, toolchain, source, log)?;
+    Ok(dir.join(".config"))
+}
+
+/// The sandbox view of a kernel build: source read-only at /src, the build directory writable at /build.
+fn build_jail<'a>(
+    sandbox: &'a crate::sandbox::Sandbox,
+    source: &SourceTree,
+    build_dir: &Path,
+) -> crate::sandbox::Jail<'a> {
+    let mut jail = sandbox.jail();
+    jail.ro(&source.dir, "/src");
+    jail.rw(build_dir, "/build");
+    let mut jail = jail.cwd("/build");
+    for (key, value) in BUILD_ENV {
+        jail = jail.env(key, value);
+    }
+    jail
 }
 
 fn label(plan: &KernelPlan) -> String {
@@ -420,6 +447,9 @@ mod tests {
         let mut changed = fragments.clone();
         changed[0].text.push_str("CONFIG_X=y\n");
         assert_ne!(base.key, plan("7.2", x86, &toolchain, "debian:a", changed).unwrap().key);
+        let mut commented = fragments.clone();
+        commented[0].text.push_str("# only a comment\n");
+        assert_eq!(base.key, plan("7.2", x86, &toolchain, "debian:a", commented).unwrap().key);
     }
 
     #[test]

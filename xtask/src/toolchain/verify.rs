@@ -125,9 +125,9 @@ pub fn verify(toolchain: &Toolchain) -> Result<Report> {
     checks.push(version_check("ld.lld", &spec.llvm.version, probe(&sandbox, "ld.lld --version")?, "LLD "));
 
     let mut qemu_binaries: Vec<(&str, &str)> = Vec::new();
-    for arch in ARCHES {
-        if !qemu_binaries.iter().any(|(binary, _)| *binary == arch.qemu.binary) {
-            qemu_binaries.push((arch.qemu.binary, arch.qemu.package));
+    for qemu in ARCHES.iter().filter_map(|arch| arch.qemu()) {
+        if !qemu_binaries.iter().any(|(binary, _)| *binary == qemu.binary) {
+            qemu_binaries.push((qemu.binary, qemu.package));
         }
     }
     for (binary, package) in qemu_binaries {

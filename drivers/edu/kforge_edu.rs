@@ -1,0 +1,978 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! kforge_edu: a PCI driver for QEMU's educational `edu` device (`1234:11e8`, see QEMU's
+//! `docs/specs/edu.rst`), exposed to user space as the misc device `/dev/kforge-edu`.
+//!
+//! At probe the driver maps BAR 0, checks the identification register (`0x010000ed`, anything
+//! else fails the probe with `ENODEV`) and the liveness register, sets up DMA, requests the
+//! interrupt (MSI when the kernel and platform offer it, else legacy INTx) and raises one
+//! interrupt through the device's raise register as a self-test (no interrupt within 5 s fails the
+//! probe with `ETIMEDOUT`).
+//!
+//! # Text protocol
+//!
+//! Every open file has its own command and reply buffers. Write commands, one per line (`\n`
+//! terminated; a line may arrive in several writes); each complete line runs synchronously inside
+//! the `write(2)` that completes it, and its reply is appended to the file's reply buffer, which
+//! `read(2)` drains (a read with nothing pending returns 0, i.e. end of file). A failing command
+//! makes that `write(2)` fail with its errno and produces no reply; earlier commands of the same
+//! write have run, later ones are discarded. A signal stops a batch of commands between two of
+//! them (`EINTR`), never in the middle of one. Numbers may be decimal, `0x` hex, `0o` octal or
+//! `0b` binary.
+//!
+//! ```text
+//! id                  -> 0x010000ed             identification register
+//! liveness V          -> 0x........             writes V to 0x04, replies what reads back (~V)
+//! factorial N         -> N! mod 2^32 (decimal)  N <= 1048576; completion signalled by interrupt
+//! dma HEX             -> HEX'                   1..=4096 bytes (2 hex digits each): RAM -> device
+//!                                               buffer -> another RAM buffer, both legs by
+//!                                               interrupt; replies the bytes that came back
+//! dmacheck LEN SEED   -> ok LEN | mismatch ...  the same with a pseudo-random pattern, compared
+//!                                               in the kernel
+//! raise BITS          -> 0x........             raises an interrupt with BITS (not 0x1 or 0x100,
+//!                                               which belong to factorial and DMA) and replies
+//!                                               the status bits the handler acknowledged
+//! stats               -> key value lines        interrupt mode and counters (see `Edu::stats`)
+//! ```
+//!
+//! Errors: `EINVAL` for unknown commands, bad numbers or out-of-range arguments, and for a write
+//! that would buffer more than 16 KiB of command text; `EOPNOTSUPP` for DMA when no DMA buffer
+//! could be set up; `ETIMEDOUT` when the device does not finish within 5 s; `ENODEV` once the
+//! device has been unbound; `ENOSPC` when more than 64 KiB of replies are left unread.
+//!
+//! # Interrupts
+//!
+//! The hard handler reads the interrupt status register, acknowledges exactly those bits (which
+//! lowers INTx; the device needs the acknowledgement with MSI too), latches them in an atomic and
+//! wakes the handler thread; the thread publishes them under a mutex and notifies a `CondVar`
+//! that operations wait on. The thread exists because 7.2's kernel crate has no interrupt-safe
+//! spinlock: a plain `SpinLock` taken in hard-irq context would deadlock against process context,
+//! and waking a `CondVar` without holding the waiter's lock can lose the wake-up. (7.2's
+//! `Completion` only has `complete_all`/`wait_for_completion`, with no re-arm and no timeout, so
+//! it cannot serve repeated operations.)
+//!
+//! Waits are bounded (5 s) and not cut short by signals, so an operation always leaves the device
+//! idle for the next one; they end in microseconds (factorial) or ~100 ms (a DMA leg).
+//!
+//! # DMA addressing
+//!
+//! The device masks DMA addresses to 28 bits unless QEMU is given `-device edu,dma_mask=...`.
+//! The `dma_bits` parameter (28..=64, default 28; out of range fails every probe with `EINVAL`)
+//! is the mask the driver programs. It must not be wider than the device's mask, or the device
+//! clamps the addresses and reads and writes the wrong memory. If the kernel cannot honour the
+//! mask (it cannot place memory below 256 MiB when RAM extends beyond that and there is no
+//! ZONE_DMA, as on kforge's machines), the driver binds without DMA and `dma` fails with
+//! `EOPNOTSUPP`. kforge runs the device with a 32-bit mask and loads the module with
+//! `dma_bits=32`.
+//!
+//! The coherent buffers live as long as the device state, which an open file can keep past
+//! unbind; the device is quiesced at unbind (no DMA running) before that can happen.
+
+use core::fmt::Write;
+
+use kernel::{
+    bindings,
+    device::{self, Bound, Core},
+    devres::Devres,
+    dma::{Coherent, Device as _, DmaMask},
+    fs::{File, Kiocb},
+    io::{Io, poll::read_poll_timeout},
+    iov::{IovIterDest, IovIterSource},
+    irq::{self, IrqReturn, ThreadedIrqReturn},
+    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    new_condvar, new_mutex, pci,
+    prelude::*,
+    str::{BStr, parse_int::ParseInt},
+    sync::{
+        Arc, CondVar, CondVarTimeoutResult, Mutex,
+        aref::ARef,
+        atomic::{Atomic, Full, Relaxed},
+    },
+    time::{Delta, Instant, Monotonic, delay::fsleep, msecs_to_jiffies},
+};
+
+/// BAR 0 register offsets and bits (QEMU `docs/specs/edu.rst`).
+mod regs {
+    /// Identification, `0xRRrr00ed`: major `RR`, minor `rr`.
+    pub(super) const ID: usize = 0x00;
+    /// Liveness check: reads back the bitwise inverse of what was written.
+    pub(super) const LIVENESS: usize = 0x04;
+    /// Factorial: write n, read n! (computed in 32 bits) once `STATUS_COMPUTING` clears.
+    pub(super) const FACTORIAL: usize = 0x08;
+    /// Status register.
+    pub(super) const STATUS: usize = 0x20;
+    /// Interrupt status: the bits that raised the pending interrupt.
+    pub(super) const IRQ_STATUS: usize = 0x24;
+    /// Interrupt raise: ORs the written bits into `IRQ_STATUS` and raises the interrupt.
+    pub(super) const IRQ_RAISE: usize = 0x60;
+    /// Interrupt acknowledge: clears the written bits from `IRQ_STATUS`.
+    pub(super) const IRQ_ACK: usize = 0x64;
+    /// DMA source address.
+    pub(super) const DMA_SRC: usize = 0x80;
+    /// DMA destination address.
+    pub(super) const DMA_DST: usize = 0x88;
+    /// DMA transfer count in bytes.
+    pub(super) const DMA_COUNT: usize = 0x90;
+    /// DMA command.
+    pub(super) const DMA_CMD: usize = 0x98;
+    /// End of the registers we use (the BAR itself is 1 MiB).
+    pub(super) const END: usize = 0xa0;
+
+    /// `STATUS`: a factorial is being computed (read-only).
+    pub(super) const STATUS_COMPUTING: u32 = 0x01;
+    /// `STATUS`: raise `IRQ_FACTORIAL` when a factorial is done.
+    pub(super) const STATUS_IRQ_FACTORIAL: u32 = 0x80;
+
+    /// `IRQ_STATUS` bit raised by a finished factorial.
+    pub(super) const IRQ_FACTORIAL: u32 = 0x001;
+    /// `IRQ_STATUS` bit raised by a finished DMA transfer.
+    pub(super) const IRQ_DMA: u32 = 0x100;
+
+    /// `DMA_CMD`: start the transfer (cleared by the device when it is done).
+    pub(super) const DMA_START: u32 = 0x1;
+    /// `DMA_CMD`: direction device buffer -> RAM (clear: RAM -> device buffer).
+    pub(super) const DMA_TO_RAM: u32 = 0x2;
+    /// `DMA_CMD`: raise `IRQ_DMA` when the transfer is done.
+    pub(super) const DMA_IRQ: u32 = 0x4;
+
+    /// Device address of the device's DMA buffer.
+    pub(super) const DMA_BUF_ADDR: u64 = 0x40000;
+    /// Size of the device's DMA buffer.
+    pub(super) const DMA_BUF_SIZE: usize = 4096;
+}
+
+/// The identification value this driver supports (version 1.0).
+const EDU_ID: u32 = 0x0100_00ed;
+/// Interrupt bit used by the probe-time self-test (any bit the device does not use itself).
+const SELFTEST_IRQ: u32 = 0x8000_0000;
+/// Largest accepted factorial argument; keeps the device's computation well under the timeout.
+const MAX_FACTORIAL_ARG: u32 = 1 << 20;
+/// Upper bound for every wait on the device.
+const OP_TIMEOUT: Delta = Delta::from_secs(5);
+/// Longest accepted command line, enough for `dma` with 4096 bytes in hex.
+const MAX_LINE: usize = 16 * 1024;
+/// Most reply bytes a file may hold unread.
+const MAX_REPLY: usize = 64 * 1024;
+
+type EduBar = pci::Bar<'static, { regs::END }>;
+
+/// `1234:11e8`. QEMU's vendor ID 0x1234 is not in `include/linux/pci_ids.h`, and 7.2's
+/// `pci::Vendor` can only be one of those IDs (`Vendor::from_raw` is private), so
+/// `DeviceId::from_id` cannot express it; build the `PCI_DEVICE(0x1234, 0x11e8)` entry directly.
+const EDU_PCI_ID: pci::DeviceId = {
+    // `!0` is PCI_ANY_ID (any subsystem IDs).
+    let raw = bindings::pci_device_id {
+        vendor: 0x1234,
+        device: 0x11e8,
+        subvendor: !0,
+        subdevice: !0,
+        class: 0,
+        class_mask: 0,
+        driver_data: 0,
+        override_only: 0,
+    };
+    // SAFETY: `pci::DeviceId` is a `#[repr(transparent)]` wrapper of `struct pci_device_id` with
+    // no further invariants (its own `RawDeviceId` impl relies on the same), and `raw` is what
+    // `DeviceId::from_id` would build for this vendor.
+    unsafe { core::mem::transmute::<bindings::pci_device_id, pci::DeviceId>(raw) }
+};
+
+kernel::pci_device_table!(PCI_TABLE, MODULE_PCI_TABLE, <EduDriver as pci::Driver>::IdInfo, [(EDU_PCI_ID, ())]);
+
+kernel::module_pci_driver! {
+    type: EduDriver,
+    name: "kforge_edu",
+    authors: ["kforge"],
+    description: "PCI driver for QEMU's edu device",
+    license: "GPL",
+    params: {
+        dma_bits: u32 {
+            default: 28,
+            description: "DMA address width the device supports (28..=64; QEMU's default is 28)",
+        },
+    },
+}
+
+/// How the device interrupts us.
+#[derive(Clone, Copy)]
+enum IrqMode {
+    Msi,
+    Intx,
+}
+
+impl IrqMode {
+    fn name(self) -> &'static str {
+        match self {
+            IrqMode::Msi => "msi",
+            IrqMode::Intx => "intx",
+        }
+    }
+}
+
+/// The two coherent buffers used for the DMA round trip: RAM -> device, device -> RAM.
+struct DmaBuffers {
+    src: Coherent<[u8]>,
+    dst: Coherent<[u8]>,
+    bits: u32,
+}
+
+/// State of device operations, protected by `Edu::op`, which serialises them.
+struct OpState {
+    /// Set at unbind: no further operations.
+    removed: bool,
+    factorials: u64,
+    dma_round_trips: u64,
+}
+
+/// Interrupt events, protected by `Edu::events`; written by the interrupt thread.
+#[derive(Clone, Copy, Default)]
+struct Events {
+    /// Acknowledged interrupt status bits not yet consumed by a waiter.
+    pending: u32,
+    factorial_irqs: u64,
+    dma_irqs: u64,
+    other_irqs: u64,
+}
+
+/// The device, shared by the driver data, the interrupt handler and every open file.
+#[pin_data]
+struct Edu {
+    pdev: ARef<pci::Device>,
+    /// Revoked when the device is unbound.
+    bar: Devres<EduBar>,
+    /// `None` when the kernel could not provide buffers the device can address.
+    dma: Option<DmaBuffers>,
+    irq_mode: IrqMode,
+    irq: u32,
+    #[pin]
+    op: Mutex<OpState>,
+    #[pin]
+    events: Mutex<Events>,
+    /// Notified (with `events` held) whenever `events.pending` gains bits.
+    #[pin]
+    event_cv: CondVar,
+    /// Status bits acknowledged by the hard handler, not yet published by the thread.
+    latched: Atomic<u32>,
+    /// Hard interrupts that were ours (nonzero interrupt status).
+    irqs_handled: Atomic<u64>,
+    /// Hard interrupts with a zero interrupt status (shared INTx line, spurious).
+    irqs_not_ours: Atomic<u64>,
+}
+
+/// `EOPNOTSUPP`, which 7.2's `kernel::error::code` does not declare (its `ENOTSUPP` is the
+/// kernel-internal 524, which user space cannot decode).
+fn eopnotsupp() -> Error {
+    Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+}
+
+/// Atomically ORs `bits` into `atomic`.
+fn atomic_or(atomic: &Atomic<u32>, bits: u32) {
+    let mut old = atomic.load(Relaxed);
+    while let Err(current) = atomic.cmpxchg(old, old | bits, Full) {
+        old = current;
+    }
+}
+
+impl Edu {
+    /// Runs `f` on the mapped BAR, or fails with `ENODEV` once the device is unbound.
+    ///
+    /// `f` runs in an RCU read-side critical section and must not sleep.
+    fn with_bar<R>(&self, f: impl FnOnce(&EduBar) -> R) -> Result<R> {
+        self.bar.try_access_with(f).ok_or(ENODEV)
+    }
+
+    /// Takes the operation lock, failing once the device is unbound.
+    fn begin(&self) -> Result<kernel::sync::MutexGuard<'_, OpState>> {
+        let op = self.op.lock();
+        if op.removed {
+            return Err(ENODEV);
+        }
+        Ok(op)
+    }
+
+    /// Reads a register with `read` until `done(value)`, sleeping 100 us between reads; bounded
+    /// by `OP_TIMEOUT`.
+    fn poll_until(&self, read: impl Fn(&EduBar) -> u32, done: impl Fn(u32) -> bool) -> Result {
+        read_poll_timeout(|| self.with_bar(&read), |value: &u32| done(*value), Delta::from_micros(100), OP_TIMEOUT)
+            .map(|_| ())
+    }
+
+    /// Forgets pending `bits`, before starting an operation that raises them.
+    fn clear_events(&self, bits: u32) {
+        self.events.lock().pending &= !bits;
+    }
+
+    /// Waits until the interrupt thread has published any of `bits`; consumes and returns them.
+    ///
+    /// Bounded by `OP_TIMEOUT`. A pending signal does not end the wait (the device would be left
+    /// busy for the next operation); the wait then sleeps in 1 ms steps instead.
+    fn wait_events(&self, bits: u32) -> Result<u32> {
+        let start = Instant::<Monotonic>::now();
+        let mut events = self.events.lock();
+        loop {
+            let hit = events.pending & bits;
+            if hit != 0 {
+                events.pending &= !hit;
+                return Ok(hit);
+            }
+            let left = OP_TIMEOUT - start.elapsed();
+            if left.is_negative() || left.is_zero() {
+                dev_err!(self.pdev, "no interrupt for status bits {bits:#x} within {} ms\n", OP_TIMEOUT.as_millis());
+                return Err(ETIMEDOUT);
+            }
+            let millis = u32::try_from(left.as_millis()).unwrap_or(u32::MAX);
+            let jiffies = msecs_to_jiffies(millis).saturating_add(1);
+            if let CondVarTimeoutResult::Signal { .. } = self.event_cv.wait_interruptible_timeout(&mut events, jiffies)
+            {
+                drop(events);
+                fsleep(Delta::from_millis(1));
+                events = self.events.lock();
+            }
+        }
+    }
+
+    /// Reads the identification register.
+    fn identification(&self) -> Result<u32> {
+        let _op = self.begin()?;
+        self.with_bar(|bar| bar.read32(regs::ID))
+    }
+
+    /// Writes `value` to the liveness register and returns what reads back.
+    fn liveness(&self, value: u32) -> Result<u32> {
+        let _op = self.begin()?;
+        self.with_bar(|bar| {
+            bar.write32(value, regs::LIVENESS);
+            bar.read32(regs::LIVENESS)
+        })
+    }
+
+    /// Computes `n!` (modulo 2^32, as the device does), waiting for its completion interrupt.
+    fn factorial(&self, n: u32) -> Result<u32> {
+        if n > MAX_FACTORIAL_ARG {
+            return Err(EINVAL);
+        }
+        let mut op = self.begin()?;
+        // The device ignores a new argument while it is computing (only after a timed-out
+        // operation can it still be busy here).
+        self.poll_until(|bar| bar.read32(regs::STATUS), |status| status & regs::STATUS_COMPUTING == 0)?;
+        self.clear_events(regs::IRQ_FACTORIAL);
+        self.with_bar(|bar| {
+            bar.write32(regs::STATUS_IRQ_FACTORIAL, regs::STATUS);
+            bar.write32(n, regs::FACTORIAL);
+        })?;
+        self.wait_events(regs::IRQ_FACTORIAL)?;
+        // The device stores the result before it clears `COMPUTING` and raises the interrupt.
+        let result = self.with_bar(|bar| bar.read32(regs::FACTORIAL))?;
+        op.factorials += 1;
+        Ok(result)
+    }
+
+    /// Raises an interrupt with `bits` through the raise register and returns the bits the
+    /// handler acknowledged.
+    fn raise(&self, bits: u32) -> Result<u32> {
+        if bits == 0 || bits & (regs::IRQ_FACTORIAL | regs::IRQ_DMA) != 0 {
+            return Err(EINVAL);
+        }
+        let _op = self.begin()?;
+        self.clear_events(bits);
+        self.with_bar(|bar| bar.write32(bits, regs::IRQ_RAISE))?;
+        // One write raises one interrupt with all of `bits`, acknowledged together.
+        self.wait_events(bits)
+    }
+
+    /// Runs one DMA transfer and waits for its completion interrupt.
+    fn dma_transfer(&self, src: u64, dst: u64, len: usize, direction: u32) -> Result {
+        self.clear_events(regs::IRQ_DMA);
+        // `len <= DMA_BUF_SIZE`, checked by the caller.
+        let count = u32::try_from(len)?;
+        self.with_bar(|bar| -> Result {
+            write_dma_addr(bar, src, dst)?;
+            bar.write32(count, regs::DMA_COUNT);
+            // writel() orders the CPU's earlier stores to the coherent buffers before the device
+            // can see the command.
+            bar.write32(regs::DMA_START | regs::DMA_IRQ | direction, regs::DMA_CMD);
+            Ok(())
+        })??;
+        self.wait_events(regs::IRQ_DMA)?;
+        // The device clears START before raising the interrupt. readl() also orders this read
+        // before the CPU's later reads of the buffer the device wrote.
+        let cmd = self.with_bar(|bar| bar.read32(regs::DMA_CMD))?;
+        if cmd & regs::DMA_START != 0 {
+            dev_err!(self.pdev, "DMA interrupt arrived with the transfer still running\n");
+            return Err(EIO);
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to the device's buffer and back into a second RAM buffer by DMA, and
+    /// appends what came back to `out`.
+    fn dma_round_trip(&self, data: &[u8], out: &mut KVec<u8>) -> Result {
+        let bufs = self.dma.as_ref().ok_or_else(eopnotsupp)?;
+        let len = data.len();
+        if len == 0 || len > regs::DMA_BUF_SIZE {
+            return Err(EINVAL);
+        }
+        let mut op = self.begin()?;
+        self.poll_until(|bar| bar.read32(regs::DMA_CMD), |cmd| cmd & regs::DMA_START == 0)?;
+
+        {
+            // SAFETY: The DMA engine is idle (checked just above) and `op` serialises every user
+            // of the buffers, so neither the device nor another thread accesses them while these
+            // references live (they end with this block, before the transfers start).
+            let (src, dst) = unsafe { (bufs.src.as_mut(), bufs.dst.as_mut()) };
+            src[..len].copy_from_slice(data);
+            // Poison the destination, so data that was never transferred cannot pass for a copy.
+            for (d, s) in dst[..len].iter_mut().zip(data) {
+                *d = !*s;
+            }
+        }
+
+        let src_addr = u64::from(bufs.src.dma_handle());
+        let dst_addr = u64::from(bufs.dst.dma_handle());
+        self.dma_transfer(src_addr, regs::DMA_BUF_ADDR, len, 0)?;
+        self.dma_transfer(regs::DMA_BUF_ADDR, dst_addr, len, regs::DMA_TO_RAM)?;
+
+        // SAFETY: Both transfers are complete (the engine is idle) and `op` is still held.
+        let dst = unsafe { bufs.dst.as_ref() };
+        out.extend_from_slice(&dst[..len], GFP_KERNEL)?;
+        op.dma_round_trips += 1;
+        Ok(())
+    }
+
+    /// Writes the counters as `key value` lines.
+    fn stats(&self, w: &mut Reply<'_>) -> core::fmt::Result {
+        let (factorials, dma_round_trips) = {
+            let op = self.op.lock();
+            (op.factorials, op.dma_round_trips)
+        };
+        let events = *self.events.lock();
+        writeln!(w, "irq_mode {}", self.irq_mode.name())?;
+        writeln!(w, "irq {}", self.irq)?;
+        match &self.dma {
+            Some(bufs) => writeln!(w, "dma_mask_bits {}", bufs.bits)?,
+            None => writeln!(w, "dma_mask_bits none")?,
+        }
+        writeln!(w, "irqs_handled {}", self.irqs_handled.load(Relaxed))?;
+        writeln!(w, "irqs_not_ours {}", self.irqs_not_ours.load(Relaxed))?;
+        writeln!(w, "factorial_irqs {}", events.factorial_irqs)?;
+        writeln!(w, "dma_irqs {}", events.dma_irqs)?;
+        writeln!(w, "other_irqs {}", events.other_irqs)?;
+        writeln!(w, "factorials {factorials}")?;
+        writeln!(w, "dma_round_trips {dma_round_trips}")?;
+        Ok(())
+    }
+
+    /// Quiesces the device at unbind: no more operations, no factorial interrupts, DMA idle
+    /// (the coherent buffers may only be freed once the engine no longer uses them).
+    fn shut_down(&self, dev: &device::Device<Bound>) {
+        let mut op = self.op.lock();
+        op.removed = true;
+        let Ok(bar) = self.bar.access(dev) else {
+            return;
+        };
+        bar.write32(0, regs::STATUS);
+        let idle = read_poll_timeout(
+            || Ok(bar.read32(regs::DMA_CMD)),
+            |cmd: &u32| cmd & regs::DMA_START == 0,
+            Delta::from_micros(100),
+            OP_TIMEOUT,
+        );
+        if idle.is_err() {
+            dev_err!(self.pdev, "DMA engine still busy at unbind\n");
+        }
+    }
+}
+
+/// Programs the DMA source and destination registers (64-bit registers; 4-byte writes store the
+/// zero-extended value, which is all a 32-bit kernel can address anyway).
+#[cfg(CONFIG_64BIT)]
+fn write_dma_addr(bar: &EduBar, src: u64, dst: u64) -> Result {
+    bar.write64(src, regs::DMA_SRC);
+    bar.write64(dst, regs::DMA_DST);
+    Ok(())
+}
+
+#[cfg(not(CONFIG_64BIT))]
+fn write_dma_addr(bar: &EduBar, src: u64, dst: u64) -> Result {
+    bar.write32(u32::try_from(src)?, regs::DMA_SRC);
+    bar.write32(u32::try_from(dst)?, regs::DMA_DST);
+    Ok(())
+}
+
+/// The interrupt handler.
+struct EduIrq {
+    edu: Arc<Edu>,
+}
+
+impl irq::ThreadedHandler for EduIrq {
+    fn handle(&self, dev: &device::Device<Bound>) -> ThreadedIrqReturn {
+        let edu = &self.edu;
+        // The handler is registered with (and only runs while bound to) this very device.
+        let Ok(bar) = edu.bar.access(dev) else {
+            return ThreadedIrqReturn::None;
+        };
+        let status = bar.read32(regs::IRQ_STATUS);
+        if status == 0 {
+            edu.irqs_not_ours.add(1, Relaxed);
+            return ThreadedIrqReturn::None;
+        }
+        // Acknowledge exactly what we saw: lowers INTx, and is required with MSI as well.
+        bar.write32(status, regs::IRQ_ACK);
+        atomic_or(&edu.latched, status);
+        edu.irqs_handled.add(1, Relaxed);
+        ThreadedIrqReturn::WakeThread
+    }
+
+    fn handle_threaded(&self, _dev: &device::Device<Bound>) -> IrqReturn {
+        let edu = &self.edu;
+        let bits = edu.latched.xchg(0, Full);
+        if bits != 0 {
+            let mut events = edu.events.lock();
+            events.pending |= bits;
+            if bits & regs::IRQ_FACTORIAL != 0 {
+                events.factorial_irqs += 1;
+            }
+            if bits & regs::IRQ_DMA != 0 {
+                events.dma_irqs += 1;
+            }
+            if bits & !(regs::IRQ_FACTORIAL | regs::IRQ_DMA) != 0 {
+                events.other_irqs += 1;
+            }
+            // Notified with the lock held, so a waiter cannot miss it between its check of
+            // `pending` and going to sleep.
+            edu.event_cv.notify_all();
+        }
+        IrqReturn::Handled
+    }
+}
+
+/// Per-device driver data.
+#[pin_data]
+struct EduDriver {
+    // Dropped first: no new opens once teardown starts.
+    #[pin]
+    miscdev: MiscDeviceRegistration<EduFile>,
+    // Then the interrupt is freed (waiting for a running handler).
+    #[pin]
+    irq: irq::ThreadedRegistration<EduIrq>,
+    edu: Arc<Edu>,
+}
+
+/// Validates the `dma_bits` parameter.
+fn dma_bits_param() -> Result<u32> {
+    let bits = *module_parameters::dma_bits.value();
+    if !(28..=64).contains(&bits) {
+        pr_err!("dma_bits={bits} is out of range (28..=64)\n");
+        return Err(EINVAL);
+    }
+    Ok(bits)
+}
+
+/// Sets the DMA mask and allocates the two buffers; `None` (with a warning) if impossible.
+fn setup_dma(pdev: &pci::Device<Core<'_>>, bits: u32) -> Option<DmaBuffers> {
+    let mask = DmaMask::try_new(bits).ok()?;
+    // SAFETY: Called once from probe, before any DMA allocation or mapping for this device.
+    if let Err(err) = unsafe { pdev.dma_set_mask_and_coherent(mask) } {
+        dev_warn!(
+            pdev,
+            "the kernel cannot provide {bits}-bit DMA addresses (errno {}); DMA disabled (see dma_bits)\n",
+            err.to_errno()
+        );
+        return None;
+    }
+    let alloc = || Coherent::<u8>::zeroed_slice(pdev.as_ref(), regs::DMA_BUF_SIZE, GFP_KERNEL);
+    match (alloc(), alloc()) {
+        (Ok(src), Ok(dst)) => Some(DmaBuffers { src, dst, bits }),
+        _ => {
+            dev_warn!(pdev, "cannot allocate the DMA buffers; DMA disabled\n");
+            None
+        }
+    }
+}
+
+impl pci::Driver for EduDriver {
+    type IdInfo = ();
+    type Data<'bound> = Self;
+    const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
+
+    fn probe<'bound>(
+        pdev: &'bound pci::Device<Core<'_>>,
+        _info: &'bound Self::IdInfo,
+    ) -> impl PinInit<Self, Error> + 'bound {
+        pin_init::pin_init_scope(move || {
+            let dma_bits = dma_bits_param()?;
+            pdev.enable_device_mem()?;
+            pdev.set_master();
+
+            let bar = pdev.iomap_region_sized::<{ regs::END }>(0, c"kforge_edu")?;
+            let id = bar.read32(regs::ID);
+            if id != EDU_ID {
+                dev_err!(pdev, "identification is {id:#010x}, expected {EDU_ID:#010x}\n");
+                return Err(ENODEV);
+            }
+            let probe_value = 0x5a5a_0f0f;
+            bar.write32(probe_value, regs::LIVENESS);
+            let back = bar.read32(regs::LIVENESS);
+            if back != !probe_value {
+                dev_err!(pdev, "liveness check failed: wrote {probe_value:#x}, read {back:#x}\n");
+                return Err(EIO);
+            }
+            // Nothing pending from an earlier driver; factorial interrupts only on request.
+            bar.write32(0, regs::STATUS);
+            bar.write32(u32::MAX, regs::IRQ_ACK);
+            let bar = bar.into_devres()?;
+
+            let dma = setup_dma(pdev, dma_bits);
+
+            // The edu device has one MSI vector and no MSI-X; without CONFIG_PCI_MSI (or without
+            // an MSI controller) the first allocation fails and INTx is used.
+            let msi = pci::IrqTypes::default().with(pci::IrqType::Msi);
+            let (irq_mode, vectors) = match pdev.alloc_irq_vectors(1, 1, msi) {
+                Ok(vectors) => (IrqMode::Msi, vectors),
+                Err(_) => {
+                    let intx = pci::IrqTypes::default().with(pci::IrqType::Intx);
+                    (IrqMode::Intx, pdev.alloc_irq_vectors(1, 1, intx)?)
+                }
+            };
+            let vector = *vectors.start();
+            let request: irq::IrqRequest<'_> = vector.try_into()?;
+            let irq_number = request.irq();
+
+            let edu = Arc::pin_init(
+                try_pin_init!(Edu {
+                    pdev: pdev.into(),
+                    bar,
+                    dma,
+                    irq_mode,
+                    irq: irq_number,
+                    op <- new_mutex!(OpState {
+                        removed: false,
+                        factorials: 0,
+                        dma_round_trips: 0,
+                    }),
+                    events <- new_mutex!(Events::default()),
+                    event_cv <- new_condvar!("kforge_edu::event_cv"),
+                    latched: Atomic::new(0),
+                    irqs_handled: Atomic::new(0),
+                    irqs_not_ours: Atomic::new(0),
+                }),
+                GFP_KERNEL,
+            )?;
+            let handler = EduIrq { edu: edu.clone() };
+
+            Ok(try_pin_init!(EduDriver {
+                edu,
+                // Shared: an INTx line may be shared; the handler checks the status register.
+                irq <- pdev.request_threaded_irq(
+                    vector,
+                    irq::Flags::SHARED,
+                    c"kforge_edu",
+                    Ok::<_, Error>(handler),
+                ),
+                miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions {
+                    name: c"kforge-edu",
+                }),
+            })
+            .pin_chain(move |this| {
+                // Prove the interrupt path works before declaring the device usable.
+                let edu = &this.edu;
+                let seen = edu.raise(SELFTEST_IRQ).inspect_err(|err| {
+                    dev_err!(pdev, "interrupt self-test failed (errno {}), irq {irq_number}\n", err.to_errno());
+                })?;
+                let version = id >> 16;
+                dev_info!(
+                    pdev,
+                    "edu {}.{} bound: irq {} ({}), self-test status {:#x}, DMA {}\n",
+                    version >> 8,
+                    version & 0xff,
+                    irq_number,
+                    edu.irq_mode.name(),
+                    seen,
+                    if edu.dma.is_some() { "on" } else { "off" }
+                );
+                Ok(())
+            }))
+        })
+    }
+
+    fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        // 7.2's `pci::Device` has `enable_device_mem()` and `set_master()` but no counterparts,
+        // so the device stays enabled; quiescing it is what makes the teardown safe.
+        this.edu.shut_down(pdev.as_ref());
+        dev_info!(pdev, "unbound\n");
+    }
+}
+
+/// An output buffer for replies.
+struct Reply<'a>(&'a mut KVec<u8>);
+
+impl Write for Reply<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes(), GFP_KERNEL).map_err(|_| core::fmt::Error)
+    }
+}
+
+/// Maps a reply formatting failure, which can only be an allocation failure.
+fn fmt_err(_: core::fmt::Error) -> Error {
+    ENOMEM
+}
+
+/// Parses a number (decimal, or `0x`/`0o`/`0b` prefixed).
+fn number<T: ParseInt>(word: Option<&[u8]>) -> Result<T> {
+    T::from_str(BStr::from_bytes(word.ok_or(EINVAL)?))
+}
+
+/// Decodes hex digits (an even, nonzero count) into bytes.
+fn decode_hex(hex: &[u8]) -> Result<KVec<u8>> {
+    fn digit(c: u8) -> Result<u8> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(EINVAL),
+        }
+    }
+    if hex.is_empty() || hex.len() % 2 != 0 {
+        return Err(EINVAL);
+    }
+    let mut bytes = KVec::with_capacity(hex.len() / 2, GFP_KERNEL)?;
+    for pair in hex.chunks_exact(2) {
+        bytes.push((digit(pair[0])? << 4) | digit(pair[1])?, GFP_KERNEL)?;
+    }
+    Ok(bytes)
+}
+
+/// Appends `bytes` as lowercase hex digits.
+fn encode_hex(bytes: &[u8], out: &mut KVec<u8>) -> Result {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2, GFP_KERNEL)?;
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)], GFP_KERNEL)?;
+        out.push(DIGITS[usize::from(b & 0xf)], GFP_KERNEL)?;
+    }
+    Ok(())
+}
+
+/// The `dmacheck` pattern: xorshift32 from `seed` (0 is replaced, xorshift would stay at 0).
+fn pattern(len: usize, seed: u32) -> Result<KVec<u8>> {
+    let mut state = if seed == 0 { 0x9e37_79b9 } else { seed };
+    let mut bytes = KVec::with_capacity(len, GFP_KERNEL)?;
+    for _ in 0..len {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        bytes.push((state >> 24) as u8, GFP_KERNEL)?;
+    }
+    Ok(bytes)
+}
+
+/// Runs one command line, appending its reply to `out`.
+fn execute(edu: &Edu, line: &[u8], out: &mut KVec<u8>) -> Result {
+    let mut words = line.split(|c| matches!(c, b' ' | b'\t' | b'\r')).filter(|word| !word.is_empty());
+    let Some(command) = words.next() else {
+        return Ok(()); // An empty line.
+    };
+    // Arguments are consumed in order; leftovers are an error.
+    let mut arg = || words.next();
+    let mut w = Reply(out);
+    match command {
+        b"id" => {
+            let id = edu.identification()?;
+            no_more(arg())?;
+            writeln!(w, "{id:#010x}").map_err(fmt_err)?;
+        }
+        b"liveness" => {
+            let value: u32 = number(arg())?;
+            no_more(arg())?;
+            let back = edu.liveness(value)?;
+            writeln!(w, "{back:#010x}").map_err(fmt_err)?;
+        }
+        b"factorial" => {
+            let n: u32 = number(arg())?;
+            no_more(arg())?;
+            let result = edu.factorial(n)?;
+            writeln!(w, "{result}").map_err(fmt_err)?;
+        }
+        b"dma" => {
+            let data = decode_hex(arg().ok_or(EINVAL)?)?;
+            no_more(arg())?;
+            let mut back = KVec::new();
+            edu.dma_round_trip(&data, &mut back)?;
+            encode_hex(&back, w.0)?;
+            w.0.push(b'\n', GFP_KERNEL)?;
+        }
+        b"dmacheck" => {
+            let len: usize = number(arg())?;
+            let seed: u32 = number(arg())?;
+            no_more(arg())?;
+            if len == 0 || len > regs::DMA_BUF_SIZE {
+                return Err(EINVAL);
+            }
+            let data = pattern(len, seed)?;
+            let mut back = KVec::new();
+            edu.dma_round_trip(&data, &mut back)?;
+            match data.iter().zip(back.iter()).position(|(a, b)| a != b) {
+                None if back.len() == len => writeln!(w, "ok {len}"),
+                None => writeln!(w, "mismatch: {} bytes came back, expected {len}", back.len()),
+                Some(at) => writeln!(w, "mismatch at {at}: wrote {:#04x}, read back {:#04x}", data[at], back[at]),
+            }
+            .map_err(fmt_err)?;
+        }
+        b"raise" => {
+            let bits: u32 = number(arg())?;
+            no_more(arg())?;
+            let seen = edu.raise(bits)?;
+            writeln!(w, "{seen:#010x}").map_err(fmt_err)?;
+        }
+        b"stats" => {
+            no_more(arg())?;
+            edu.stats(&mut w).map_err(fmt_err)?;
+        }
+        _ => return Err(EINVAL),
+    }
+    Ok(())
+}
+
+/// Fails with `EINVAL` if a command got more arguments than it takes.
+fn no_more(extra: Option<&[u8]>) -> Result {
+    match extra {
+        Some(_) => Err(EINVAL),
+        None => Ok(()),
+    }
+}
+
+/// Per-open-file buffers.
+struct FileIo {
+    /// Bytes of an incomplete command line.
+    line: KVec<u8>,
+    /// Replies not yet read.
+    reply: KVec<u8>,
+    /// How much of `reply` has been read.
+    reply_read: usize,
+}
+
+/// An open `/dev/kforge-edu`.
+#[pin_data]
+struct EduFile {
+    edu: Arc<Edu>,
+    #[pin]
+    io: Mutex<FileIo>,
+}
+
+#[vtable]
+impl MiscDevice for EduFile {
+    type Ptr = Pin<KBox<EduFile>>;
+
+    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<EduFile>>> {
+        let misc = core::ptr::from_ref(misc).cast_mut();
+        // SAFETY: Every `MiscDeviceRegistration<EduFile>` is the `miscdev` field of a pinned
+        // `EduDriver` (the driver data of a bound device). It stays alive during `open`:
+        // `misc_open()` holds `misc_mtx`, which `misc_deregister()` (run when `EduDriver` is
+        // dropped, before its other fields) also takes.
+        let driver = unsafe { &*kernel::container_of!(misc, EduDriver, miscdev) };
+
+        // 7.2's Rust `MiscDeviceOptions` leaves `file_operations.owner` NULL, so the VFS does not
+        // pin the module while the device is open. Take the reference ourselves (dropped in
+        // `release`), so that rmmod fails with EBUSY instead of freeing code in use.
+        //
+        // SAFETY: `THIS_MODULE` is this module (or NULL when built in, which both functions
+        // accept); it is alive since we are running its code.
+        if !unsafe { bindings::try_module_get(THIS_MODULE.as_ptr()) } {
+            return Err(ENODEV);
+        }
+        let file = KBox::pin_init(
+            try_pin_init!(EduFile {
+                edu: driver.edu.clone(),
+                io <- new_mutex!(FileIo {
+                    line: KVec::new(),
+                    reply: KVec::new(),
+                    reply_read: 0,
+                }),
+            }),
+            GFP_KERNEL,
+        );
+        if file.is_err() {
+            // SAFETY: Balances the successful `try_module_get` above.
+            unsafe { bindings::module_put(THIS_MODULE.as_ptr()) };
+        }
+        file
+    }
+
+    fn release(file: Pin<KBox<EduFile>>, _file: &File) {
+        drop(file);
+        // As in kforge_fifo: a few instructions of window remain in which a racing rmmod could
+        // free our code; only `file_operations.owner` closes it, and the kernel crate sets that.
+        //
+        // SAFETY: Balances the successful `try_module_get` in `open`.
+        unsafe { bindings::module_put(THIS_MODULE.as_ptr()) };
+    }
+
+    fn write_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {
+        let file = kiocb.file();
+        let len = iov.len();
+        if len == 0 {
+            return Ok(0);
+        }
+        let mut io = file.io.lock();
+        if io.line.len() + len > MAX_LINE {
+            io.line.clear();
+            return Err(EINVAL);
+        }
+        let copied = iov.copy_from_iter_vec(&mut io.line, GFP_KERNEL)?;
+        if copied == 0 {
+            return Err(EFAULT);
+        }
+
+        // Run every complete line; keep an incomplete tail for the next write.
+        let buffered = core::mem::take(&mut io.line);
+        let mut rest: &[u8] = &buffered;
+        let mut result = Ok(copied);
+        let mut ran_any = false;
+        while let Some(end) = rest.iter().position(|&c| c == b'\n') {
+            let line = &rest[..end];
+            rest = &rest[end + 1..];
+            // Commands are not interrupted, but a signal stops a batch between two of them. Not
+            // ERESTARTSYS: a restarted write would run the commands done so far again.
+            if ran_any && kernel::current!().signal_pending() {
+                result = Err(EINTR);
+                break;
+            }
+            ran_any = true;
+            if io.reply.len() - io.reply_read > MAX_REPLY {
+                result = Err(ENOSPC);
+                break;
+            }
+            let FileIo { reply, .. } = &mut *io;
+            let before = reply.len();
+            if let Err(err) = execute(&file.edu, line, reply) {
+                reply.truncate(before);
+                result = Err(err);
+                break;
+            }
+        }
+        if result.is_ok() {
+            io.line.extend_from_slice(rest, GFP_KERNEL)?;
+        }
+        result
+    }
+
+    fn read_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
+        let file = kiocb.file();
+        let mut io = file.io.lock();
+        let FileIo { reply, reply_read, .. } = &mut *io;
+        let pending = &reply[*reply_read..];
+        if pending.is_empty() || iov.is_empty() {
+            return Ok(0);
+        }
+        let copied = iov.copy_to_iter(pending);
+        if copied == 0 {
+            return Err(EFAULT);
+        }
+        *reply_read += copied;
+        if *reply_read == reply.len() {
+            reply.clear();
+            *reply_read = 0;
+        }
+        Ok(copied)
+    }
+}
