@@ -1,8 +1,9 @@
 #!/bin/sh
 # kforge guest init (busybox sh), packed as /init into every initramfs.
 #
-# For each driver under /kforge/drivers/<name>/ (sorted): insmod it with its
-# parameters, run its tests, rmmod it, and print the results as nested KTAP.
+# For each driver package under /kforge/drivers/<name>/ (sorted): insmod its
+# modules with their parameters, report its KUnit suites (from debugfs), run
+# its tests, rmmod the modules, and print the results as nested KTAP.
 # Then dump dmesg between markers and print the end marker the harness waits
 # for. A test exits 0 to pass, 4 to skip (its last output line is the
 # reason), anything else to fail; its output becomes KTAP diagnostics.
@@ -13,6 +14,8 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# KUnit keeps each suite's results in debugfs (when the kernel has it).
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 # From here only warnings and worse reach the console, so kernel messages
 # cannot split KTAP lines; everything is in the dmesg dump at the end.
 echo 5 > /proc/sys/kernel/printk
@@ -40,6 +43,8 @@ for driver in $drivers; do
     index=$((index + 1))
     dir=/kforge/drivers/$driver
     tests=$(wc -l < "$dir/test-list")
+    suites=$(cat "$dir/kunit-suites")
+    for suite in $suites; do tests=$((tests + 1)); done
     echo "    KTAP version 1"
     echo "    # Subtest: $driver"
     echo "    1..$((tests + 2))"
@@ -65,6 +70,28 @@ for driver in $drivers; do
         echo "    not ok $number load"
     fi
     first_module=$(head -n 1 "$dir/modules" | cut -d ' ' -f 1)
+    # KUnit suites ran when their module loaded (or at boot, if built in):
+    # nest each suite's debugfs results as one test of this package.
+    for suite in $suites; do
+        number=$((number + 1))
+        results=/sys/kernel/debug/kunit/$suite/results
+        if [ "$loaded" != 1 ]; then
+            echo "    ok $number $suite # SKIP the module did not load"
+        elif [ ! -r "$results" ]; then
+            echo "    # no KUnit results at $results (CONFIG_KUNIT and CONFIG_DEBUG_FS set? suite name right?)"
+            echo "    not ok $number $suite"
+            failed=1
+        else
+            # Drop the file's own KTAP header (2 lines) and its final result line.
+            sed '1,2d;$d' "$results" | sed 's/^/    /'
+            if tail -n 1 "$results" | grep -q '^not ok'; then
+                echo "    not ok $number $suite"
+                failed=1
+            else
+                echo "    ok $number $suite"
+            fi
+        fi
+    done
     while read -r name file; do
         number=$((number + 1))
         if [ "$loaded" != 1 ]; then

@@ -39,6 +39,12 @@ pub struct DriverMeta {
     pub module_params: Vec<String>,
     /// Guest tests (paths relative to the driver), run in order.
     pub tests: Vec<String>,
+    /// KUnit suites (`#[kunit_tests(name)]`) whose results belong to this
+    /// package; they run when the module loads, or at boot when built in.
+    #[serde(default)]
+    pub kunit_suites: Vec<String>,
+    /// The suite this package belongs to (`--suite NAME`); default "drivers".
+    pub suite: Option<String>,
     /// C test programs (`tests/x.c`), built static with the kernel's nolibc
     /// for each arch into `tests/x` next to the tests.
     #[serde(default)]
@@ -76,6 +82,11 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// The suite it belongs to ("drivers" unless its metadata says otherwise).
+    pub fn suite(&self) -> &str {
+        self.meta.suite.as_deref().unwrap_or("drivers")
+    }
+
     /// Guest test names (file stems), in order.
     pub fn test_names(&self) -> Vec<String> {
         self.meta.tests.iter().map(|test| test_name(test)).collect()
@@ -317,6 +328,8 @@ mod tests {
             module_params: vec![],
             tests: vec!["tests/factorial.sh".into()],
             test_programs: vec![],
+            kunit_suites: vec![],
+            suite: None,
             min_kernel: Some("7.2".into()),
             unsupported_arches: BTreeMap::from([("arm64".to_string(), "example reason".to_string())]),
         }

@@ -158,6 +158,8 @@ pub fn layout(input: &ImageInput) -> Result<Cpio> {
             cpio.add_file(&format!("{base}/{}.ko", module.name), 0o644, read(&module.ko)?);
         }
         cpio.add_file(&format!("{base}/modules"), 0o644, modules);
+        let suites: String = driver.meta.kunit_suites.iter().map(|suite| format!("{suite}\n")).collect();
+        cpio.add_file(&format!("{base}/kunit-suites"), 0o644, suites);
         let mut list = String::new();
         for test in &driver.meta.tests {
             let file = test.rsplit('/').next().unwrap_or(test);

@@ -37,12 +37,12 @@ pub fn run(args: DriversArgs, global: &GlobalArgs) -> Result<i32> {
             for driver in crate::driver::discover(&context.repo)? {
                 let mut modules: Vec<String> = driver.meta.module.iter().cloned().collect();
                 modules.extend(driver.meta.in_tree_modules.iter().map(|path| format!("{path} (in-tree)")));
-                println!(
-                    "{:<14} modules: {:<40} tests: {}",
-                    driver.name,
-                    modules.join(", "),
-                    driver.test_names().join(", ")
-                );
+                println!("{} (suite {})", driver.name, driver.suite());
+                println!("    modules: {}", if modules.is_empty() { "-".to_string() } else { modules.join(", ") });
+                if !driver.meta.kunit_suites.is_empty() {
+                    println!("    kunit:   {}", driver.meta.kunit_suites.join(", "));
+                }
+                println!("    tests:   {}", driver.test_names().join(", "));
             }
             Ok(0)
         }

@@ -74,7 +74,32 @@ impl Context {
 
     /// `--driver LIST`, or the default matrix's drivers.
     pub fn drivers(&self, list: Option<&str>) -> Result<Vec<driver::Driver>> {
+        self.drivers_of(list, None)
+    }
+
+    /// `--driver LIST` and/or `--suite NAME` (all packages of that suite);
+    /// neither: the default matrix's drivers.
+    pub fn drivers_of(&self, list: Option<&str>, suite: Option<&str>) -> Result<Vec<driver::Driver>> {
         let all = driver::discover(&self.repo)?;
+        if let Some(suite) = suite {
+            let members: Vec<driver::Driver> = all.iter().filter(|driver| driver.suite() == suite).cloned().collect();
+            if members.is_empty() {
+                let mut suites: Vec<String> = all.iter().map(|driver| driver.suite().to_string()).collect();
+                suites.sort();
+                suites.dedup();
+                return Err(crate::error::unknown("suite", suite, &suites));
+            }
+            let mut chosen = match list {
+                Some(_) => self.drivers_of(list, None)?,
+                None => Vec::new(),
+            };
+            for member in members {
+                if !chosen.iter().any(|known| known.name == member.name) {
+                    chosen.push(member);
+                }
+            }
+            return Ok(chosen);
+        }
         let names: Vec<String> = match list {
             Some("all") => all.iter().map(|driver| driver.name.clone()).collect(),
             Some(list) => list.split(',').map(|name| name.trim().to_string()).filter(|name| !name.is_empty()).collect(),

@@ -18,6 +18,9 @@ pub struct TestArgs {
     /// Comma-separated driver names or `all` (default: kforge.toml's matrix).
     #[arg(long)]
     pub driver: Option<String>,
+    /// Add every package of this suite (e.g. `samples`, `kernel-doctests`).
+    #[arg(long)]
+    pub suite: Option<String>,
     /// Run one cell only, by id (`<kernel>-<arch>`, e.g. 7.2-x86_64).
     #[arg(long, conflicts_with_all = ["arch", "kernel"])]
     pub cell: Option<String>,
@@ -32,7 +35,7 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
     let options = RunOptions {
         repo: context.repo.clone(),
         output: context.output.clone(),
-        drivers: context.drivers(args.driver.as_deref())?,
+        drivers: context.drivers_of(args.driver.as_deref(), args.suite.as_deref())?,
         jobs: args.jobs.unwrap_or_else(pipeline::default_jobs),
         boot: context.project.boot.clone(),
         install: global.install_options(),
