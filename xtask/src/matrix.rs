@@ -242,6 +242,17 @@ fn prepare(
     };
 
     if let Some(qemu) = cell.arch.qemu() {
+        let firmware_missing = qemu.bios.filter(|bios| !toolchain.root.join(bios.trim_start_matches('/')).is_file());
+        if let Some(bios) = firmware_missing {
+            let message = format!(
+                "firmware {bios} for {} is missing from toolchain {}: add the package that ships it to toolchains/{}.toml and reinstall",
+                cell.arch.name,
+                toolchain.id(),
+                toolchain.id()
+            );
+            let err = anyhow::Error::new(stage::StageFailed { category: Category::Toolchain, message });
+            return Err(fail_cell(result, err, None));
+        }
         if !toolchain.root.join("usr/bin").join(qemu.binary).is_file() {
             let message = format!(
                 "{} is missing from toolchain {}: add the {} package to toolchains/{}.toml [qemu] and reinstall",

@@ -7,7 +7,8 @@ mod=${KFORGE_MODULE:-kforge_edu}
 dir=$(dirname "$(dirname "$0")")
 ko=$dir/$mod.ko
 [ -f "$ko" ] || { echo "module file $ko not found, cannot reload"; exit 4; }
-params=$(cat "$dir/params" 2>/dev/null)
+# The harness lists each module as `<name> <params...>` in $dir/modules.
+params=$(awk -v m="$mod" '$1 == m { $1 = ""; sub(/^ +/, ""); print }' "$dir/modules" 2>/dev/null)
 drv=/sys/bus/pci/drivers/kforge_edu
 pdev=$(basename "$(ls -d "$drv"/0* | head -n 1)")
 # Whatever happens, leave the module loaded and bound as the harness loaded it.

@@ -45,7 +45,7 @@ pub struct KernelBuild {
 const COMPLETE_MARKER: &str = ".kforge-complete";
 const CONFIG_MARKER: &str = ".kforge-config-ok";
 
-/// Computes the cache key and entry: source identity, toolchain key, arch and
+/// Computes the cache key and entry: source identity, the toolchain's build key, arch and
 /// what the fragments request (after later fragments override earlier ones),
 /// so comments, fragment names and drivers that need nothing do not cause rebuilds.
 pub fn plan(
@@ -56,7 +56,7 @@ pub fn plan(
     fragments: Vec<Fragment>,
 ) -> Result<KernelPlan> {
     let mut key = cache::KeyHasher::new();
-    key.input("source", source_identity).input("toolchain", &toolchain.key).input("arch", arch.name);
+    key.input("source", source_identity).input("toolchain", &toolchain.build_key).input("arch", arch.name);
     for (name, request) in config::requests(&fragments) {
         key.input("option", format!("{name}={}", request.value));
     }

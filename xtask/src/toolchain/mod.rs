@@ -27,6 +27,8 @@ pub struct Toolchain {
     pub spec: ToolchainSpec,
     /// Content-addressed key over everything that shapes the root.
     pub key: String,
+    /// Key over what shapes kernel builds (see `ToolchainSpec::build_identity`).
+    pub build_key: String,
     /// The installed root (exists once installed).
     pub root: PathBuf,
 }
@@ -41,7 +43,9 @@ impl Toolchain {
             key.input("arch", debian_arch);
         }
         let root = paths::cache_dir()?.join("toolchains").join(format!("{id}-{}", key.short()));
-        Ok(Toolchain { spec, key: key.finish(), root })
+        let mut build_key = KeyHasher::new();
+        build_key.input("recipe", RECIPE_VERSION).input("build", spec.build_identity());
+        Ok(Toolchain { spec, key: key.finish(), build_key: build_key.finish(), root })
     }
 
     pub fn id(&self) -> &str {

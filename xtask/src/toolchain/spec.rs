@@ -30,6 +30,13 @@ pub struct LlvmPin {
     pub lib: String,
 }
 
+/// Extra pinned packages installed into the root.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ExtraPackages {
+    pub packages: Vec<String>,
+}
+
 /// How the toolchain is provided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -65,6 +72,9 @@ pub struct ToolchainSpec {
     pub qemu: ToolPin,
     /// busybox-static, fetched for every target arch's Debian architecture.
     pub busybox: ToolPin,
+    /// Tools for developers that no build uses (rust-analyzer); not part of kernel cache keys.
+    #[serde(default)]
+    pub extras: Option<ExtraPackages>,
     /// The file's id (its stem); not part of the file.
     #[serde(skip)]
     pub id: String,
@@ -81,7 +91,30 @@ impl ToolchainSpec {
         }
         packages.extend(self.llvm.packages.iter().cloned());
         packages.extend(self.debian.build_packages.iter().cloned());
+        if let Some(extras) = &self.extras {
+            packages.extend(extras.packages.iter().cloned());
+        }
         packages
+    }
+
+    /// What of the spec can change a kernel build's output: the compilers,
+    /// rust-src, bindgen, LLVM, the build helpers and where they come from.
+    /// QEMU, busybox and editor tools are left out, so pinning a newer QEMU
+    /// does not rebuild every kernel.
+    pub fn build_identity(&self) -> String {
+        let mut identity = format!(
+            "provider={:?}\nsuite={}\nextra-suites={:?}\n",
+            self.provider, self.debian.suite, self.debian.extra_suites
+        );
+        for (name, pin) in [("rustc", &self.rustc), ("rust-src", &self.rust_src), ("bindgen", &self.bindgen)] {
+            identity.push_str(&format!("{name}={} {:?}\n", pin.version, pin.packages));
+        }
+        identity.push_str(&format!(
+            "llvm={} {:?} {} {}\n",
+            self.llvm.version, self.llvm.packages, self.llvm.bin, self.llvm.lib
+        ));
+        identity.push_str(&format!("build-packages={:?}\n", self.debian.build_packages));
+        identity
     }
 
     /// The busybox package name and version (`busybox-static`, `1:1.38.0-3+b1`).

@@ -23,6 +23,8 @@ pub struct Check {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub toolchain: String,
+    /// The root's content key (what `toolchain install` hashed).
+    pub key: String,
     pub root: String,
     pub ok: bool,
     pub checks: Vec<Check>,
@@ -158,7 +160,13 @@ pub fn verify(toolchain: &Toolchain) -> Result<Report> {
     }
 
     let ok = checks.iter().all(|check| check.ok);
-    Ok(Report { toolchain: toolchain.id().to_string(), root: toolchain.root.display().to_string(), ok, checks })
+    Ok(Report {
+        toolchain: toolchain.id().to_string(),
+        key: toolchain.key.clone(),
+        root: toolchain.root.display().to_string(),
+        ok,
+        checks,
+    })
 }
 
 /// The arch row matching the host, for running the host's busybox.
@@ -202,7 +210,8 @@ mod tests {
     fn a_mismatch_names_tool_pin_and_found_version() {
         let check = version_check("rustc", "1.97.1", (true, "rustc 1.96.0 (abc 2026-05-01)".into()), "rustc ");
         assert!(!check.ok);
-        let report = Report { toolchain: "sid".into(), root: "/r".into(), ok: false, checks: vec![check] };
+        let report =
+            Report { toolchain: "sid".into(), key: "k".into(), root: "/r".into(), ok: false, checks: vec![check] };
         assert_eq!(report.mismatches(), ["rustc: pinned 1.97.1, found 1.96.0 (rustc 1.96.0 (abc 2026-05-01))"]);
         let missing = version_check("bindgen", "0.72.1", (false, "sh: bindgen: not found".into()), "bindgen ");
         assert_eq!((missing.found.as_str(), missing.ok), ("missing", false));
