@@ -1,5 +1,6 @@
 //! kforge's command line: parses arguments and dispatches to one file per subcommand under `commands/`.
 
+mod analyzer;
 mod arch;
 mod cache;
 mod commands;
@@ -19,6 +20,7 @@ mod project;
 mod qemu;
 mod report;
 mod sandbox;
+mod scaffold;
 mod stage;
 #[cfg(test)]
 mod test_support;
@@ -59,6 +61,10 @@ enum Command {
     Test(commands::test::TestArgs),
     /// Parse KTAP out of a saved console log.
     Ktap(commands::ktap::KtapArgs),
+    /// Write rust-project.json into each driver so editors resolve `kernel::`.
+    RustAnalyzer(commands::rust_analyzer::RustAnalyzerArgs),
+    /// Scaffold a new out-of-tree Rust driver in drivers/.
+    NewDriver(commands::new_driver::NewDriverArgs),
 }
 
 fn main() {
@@ -81,6 +87,8 @@ fn main() {
         Command::Run(args) => commands::run::run(args, &global),
         Command::Test(args) => commands::test::run(args, &global),
         Command::Ktap(args) => commands::ktap::run(args),
+        Command::NewDriver(args) => commands::new_driver::run(args),
+        Command::RustAnalyzer(args) => commands::rust_analyzer::run(args, &global),
     };
     let code = match result {
         Ok(code) => code,

@@ -4,7 +4,9 @@ pub mod drivers;
 pub mod image;
 pub mod kernel;
 pub mod ktap;
+pub mod new_driver;
 pub mod run;
+pub mod rust_analyzer;
 pub mod test;
 pub mod toolchain;
 

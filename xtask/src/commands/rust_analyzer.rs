@@ -1,0 +1,76 @@
+//! `cargo xtask rust-analyzer`: write rust-project.json into each driver so editors resolve `kernel::` items.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Context, GlobalArgs};
+use crate::jobserver::Parallel;
+use crate::{analyzer, error, pipeline, ui};
+
+#[derive(Debug, Args)]
+pub struct RustAnalyzerArgs {
+    /// The arch whose kernel build the editor should see (default: x86_64).
+    #[arg(long, default_value = "x86_64")]
+    pub arch: String,
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Comma-separated drivers (default: every driver that builds its own module).
+    #[arg(long)]
+    pub driver: Option<String>,
+    /// Also run `rust-analyzer diagnostics` (from the toolchain) and fail on unresolved names.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn run(args: RustAnalyzerArgs, global: &GlobalArgs) -> Result<i32> {
+    let context = Context::load()?;
+    let arch = crate::arch::Arch::find(&args.arch)?;
+    let kernel = context.kernel(args.kernel.as_deref())?;
+    let drivers: Vec<_> = context
+        .drivers_of(Some(args.driver.as_deref().unwrap_or("all")), None)?
+        .into_iter()
+        .filter(|driver| driver.meta.module.is_some())
+        .collect();
+    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
+    let source = pipeline::ready_source(&kernel, &toolchain)?;
+    // The kernel the default matrix builds for this arch, so its cache is shared with `test`.
+    let matrix_drivers = context.drivers(None)?;
+    let (active, _) = pipeline::split_drivers(&matrix_drivers, arch, &kernel);
+    let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+    let dir = context.output.join("rust-analyzer");
+    let build = pipeline::build_kernel(
+        &plan,
+        &toolchain,
+        &source,
+        &dir.join(format!("kernel-{}-{}.log", kernel.id, arch.name)),
+        Parallel::Jobs(pipeline::default_jobs()),
+    )?;
+    let mut problems = 0;
+    for driver in &drivers {
+        let work = dir.join(&driver.name);
+        let json = analyzer::generate(driver, arch, &toolchain, &source, &build, &work)?;
+        let host = analyzer::to_host_paths(&json, &source.dir, &build.dir, &driver.dir, &toolchain.root)?;
+        let target = driver.dir.join("rust-project.json");
+        crate::cache::write_atomic(&target, host)?;
+        ui::status("Wrote", format!("{} (kernel {}/{})", target.display(), kernel.id, arch.name));
+        if args.check {
+            let (unresolved, text) = analyzer::unresolved(&toolchain, &source, &build, &work)?;
+            if unresolved.is_empty() {
+                ui::status("Checked", format!("{}: rust-analyzer resolves every name", driver.name));
+                ui::detail(text);
+            } else {
+                problems += unresolved.len();
+                ui::warn(format!(
+                    "{}: {} unresolved names:\n  {}",
+                    driver.name,
+                    unresolved.len(),
+                    unresolved.join("\n  ")
+                ));
+            }
+        }
+    }
+    if problems > 0 {
+        return Err(error::user(format!("rust-analyzer reported {problems} unresolved names")));
+    }
+    Ok(0)
+}

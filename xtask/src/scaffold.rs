@@ -1,0 +1,101 @@
+//! `new-driver`: renders the driver template (`xtask/templates/new-driver`) into `drivers/<name>/`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::error;
+
+/// Template files, relative to the new driver's directory (`@MODULE@` in a
+/// path is replaced too). Embedded, so the binary carries them.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../templates/new-driver/Cargo.toml.in")),
+    ("Kbuild", include_str!("../templates/new-driver/Kbuild.in")),
+    ("@MODULE@.rs", include_str!("../templates/new-driver/driver.rs.in")),
+    ("tests/shout.sh", include_str!("../templates/new-driver/tests/shout.sh.in")),
+];
+
+/// The names a new driver gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// Package name (`my-driver`): test names start with it.
+    pub name: String,
+    /// Kernel module (`kforge_my_driver`), also its KUnit suite.
+    pub module: String,
+    /// Device node (`kforge-my-driver`).
+    pub device: String,
+}
+
+/// Checks a driver name and derives the module and device names.
+pub fn names(name: &str) -> Result<Names> {
+    let valid = !name.is_empty()
+        && name.len() <= 40
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        return Err(error::user(format!(
+            "`{name}` is not a usable driver name: use lowercase letters, digits, `-` and `_`, starting with a letter"
+        )));
+    }
+    let ident = name.replace('-', "_");
+    Ok(Names {
+        name: name.to_string(),
+        module: format!("kforge_{ident}"),
+        device: format!("kforge-{}", name.replace('_', "-")),
+    })
+}
+
+fn render(text: &str, names: &Names) -> String {
+    text.replace("@NAME@", &names.name).replace("@MODULE@", &names.module).replace("@DEVICE@", &names.device)
+}
+
+/// Writes the driver into `<repo>/drivers/<name>/`; refuses to overwrite anything.
+pub fn new_driver(repo: &Path, name: &str) -> Result<(PathBuf, Names)> {
+    let names = names(name)?;
+    let dir = repo.join("drivers").join(&names.name);
+    if dir.exists() {
+        return Err(error::user(format!("{} already exists; pick another name", dir.display())));
+    }
+    for (path, text) in TEMPLATES {
+        let target = dir.join(render(path, &names));
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        fs_err::write(&target, render(text, &names))?;
+        if path.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt;
+            fs_err::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok((dir, names))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_derived() {
+        let derived = names("my-driver").unwrap();
+        assert_eq!(derived.module, "kforge_my_driver");
+        assert_eq!(derived.device, "kforge-my-driver");
+        for bad in ["", "Upper", "1abc", "a/b", "a b"] {
+            assert!(names(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn scaffold_is_a_discoverable_driver() {
+        let repo = std::env::temp_dir().join(format!("kforge-scaffold-{}", std::process::id()));
+        fs_err::create_dir_all(repo.join("drivers")).unwrap();
+        let (dir, names) = new_driver(&repo, "demo").unwrap();
+        let manifest = fs_err::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("module = \"kforge_demo\""), "{manifest}");
+        assert!(!manifest.contains('@'), "unreplaced placeholder:\n{manifest}");
+        let source = fs_err::read_to_string(dir.join("kforge_demo.rs")).unwrap();
+        assert!(source.contains("#[kunit_tests(kforge_demo)]") && source.contains("c\"kforge-demo\""));
+        assert_eq!(fs_err::read_to_string(dir.join("Kbuild")).unwrap(), "obj-m := kforge_demo.o\n");
+        assert!(new_driver(&repo, "demo").is_err(), "an existing driver was overwritten");
+        let _ = std::fs::remove_dir_all(repo);
+    }
+}
