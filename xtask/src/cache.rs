@@ -57,7 +57,6 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// sha256 of a byte slice, as hex.
-#[cfg(test)]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }

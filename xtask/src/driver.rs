@@ -77,6 +77,8 @@ struct ManifestMetadata {
 pub struct Driver {
     /// The cargo package name; test names are `<name>.<test>`.
     pub name: String,
+    /// The package version (recorded in dist manifests and SBOMs).
+    pub version: String,
     pub dir: PathBuf,
     pub meta: DriverMeta,
 }
@@ -151,7 +153,7 @@ pub fn discover(repo: &Path) -> Result<Vec<Driver>> {
         if meta.module.is_some() && !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
             return Err(error::user(format!("driver {} has no Kbuild file in {}", package.name, dir.display())));
         }
-        drivers.push(Driver { name: package.name.to_string(), dir, meta });
+        drivers.push(Driver { name: package.name.to_string(), version: package.version.to_string(), dir, meta });
     }
     drivers.sort_by(|left, right| left.name.cmp(&right.name));
     Ok(drivers)
@@ -315,7 +317,7 @@ mod tests {
     use super::*;
 
     fn driver(meta: DriverMeta) -> Driver {
-        Driver { name: "edu".into(), dir: PathBuf::new(), meta }
+        Driver { name: "edu".into(), version: "0.1.0".into(), dir: PathBuf::new(), meta }
     }
 
     fn meta() -> DriverMeta {

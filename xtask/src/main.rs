@@ -4,6 +4,7 @@ mod analyzer;
 mod arch;
 mod cache;
 mod commands;
+mod dist;
 mod driver;
 mod error;
 mod fetch;
@@ -59,6 +60,8 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Build, boot and test the matrix; write results.json and junit.xml.
     Test(commands::test::TestArgs),
+    /// Release archives per cell (kernel, stripped modules, initramfs, SHA256SUMS, manifest, SBOM).
+    Dist(commands::dist::DistArgs),
     /// Parse KTAP out of a saved console log.
     Ktap(commands::ktap::KtapArgs),
     /// Write rust-project.json into each driver so editors resolve `kernel::`.
@@ -87,6 +90,7 @@ fn main() {
         Command::Run(args) => commands::run::run(args, &global),
         Command::Test(args) => commands::test::run(args, &global),
         Command::Ktap(args) => commands::ktap::run(args),
+        Command::Dist(args) => commands::dist::run(args, &global),
         Command::NewDriver(args) => commands::new_driver::run(args),
         Command::RustAnalyzer(args) => commands::rust_analyzer::run(args, &global),
     };

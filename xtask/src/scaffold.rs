@@ -88,7 +88,7 @@ mod tests {
     fn scaffold_is_a_discoverable_driver() {
         let repo = std::env::temp_dir().join(format!("kforge-scaffold-{}", std::process::id()));
         fs_err::create_dir_all(repo.join("drivers")).unwrap();
-        let (dir, names) = new_driver(&repo, "demo").unwrap();
+        let (dir, _names) = new_driver(&repo, "demo").unwrap();
         let manifest = fs_err::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("module = \"kforge_demo\""), "{manifest}");
         assert!(!manifest.contains('@'), "unreplaced placeholder:\n{manifest}");

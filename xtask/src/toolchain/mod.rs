@@ -77,6 +77,16 @@ impl Toolchain {
         )
     }
 
+    /// Package versions recorded when the root was built (`dpkg-query -W`): name -> version.
+    pub fn installed_packages(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        let text = fs_err::read_to_string(self.root.join("opt/kforge/packages.txt"))?;
+        Ok(text
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .map(|(name, version)| (name.to_string(), version.to_string()))
+            .collect())
+    }
+
     /// busybox-static for `arch`, on the host (inside the root's directory).
     pub fn busybox(&self, arch: &Arch) -> PathBuf {
         self.root.join(BUSYBOX_DIR).join(arch.debian_arch).join("busybox")

@@ -1,0 +1,255 @@
+//! `cargo xtask dist`: per-cell release archives for packagers, and `--check-reproducible` to prove two clean builds are identical.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+
+use super::{Context, GlobalArgs};
+use crate::dist::{self, BuildFacts, DriverFacts, Entry, KernelFacts, Manifest, ToolchainFacts};
+use crate::driver::{BuiltDriver, ModuleFile};
+use crate::jobserver::Parallel;
+use crate::kernel::build as kbuild;
+use crate::matrix::Cell;
+use crate::process::{Cmd, Control, Outcome};
+use crate::toolchain::verify;
+use crate::{cache, error, image, kernel, pipeline, ui};
+
+#[derive(Debug, Args)]
+pub struct DistArgs {
+    /// Comma-separated arches or `all` (default: kforge.toml's matrix).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Comma-separated kernel ids or `all` (default: kforge.toml's matrix).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// One cell, by id (`<kernel>-<arch>`).
+    #[arg(long, conflicts_with_all = ["arch", "kernel"])]
+    pub cell: Option<String>,
+    /// Comma-separated drivers (default: kforge.toml's matrix).
+    #[arg(long)]
+    pub driver: Option<String>,
+    /// Where the archives go.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Keep debug information in the modules (stripped by default).
+    #[arg(long)]
+    pub keep_debug: bool,
+    /// Build everything twice from scratch in two separate caches and compare every artifact byte for byte.
+    #[arg(long)]
+    pub check_reproducible: bool,
+}
+
+pub fn run(args: DistArgs, global: &GlobalArgs) -> Result<i32> {
+    if args.check_reproducible {
+        return check_reproducible(&args);
+    }
+    let context = Context::load()?;
+    let test_args = super::test::TestArgs {
+        arch: args.arch.clone(),
+        kernel: args.kernel.clone(),
+        driver: args.driver.clone(),
+        suite: None,
+        cell: args.cell.clone(),
+        jobs: None,
+    };
+    let cells = super::test::cells(&context, &test_args)?;
+    let drivers = context.drivers(args.driver.as_deref())?;
+    fs_err::create_dir_all(&args.out)?;
+    for cell in &cells {
+        let archive = dist_cell(&context, cell, &drivers, &args, global)
+            .with_context(|| format!("failed to make the archive of cell {}", cell.id()))?;
+        ui::status("Packed", archive.display().to_string());
+        println!("{}", archive.display());
+    }
+    Ok(0)
+}
+
+/// Builds one cell and packs its archive.
+fn dist_cell(
+    context: &Context,
+    cell: &Cell,
+    drivers: &[crate::driver::Driver],
+    args: &DistArgs,
+    global: &GlobalArgs,
+) -> Result<PathBuf> {
+    let toolchain = pipeline::ready_toolchain(&context.repo, &cell.kernel.toolchain, &global.install_options())?;
+    let versions: BTreeMap<String, String> =
+        verify::verify(&toolchain)?.checks.into_iter().map(|check| (check.tool, check.found)).collect();
+    let source = pipeline::ready_source(&cell.kernel, &toolchain)?;
+    let (active, skipped) = pipeline::split_drivers(drivers, cell.arch, &cell.kernel);
+    for (driver, reason) in skipped {
+        ui::status("Skipping", format!("{} in {}: {reason}", driver.name, cell.id()));
+    }
+    let plan = pipeline::kernel_plan(&context.repo, &cell.kernel, cell.arch, &toolchain, &active)?;
+    let work = context.output.join("dist").join(cell.id());
+    cache::remove_dir_if_exists(&work)?;
+    let jobs = pipeline::default_jobs();
+    let build =
+        pipeline::build_kernel(&plan, &toolchain, &source, &work.join("kernel-build.log"), Parallel::Jobs(jobs))?;
+    let mut built = pipeline::build_drivers(
+        &active,
+        cell.arch,
+        &toolchain,
+        &source,
+        &build,
+        &work.join("drivers"),
+        Parallel::Jobs(jobs),
+    )?;
+    if !args.keep_debug {
+        strip_modules(&toolchain, &mut built, &work.join("stripped"))?;
+    }
+    let initramfs =
+        pipeline::build_image(&toolchain, cell.arch, &context.repo, built.clone(), &work.join("initramfs.cpio.gz"))?;
+
+    let image_name = cell.arch.kernel_image.rsplit('/').next().unwrap_or(cell.arch.kernel_image);
+    let config = fs_err::read(build.dir.join(".config"))?;
+    let mut entries = vec![
+        Entry { path: format!("boot/{image_name}"), mode: 0o644, data: fs_err::read(&build.image)? },
+        Entry { path: "boot/config".to_string(), mode: 0o644, data: config.clone() },
+        Entry { path: "initramfs.cpio.gz".to_string(), mode: 0o644, data: fs_err::read(&initramfs)? },
+    ];
+    let mut driver_facts = Vec::new();
+    for item in &built {
+        for module in &item.modules {
+            entries.push(Entry {
+                path: format!("modules/{}/{}.ko", item.driver.name, module.name),
+                mode: 0o644,
+                data: fs_err::read(&module.ko)?,
+            });
+        }
+        driver_facts.push(DriverFacts {
+            name: item.driver.name.clone(),
+            version: item.driver.version.clone(),
+            modules: item.modules.iter().map(|module| module.name.clone()).collect(),
+        });
+    }
+    let epoch = image::source_date_epoch();
+    let manifest = Manifest {
+        kforge_version: env!("CARGO_PKG_VERSION").to_string(),
+        cell: cell.id(),
+        arch: cell.arch.name.to_string(),
+        kernel: KernelFacts {
+            id: cell.kernel.id.clone(),
+            version: cell.kernel.version.clone(),
+            source: kernel::source::identity(&cell.kernel.source)?,
+            config_sha256: cache::sha256_hex(&config),
+            image: format!("boot/{image_name}"),
+        },
+        drivers: driver_facts,
+        toolchain: ToolchainFacts {
+            id: toolchain.id().to_string(),
+            key: toolchain.key.clone(),
+            versions,
+            packages: toolchain.installed_packages()?,
+        },
+        build: BuildFacts {
+            make: kbuild::build_command(&plan, Parallel::Jobs(jobs)),
+            env: kbuild::BUILD_ENV.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
+            modules_stripped: !args.keep_debug,
+        },
+        source_date_epoch: epoch,
+        files: entries.iter().map(|entry| (entry.path.clone(), cache::sha256_hex(&entry.data))).collect(),
+    };
+    entries.push(Entry {
+        path: "manifest.json".into(),
+        mode: 0o644,
+        data: (serde_json::to_string_pretty(&manifest)? + "\n").into_bytes(),
+    });
+    entries.push(Entry {
+        path: "sbom.spdx.json".into(),
+        mode: 0o644,
+        data: dist::spdx(&manifest, &entries)?.into_bytes(),
+    });
+    let sums = dist::sha256sums(&entries);
+    entries.push(Entry { path: "SHA256SUMS".into(), mode: 0o644, data: sums.into_bytes() });
+    dist::write_archive(&args.out, &cell.id(), &entries, epoch)
+}
+
+/// Replaces each module with a copy stripped of debug information (`llvm-strip --strip-debug`).
+fn strip_modules(toolchain: &crate::toolchain::Toolchain, built: &mut [BuiltDriver], dir: &Path) -> Result<()> {
+    fs_err::create_dir_all(dir)?;
+    let sandbox = toolchain.sandbox()?;
+    for item in built.iter_mut() {
+        for module in item.modules.iter_mut() {
+            let stripped = dir.join(format!("{}.ko", module.name));
+            let mut jail = sandbox.jail();
+            jail.ro(&module.ko, "/kforge/in.ko");
+            jail.rw(dir, "/kforge/out");
+            let output = format!("/kforge/out/{}.ko", module.name);
+            jail.command(&["llvm-strip", "--strip-debug", "-o", &output, "/kforge/in.ko"])?
+                .run()
+                .with_context(|| format!("failed to strip {}", module.ko.display()))?;
+            *module = ModuleFile { ko: stripped, ..module.clone() };
+        }
+    }
+    Ok(())
+}
+
+/// Runs this same `dist` twice, each in a fresh cache (sharing only the
+/// toolchain roots and the download store), and compares the archives.
+fn check_reproducible(args: &DistArgs) -> Result<i32> {
+    let real_cache = crate::paths::cache_dir()?;
+    let base = args.out.join("reproducible");
+    cache::remove_dir_if_exists(&base)?;
+    let exe = std::env::current_exe().context("cannot find the running kforge binary")?;
+    let mut outputs = Vec::new();
+    for side in ["a", "b"] {
+        let cache_dir = base.join(format!("cache-{side}"));
+        fs_err::create_dir_all(&cache_dir)?;
+        for shared in ["toolchains", "store"] {
+            fs_err::create_dir_all(real_cache.join(shared))?;
+            std::os::unix::fs::symlink(real_cache.join(shared), cache_dir.join(shared))?;
+        }
+        let out = base.join(format!("out-{side}"));
+        let mut cmd = Cmd::new(&exe).arg("dist").arg("--out").arg(&out);
+        for (flag, value) in
+            [("--arch", &args.arch), ("--kernel", &args.kernel), ("--cell", &args.cell), ("--driver", &args.driver)]
+        {
+            if let Some(value) = value {
+                cmd = cmd.args([flag, value.as_str()]);
+            }
+        }
+        if args.keep_debug {
+            cmd = cmd.arg("--keep-debug");
+        }
+        let cmd = cmd.env("KFORGE_CACHE_DIR", &cache_dir).env("KFORGE_OUTPUT_DIR", base.join(format!("work-{side}")));
+        ui::status("Building", format!("from scratch, pass {side} (cache {})", cache_dir.display()));
+        let log = base.join(format!("build-{side}.log"));
+        let outcome = cmd.stream(&log, None, &mut |line| {
+            ui::info(format!("  [{side}] {line}"));
+            Control::Continue
+        })?;
+        if !matches!(outcome, Outcome::Exited(status) if status.success()) {
+            return Err(error::user(format!("build {side} failed; see {}", log.display())));
+        }
+        outputs.push(out);
+    }
+    let mut failed = 0;
+    let mut archives: Vec<PathBuf> = fs_err::read_dir(&outputs[0])?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.to_string_lossy().ends_with(".tar.gz"))
+        .collect();
+    archives.sort();
+    for archive in &archives {
+        let name = archive.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let other = outputs[1].join(&name);
+        let differing = dist::differences(&dist::read_archive(archive)?, &dist::read_archive(&other)?);
+        if differing.is_empty() && fs_err::read(archive)? == fs_err::read(&other)? {
+            ui::status("Identical", format!("{name}: every file matches byte for byte"));
+            fs_err::copy(archive, args.out.join(&name))?;
+        } else {
+            failed += 1;
+            ui::warn(format!("{name} differs between the two builds:\n  {}", differing.join("\n  ")));
+        }
+    }
+    if failed > 0 {
+        return Err(error::user(format!(
+            "{failed} archive(s) are not reproducible (both builds are kept in {})",
+            base.display()
+        )));
+    }
+    ui::status("Reproducible", format!("{} archive(s) built twice from scratch are identical", archives.len()));
+    Ok(0)
+}
