@@ -67,6 +67,14 @@
 //!
 //! The coherent buffers live as long as the device state, which an open file can keep past
 //! unbind; the device is quiesced at unbind (no DMA running) before that can happen.
+//!
+//! # In-kernel tests
+//!
+//! The KUnit suite `kforge_edu` at the end of this file tests what needs no device: the command
+//! parser (`parse`), hex encoding, number parsing, the `dmacheck` pattern and comparison, the
+//! interrupt event bookkeeping and the parameter checks. It is compiled in when the kernel has
+//! `CONFIG_KUNIT=y` and runs each time the module is loaded (whether or not a device is
+//! present); its results are in `/sys/kernel/debug/kunit/kforge_edu/results`.
 
 use core::fmt::Write;
 
@@ -234,6 +242,23 @@ struct Events {
     other_irqs: u64,
 }
 
+impl Events {
+    /// Records one interrupt that acknowledged `bits` (nonzero): they become pending, and each
+    /// kind of interrupt among them (factorial, DMA, anything else) is counted once.
+    fn record(&mut self, bits: u32) {
+        self.pending |= bits;
+        if bits & regs::IRQ_FACTORIAL != 0 {
+            self.factorial_irqs += 1;
+        }
+        if bits & regs::IRQ_DMA != 0 {
+            self.dma_irqs += 1;
+        }
+        if bits & !(regs::IRQ_FACTORIAL | regs::IRQ_DMA) != 0 {
+            self.other_irqs += 1;
+        }
+    }
+}
+
 /// The device, shared by the driver data, the interrupt handler and every open file.
 #[pin_data]
 struct Edu {
@@ -263,6 +288,23 @@ struct Edu {
 /// kernel-internal 524, which user space cannot decode).
 fn eopnotsupp() -> Error {
     Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+}
+
+/// Checks a `factorial` argument: at most `MAX_FACTORIAL_ARG`, else `EINVAL`.
+fn check_factorial_arg(n: u32) -> Result<u32> {
+    if n > MAX_FACTORIAL_ARG {
+        return Err(EINVAL);
+    }
+    Ok(n)
+}
+
+/// Checks the bits of a `raise` command: nonzero and none of those the factorial and DMA
+/// completions use (their waiters would take them), else `EINVAL`.
+fn check_raise_bits(bits: u32) -> Result<u32> {
+    if bits == 0 || bits & (regs::IRQ_FACTORIAL | regs::IRQ_DMA) != 0 {
+        return Err(EINVAL);
+    }
+    Ok(bits)
 }
 
 /// Atomically ORs `bits` into `atomic`.
@@ -348,9 +390,7 @@ impl Edu {
 
     /// Computes `n!` (modulo 2^32, as the device does), waiting for its completion interrupt.
     fn factorial(&self, n: u32) -> Result<u32> {
-        if n > MAX_FACTORIAL_ARG {
-            return Err(EINVAL);
-        }
+        check_factorial_arg(n)?;
         let mut op = self.begin()?;
         // The device ignores a new argument while it is computing (only after a timed-out
         // operation can it still be busy here).
@@ -370,9 +410,7 @@ impl Edu {
     /// Raises an interrupt with `bits` through the raise register and returns the bits the
     /// handler acknowledged.
     fn raise(&self, bits: u32) -> Result<u32> {
-        if bits == 0 || bits & (regs::IRQ_FACTORIAL | regs::IRQ_DMA) != 0 {
-            return Err(EINVAL);
-        }
+        check_raise_bits(bits)?;
         let _op = self.begin()?;
         self.clear_events(bits);
         self.with_bar(|bar| bar.write32(bits, regs::IRQ_RAISE))?;
@@ -528,16 +566,7 @@ impl irq::ThreadedHandler for EduIrq {
         let bits = edu.latched.xchg(0, Full);
         if bits != 0 {
             let mut events = edu.events.lock();
-            events.pending |= bits;
-            if bits & regs::IRQ_FACTORIAL != 0 {
-                events.factorial_irqs += 1;
-            }
-            if bits & regs::IRQ_DMA != 0 {
-                events.dma_irqs += 1;
-            }
-            if bits & !(regs::IRQ_FACTORIAL | regs::IRQ_DMA) != 0 {
-                events.other_irqs += 1;
-            }
+            events.record(bits);
             // Notified with the lock held, so a waiter cannot miss it between its check of
             // `pending` and going to sleep.
             edu.event_cv.notify_all();
@@ -558,14 +587,20 @@ struct EduDriver {
     edu: Arc<Edu>,
 }
 
-/// Validates the `dma_bits` parameter.
-fn dma_bits_param() -> Result<u32> {
-    let bits = *module_parameters::dma_bits.value();
+/// Checks a `dma_bits` parameter value: `28..=64`, else `EINVAL`.
+fn check_dma_bits(bits: u32) -> Result<u32> {
     if !(28..=64).contains(&bits) {
-        pr_err!("dma_bits={bits} is out of range (28..=64)\n");
         return Err(EINVAL);
     }
     Ok(bits)
+}
+
+/// Validates the `dma_bits` parameter.
+fn dma_bits_param() -> Result<u32> {
+    let bits = *module_parameters::dma_bits.value();
+    check_dma_bits(bits).inspect_err(|_| {
+        pr_err!("dma_bits={bits} is out of range (28..=64)\n");
+    })
 }
 
 /// Sets the DMA mask and allocates the two buffers; `None` (with a warning) if impossible.
@@ -766,69 +801,101 @@ fn pattern(len: usize, seed: u32) -> Result<KVec<u8>> {
     Ok(bytes)
 }
 
-/// Runs one command line, appending its reply to `out`.
-fn execute(edu: &Edu, line: &[u8], out: &mut KVec<u8>) -> Result {
+/// One command line, parsed and checked as far as that needs no device.
+enum Command {
+    Id,
+    Liveness(u32),
+    /// The argument, at most `MAX_FACTORIAL_ARG`.
+    Factorial(u32),
+    /// The bytes to send (at least one; the device's limit is checked when it runs).
+    Dma(KVec<u8>),
+    /// `len` is `1..=DMA_BUF_SIZE`.
+    DmaCheck {
+        len: usize,
+        seed: u32,
+    },
+    /// Valid bits (see `check_raise_bits`).
+    Raise(u32),
+    Stats,
+}
+
+/// Parses one command line: `Ok(None)` for an empty (or blank) line, `EINVAL` for an unknown
+/// command, a missing, malformed or out-of-range argument, or one argument too many.
+fn parse(line: &[u8]) -> Result<Option<Command>> {
     let mut words = line.split(|c| matches!(c, b' ' | b'\t' | b'\r')).filter(|word| !word.is_empty());
     let Some(command) = words.next() else {
-        return Ok(()); // An empty line.
+        return Ok(None); // An empty line.
     };
     // Arguments are consumed in order; leftovers are an error.
     let mut arg = || words.next();
+    let command = match command {
+        b"id" => Command::Id,
+        b"liveness" => Command::Liveness(number(arg())?),
+        b"factorial" => Command::Factorial(check_factorial_arg(number(arg())?)?),
+        b"dma" => Command::Dma(decode_hex(arg().ok_or(EINVAL)?)?),
+        b"dmacheck" => {
+            let len: usize = number(arg())?;
+            let seed: u32 = number(arg())?;
+            if len == 0 || len > regs::DMA_BUF_SIZE {
+                return Err(EINVAL);
+            }
+            Command::DmaCheck { len, seed }
+        }
+        b"raise" => Command::Raise(check_raise_bits(number(arg())?)?),
+        b"stats" => Command::Stats,
+        _ => return Err(EINVAL),
+    };
+    no_more(arg())?;
+    Ok(Some(command))
+}
+
+/// Writes the `dmacheck` verdict for `data` sent and `back` received: `ok LEN`, or where they
+/// differ first.
+fn check_round_trip(w: &mut impl Write, data: &[u8], back: &[u8]) -> core::fmt::Result {
+    let len = data.len();
+    match data.iter().zip(back.iter()).position(|(a, b)| a != b) {
+        None if back.len() == len => writeln!(w, "ok {len}"),
+        None => writeln!(w, "mismatch: {} bytes came back, expected {len}", back.len()),
+        Some(at) => writeln!(w, "mismatch at {at}: wrote {:#04x}, read back {:#04x}", data[at], back[at]),
+    }
+}
+
+/// Runs one command line, appending its reply to `out`.
+fn execute(edu: &Edu, line: &[u8], out: &mut KVec<u8>) -> Result {
+    let Some(command) = parse(line)? else {
+        return Ok(());
+    };
     let mut w = Reply(out);
     match command {
-        b"id" => {
+        Command::Id => {
             let id = edu.identification()?;
-            no_more(arg())?;
             writeln!(w, "{id:#010x}").map_err(fmt_err)?;
         }
-        b"liveness" => {
-            let value: u32 = number(arg())?;
-            no_more(arg())?;
+        Command::Liveness(value) => {
             let back = edu.liveness(value)?;
             writeln!(w, "{back:#010x}").map_err(fmt_err)?;
         }
-        b"factorial" => {
-            let n: u32 = number(arg())?;
-            no_more(arg())?;
+        Command::Factorial(n) => {
             let result = edu.factorial(n)?;
             writeln!(w, "{result}").map_err(fmt_err)?;
         }
-        b"dma" => {
-            let data = decode_hex(arg().ok_or(EINVAL)?)?;
-            no_more(arg())?;
+        Command::Dma(data) => {
             let mut back = KVec::new();
             edu.dma_round_trip(&data, &mut back)?;
             encode_hex(&back, w.0)?;
             w.0.push(b'\n', GFP_KERNEL)?;
         }
-        b"dmacheck" => {
-            let len: usize = number(arg())?;
-            let seed: u32 = number(arg())?;
-            no_more(arg())?;
-            if len == 0 || len > regs::DMA_BUF_SIZE {
-                return Err(EINVAL);
-            }
+        Command::DmaCheck { len, seed } => {
             let data = pattern(len, seed)?;
             let mut back = KVec::new();
             edu.dma_round_trip(&data, &mut back)?;
-            match data.iter().zip(back.iter()).position(|(a, b)| a != b) {
-                None if back.len() == len => writeln!(w, "ok {len}"),
-                None => writeln!(w, "mismatch: {} bytes came back, expected {len}", back.len()),
-                Some(at) => writeln!(w, "mismatch at {at}: wrote {:#04x}, read back {:#04x}", data[at], back[at]),
-            }
-            .map_err(fmt_err)?;
+            check_round_trip(&mut w, &data, &back).map_err(fmt_err)?;
         }
-        b"raise" => {
-            let bits: u32 = number(arg())?;
-            no_more(arg())?;
+        Command::Raise(bits) => {
             let seen = edu.raise(bits)?;
             writeln!(w, "{seen:#010x}").map_err(fmt_err)?;
         }
-        b"stats" => {
-            no_more(arg())?;
-            edu.stats(&mut w).map_err(fmt_err)?;
-        }
-        _ => return Err(EINVAL),
+        Command::Stats => edu.stats(&mut w).map_err(fmt_err)?,
     }
     Ok(())
 }
@@ -974,5 +1041,212 @@ impl MiscDevice for EduFile {
             *reply_read = 0;
         }
         Ok(copied)
+    }
+}
+
+#[kunit_tests(kforge_edu)]
+mod tests {
+    use super::*;
+
+    /// `true` if `line` parses to an error `EINVAL`.
+    fn refused(line: &[u8]) -> bool {
+        matches!(parse(line), Err(err) if err == EINVAL)
+    }
+
+    /// `number` on one word.
+    fn num<T: ParseInt>(word: &[u8]) -> Result<T> {
+        number(Some(word))
+    }
+
+    /// The reply `check_round_trip` writes for `data` sent and `back` received.
+    fn verdict(data: &[u8], back: &[u8]) -> Result<KVec<u8>> {
+        let mut out = KVec::new();
+        check_round_trip(&mut Reply(&mut out), data, back).map_err(fmt_err)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn hex_decode() -> Result {
+        assert!(decode_hex(b"00")?[..] == [0x00]);
+        assert!(decode_hex(b"00ff7Fa5")?[..] == [0x00, 0xff, 0x7f, 0xa5]);
+        assert!(
+            decode_hex(b"0123456789abcdefABCDEF")?[..]
+                == [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xab, 0xcd, 0xef]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn hex_decode_rejects_bad_input() {
+        // Empty, odd lengths, non-hex digits (each position), prefixes and signs.
+        for bad in [&b""[..], b"a", b"abc", b"zz", b"0g", b"g0", b"0x00", b" 0", b"0 ", b"-1", b"+1", b"\xc3\xa9"] {
+            assert!(matches!(decode_hex(bad), Err(err) if err == EINVAL));
+        }
+    }
+
+    #[test]
+    fn hex_encode_round_trip() -> Result {
+        let mut all = KVec::with_capacity(256, GFP_KERNEL)?;
+        for byte in 0..=u8::MAX {
+            all.push(byte, GFP_KERNEL)?;
+        }
+        // Appends to what is there, two lowercase digits per byte.
+        let mut hex = KVec::new();
+        hex.extend_from_slice(b"p:", GFP_KERNEL)?;
+        encode_hex(&all, &mut hex)?;
+        assert_eq!(hex.len(), 2 + 512);
+        assert!(hex[..8] == *b"p:000102");
+        assert!(hex[2 + 2 * 0xa9..2 + 2 * 0xb0] == *b"a9aaabacadaeaf");
+        assert!(hex[hex.len() - 4..] == *b"feff");
+        assert!(decode_hex(&hex[2..])?[..] == all[..]);
+        // Nothing to encode appends nothing.
+        encode_hex(&[], &mut hex)?;
+        assert_eq!(hex.len(), 2 + 512);
+        Ok(())
+    }
+
+    #[test]
+    fn numbers() {
+        // Decimal, and the prefixes (either case) the protocol documents.
+        assert!(num::<u32>(b"42") == Ok(42));
+        assert!(num::<u32>(b"0x2a") == Ok(42));
+        assert!(num::<u32>(b"0X2A") == Ok(42));
+        assert!(num::<u32>(b"0o52") == Ok(42));
+        assert!(num::<u32>(b"0b101010") == Ok(42));
+        // As with kstrtoul(), a leading 0 alone means octal.
+        assert!(num::<u32>(b"052") == Ok(42));
+        assert!(num::<u32>(b"0") == Ok(0));
+        assert!(num::<u32>(b"4294967295") == Ok(u32::MAX));
+        assert!(num::<usize>(b"4096") == Ok(4096));
+        // Missing, empty, negative, too large, trailing garbage, bad digits.
+        for bad in [&b""[..], b"-1", b"4294967296", b"0x100000000", b"12a", b"0x", b"0b2", b"089", b"1 "] {
+            assert!(num::<u32>(bad) == Err(EINVAL));
+        }
+        // A missing argument.
+        assert!(number::<u32>(None) == Err(EINVAL));
+    }
+
+    #[test]
+    fn dmacheck_pattern() -> Result {
+        // xorshift32 (13, 17, 5), top byte of each state.
+        assert!(pattern(8, 1)?[..] == [0x00, 0x04, 0x9d, 0x12, 0x8e, 0x2c, 0x25, 0x19]);
+        assert!(pattern(8, 0xdead_beef)?[..] == [0x47, 0x8e, 0xba, 0xfe, 0x68, 0xa4, 0x62, 0x1c]);
+        // Seed 0 would stay 0 forever; it is replaced by 0x9e3779b9.
+        assert!(pattern(8, 0)?[..] == [0x51, 0xe0, 0x7b, 0x01, 0xe6, 0xf9, 0xba, 0xfc]);
+        assert!(pattern(64, 0)?[..] == pattern(64, 0x9e37_79b9)?[..]);
+        // Deterministic, a prefix of any longer pattern, and of the requested length.
+        let long = pattern(regs::DMA_BUF_SIZE, 7)?;
+        assert_eq!(long.len(), regs::DMA_BUF_SIZE);
+        assert!(pattern(100, 7)?[..] == long[..100]);
+        assert!(pattern(0, 7)?.is_empty());
+        // Not degenerate: many distinct bytes over a buffer.
+        let mut seen = [false; 256];
+        for &byte in long.iter() {
+            seen[usize::from(byte)] = true;
+        }
+        assert!(seen.iter().filter(|&&s| s).count() > 200);
+        Ok(())
+    }
+
+    #[test]
+    fn parse_commands() -> Result {
+        assert!(matches!(parse(b"id")?, Some(Command::Id)));
+        assert!(matches!(parse(b"liveness 0x12345678")?, Some(Command::Liveness(0x1234_5678))));
+        assert!(matches!(parse(b"factorial 10")?, Some(Command::Factorial(10))));
+        assert!(matches!(parse(b"dma 00fF10")?, Some(Command::Dma(data)) if data[..] == [0x00, 0xff, 0x10]));
+        assert!(matches!(parse(b"dmacheck 4096 0xffffffff")?, Some(Command::DmaCheck { len: 4096, seed: u32::MAX })));
+        assert!(matches!(parse(b"dmacheck 1 0")?, Some(Command::DmaCheck { len: 1, seed: 0 })));
+        assert!(matches!(parse(b"raise 0x80000000")?, Some(Command::Raise(0x8000_0000))));
+        assert!(matches!(parse(b"raise 0b10")?, Some(Command::Raise(2))));
+        assert!(matches!(parse(b"stats")?, Some(Command::Stats)));
+        // The largest accepted factorial argument.
+        assert!(matches!(parse(b"factorial 1048576")?, Some(Command::Factorial(1_048_576))));
+        Ok(())
+    }
+
+    #[test]
+    fn parse_whitespace_and_empty_lines() -> Result {
+        assert!(parse(b"")?.is_none());
+        assert!(parse(b" \t\r  ")?.is_none());
+        // Spaces, tabs and a CR (from CRLF) separate words, in any number.
+        assert!(matches!(parse(b"  factorial\t \t10\r")?, Some(Command::Factorial(10))));
+        assert!(matches!(parse(b"stats\r")?, Some(Command::Stats)));
+        assert!(matches!(parse(b"\tdmacheck  16\t3 ")?, Some(Command::DmaCheck { len: 16, seed: 3 })));
+        Ok(())
+    }
+
+    #[test]
+    fn parse_rejects_bad_commands() {
+        // The same refusals tests/protocol.sh checks through the device, and more.
+        for bad in [
+            &b"bogus"[..],
+            b"ID",
+            b"id extra",
+            b"factorial",
+            b"factorial x",
+            b"factorial -1",
+            b"factorial 1048577",
+            b"factorial 5 5",
+            b"liveness",
+            b"liveness 0x100000000",
+            b"dma",
+            b"dma abc",
+            b"dma zz",
+            b"dma 00 11",
+            b"dmacheck 0 1",
+            b"dmacheck 4097 1",
+            b"dmacheck 10",
+            b"dmacheck 10 0x100000000",
+            b"raise",
+            b"raise 0",
+            b"raise 1",
+            b"raise 0x100",
+            b"raise 0x102",
+            b"stats now",
+        ] {
+            assert!(refused(bad));
+        }
+    }
+
+    #[test]
+    fn dmacheck_verdict() -> Result {
+        assert!(verdict(b"abc", b"abc")?[..] == *b"ok 3\n");
+        assert!(verdict(&[1, 2, 3, 4], &[1, 2, 0xfc, 4])?[..] == *b"mismatch at 2: wrote 0x03, read back 0xfc\n");
+        assert!(verdict(&[0x10, 2], &[0xef, 2])?[..] == *b"mismatch at 0: wrote 0x10, read back 0xef\n");
+        assert!(verdict(b"abc", b"ab")?[..] == *b"mismatch: 2 bytes came back, expected 3\n");
+        Ok(())
+    }
+
+    #[test]
+    fn interrupt_events() {
+        let mut events = Events::default();
+        events.record(regs::IRQ_FACTORIAL);
+        events.record(regs::IRQ_DMA);
+        // One interrupt with several kinds of bits counts once per kind.
+        events.record(regs::IRQ_DMA | 0x8000_0000 | 0x2);
+        events.record(0x8000_0000);
+        assert_eq!(events.pending, regs::IRQ_FACTORIAL | regs::IRQ_DMA | 0x8000_0002);
+        assert_eq!((events.factorial_irqs, events.dma_irqs, events.other_irqs), (1, 2, 2));
+        // The hard handler's latch accumulates bits until the thread takes them.
+        let latched = Atomic::new(0u32);
+        atomic_or(&latched, 0x0101);
+        atomic_or(&latched, 0x8000_0001);
+        assert_eq!(latched.xchg(0, Full), 0x8000_0101);
+        assert_eq!(latched.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn parameters_and_limits() {
+        assert!(check_dma_bits(27) == Err(EINVAL));
+        assert!(check_dma_bits(28) == Ok(28));
+        assert!(check_dma_bits(32) == Ok(32));
+        assert!(check_dma_bits(64) == Ok(64));
+        assert!(check_dma_bits(65) == Err(EINVAL));
+        assert!(check_factorial_arg(MAX_FACTORIAL_ARG) == Ok(MAX_FACTORIAL_ARG));
+        assert!(check_factorial_arg(MAX_FACTORIAL_ARG + 1) == Err(EINVAL));
+        assert!(check_raise_bits(SELFTEST_IRQ) == Ok(SELFTEST_IRQ));
+        assert!(check_raise_bits(regs::IRQ_FACTORIAL) == Err(EINVAL));
+        // The longest command line fits `dma` with a full device buffer in hex.
+        assert!(MAX_LINE >= "dma ".len() + 2 * regs::DMA_BUF_SIZE + 1);
     }
 }
