@@ -528,7 +528,7 @@ mod tests {
         assert_eq!(pop_runs(&mut ring, &mut got, &mut runs), 7);
         assert_eq!(runs.count, 2);
         assert_eq!((runs.lengths[0], runs.lengths[1]), (4, 3));
-        assert_eq!(&got[..7], b"efghijx");
+        assert_eq!(&got[..7], b"efghijk");
         assert!(ring.is_empty());
         assert_eq!(ring.head, 3);
         // Empty but not at 0: the free run goes from the head to the end.

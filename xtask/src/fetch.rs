@@ -1,11 +1,13 @@
 //! Downloads over HTTP(S) into the content-addressed store, verifying sha256 before anything uses the file.
 //!
 //! The store is `<cache>/store/<sha256>/<file name>`: an entry is published
-//! only after its hash was checked, so a present entry is a verified entry
-//! (re-checked cheaply by size on use, fully by `store::verify`).
+//! only after its hash was checked, and it is hashed again each time it is
+//! used, so a corrupted entry is noticed: it is fetched again, or with
+//! `--offline` (see `set_offline`) it is an error that names it.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -13,9 +15,53 @@ use sha2::{Digest, Sha256};
 
 use crate::{cache, error, paths, process, ui};
 
+/// Set once at start-up by `--offline` / `KFORGE_OFFLINE=1`.
+static OFFLINE: AtomicBool = AtomicBool::new(false);
+
+/// Forbids (or allows again) every network access kforge makes: downloads,
+/// apt inside a toolchain root, and mmdebstrap (which then installs from the store).
+pub fn set_offline(offline: bool) {
+    OFFLINE.store(offline, Ordering::SeqCst);
+}
+
+pub fn is_offline() -> bool {
+    OFFLINE.load(Ordering::SeqCst)
+}
+
+/// The error for an input that is needed but not in the store while offline.
+pub fn missing_offline(what: &str) -> anyhow::Error {
+    error::user_hint(
+        format!(
+            "--offline: {what} is not in the store ({})",
+            store_root().map(|p| p.display().to_string()).unwrap_or_default()
+        ),
+        "run `cargo xtask fetch` (same --kernel/--arch) on a machine with network and copy its store directory here",
+    )
+}
+
+/// The store's top directory.
+pub fn store_root() -> Result<PathBuf> {
+    Ok(paths::cache_dir()?.join("store"))
+}
+
+/// Whether the store entry `path` exists and hashes to `sha256`. A corrupted
+/// entry is removed (with a warning) so that it can be fetched again.
+pub fn check_entry(path: &Path, sha256: &str) -> Result<bool> {
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let found = cache::sha256_file(path)?;
+    if found == sha256 {
+        return Ok(true);
+    }
+    ui::warn(format!("store entry {} is corrupted (sha256 {found}, expected {sha256}); removing it", path.display()));
+    fs_err::remove_file(path)?;
+    Ok(false)
+}
+
 /// Where an entry with this hash lives.
 pub fn store_path(sha256: &str, file_name: &str) -> Result<PathBuf> {
-    Ok(paths::cache_dir()?.join("store").join(sha256).join(file_name))
+    Ok(store_root()?.join(sha256).join(file_name))
 }
 
 /// The file name a URL would be stored under.
@@ -32,12 +78,12 @@ pub fn fetch(url: &str, sha256: &str) -> Result<PathBuf> {
         return Err(error::user(format!("`{sha256}` is not a sha256 (64 hex digits) for {url}")));
     }
     let target = store_path(&sha256, &file_name_of(url))?;
-    if target.is_file() {
+    let _lock = cache::lock(&target)?;
+    if check_entry(&target, &sha256)? {
         return Ok(target);
     }
-    let _lock = cache::lock(&target)?;
-    if target.is_file() {
-        return Ok(target);
+    if is_offline() {
+        return Err(missing_offline(&format!("{url} (sha256 {sha256})")));
     }
     let partial = cache::sibling(&target, "part");
     let mut last_error = None;
@@ -181,6 +227,45 @@ pub mod tests {
             assert!(message.contains("checksum mismatch"), "{message}");
             assert!(!store_path(&wrong, "linux-fixture.tar.gz").unwrap().exists());
             server.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_corrupted_store_entry_is_fetched_again() {
+        with_cache("corrupt", || {
+            let body = b"kernel fixture bytes".to_vec();
+            let sha = cache::sha256_hex(&body);
+            let (url, server) = serve(body.clone(), 2);
+            let stored = fetch(&url, &sha).unwrap();
+            std::fs::write(&stored, b"bit rot").unwrap();
+            assert_eq!(fetch(&url, &sha).unwrap(), stored);
+            assert_eq!(std::fs::read(&stored).unwrap(), body);
+            server.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn offline_never_connects_and_names_the_missing_or_corrupted_input() {
+        with_cache("offline", || {
+            let body = b"kernel fixture bytes".to_vec();
+            let sha = cache::sha256_hex(&body);
+            let (url, server) = serve(body.clone(), 1);
+            let stored = fetch(&url, &sha).unwrap();
+            server.join().unwrap();
+            set_offline(true);
+            // Intact: served from the store with no server at all.
+            let intact = fetch(&url, &sha);
+            // Corrupted: removed and reported, not downloaded (nothing listens any more).
+            std::fs::write(&stored, b"bit rot").unwrap();
+            let corrupted = fetch(&url, &sha);
+            let missing = fetch("http://127.0.0.1:9/linux-other.tar.xz", &cache::sha256_hex(b"other"));
+            set_offline(false);
+            assert_eq!(intact.unwrap(), stored);
+            let message = format!("{:#}", corrupted.unwrap_err());
+            assert!(message.contains("--offline") && message.contains(&url), "{message}");
+            assert!(!stored.exists());
+            let message = crate::error::render(&missing.unwrap_err());
+            assert!(message.contains("linux-other.tar.xz") && message.contains("cargo xtask fetch"), "{message}");
         });
     }
 

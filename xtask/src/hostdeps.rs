@@ -27,6 +27,15 @@ pub fn ensure(tools: &[HostTool]) -> Result<()> {
     let packages: Vec<&str> = missing.iter().map(|tool| tool.package).collect();
     let programs: Vec<&str> = missing.iter().map(|tool| tool.program).collect();
     let install_line = format!("sudo apt-get install -y {}", packages.join(" "));
+    if crate::fetch::is_offline() {
+        return Err(error::user_hint(
+            format!(
+                "--offline: host tools {} are not installed, and installing them needs the network",
+                programs.join(", ")
+            ),
+            format!("install them first: {install_line}"),
+        ));
+    }
     if process::which("apt-get").is_none() {
         return Err(error::user_hint(
             format!("{} not installed, and this host has no apt-get", programs.join(", ")),

@@ -62,6 +62,8 @@ enum Command {
     Test(commands::test::TestArgs),
     /// Release archives per cell (kernel, stripped modules, initramfs, SHA256SUMS, manifest, SBOM).
     Dist(commands::dist::DistArgs),
+    /// Download everything a matrix needs (toolchain packages, kernel sources, busybox) into the store.
+    Fetch(commands::fetch::FetchArgs),
     /// Parse KTAP out of a saved console log.
     Ktap(commands::ktap::KtapArgs),
     /// Write rust-project.json into each driver so editors resolve `kernel::`.
@@ -81,6 +83,7 @@ fn main() {
     };
     ui::init(verbosity);
     process::install_interrupt_handler();
+    fetch::set_offline(cli.global.offline());
     let global = cli.global.clone();
     let result = match cli.command {
         Command::Toolchain(args) => commands::toolchain::run(args, &global),
@@ -89,6 +92,7 @@ fn main() {
         Command::Image(args) => commands::image::run(args, &global),
         Command::Run(args) => commands::run::run(args, &global),
         Command::Test(args) => commands::test::run(args, &global),
+        Command::Fetch(args) => commands::fetch::run(args, &global),
         Command::Ktap(args) => commands::ktap::run(args),
         Command::Dist(args) => commands::dist::run(args, &global),
         Command::NewDriver(args) => commands::new_driver::run(args),

@@ -91,9 +91,134 @@ fn end_to_end_x86_64_and_arm64() {
         assert!(tools.contains(&tool), "verify did not check {tool}: {tools:?}");
     }
 
+    in_kernel_and_pci_tests_ran(&results);
+    scaffolded_driver_passes_then_a_broken_one_fails();
+    offline_after_fetch();
+
     // No QEMU outlived the harness.
     let leftover = Command::new("pgrep").args(["-f", "qemu-system-.*kforge/boot"]).output();
     if let Ok(leftover) = leftover {
         assert!(leftover.stdout.is_empty(), "QEMU still running: {}", String::from_utf8_lossy(&leftover.stdout));
     }
+}
+
+/// Every driver's KUnit suite and the edu PCI tests ran and passed on both arches.
+fn in_kernel_and_pci_tests_ran(results: &serde_json::Value) {
+    for cell in results["cells"].as_array().unwrap() {
+        let label = format!("{}/{}", cell["kernel"], cell["arch"]);
+        let passed: Vec<&str> = cell["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|test| test["status"] == "pass")
+            .map(|test| test["name"].as_str().unwrap())
+            .collect();
+        for prefix in ["fifo.kforge_fifo.", "edu.kforge_edu."] {
+            let count = passed.iter().filter(|name| name.starts_with(prefix)).count();
+            assert!(count >= 5, "{label}: only {count} KUnit tests {prefix}* passed: {passed:?}");
+        }
+        for name in
+            ["edu.id", "edu.factorial", "edu.dma", "edu.unload", "samples.misc_device", "samples-pci.driver_pci"]
+        {
+            assert!(passed.contains(&name), "{label}: {name} did not pass: {passed:?}");
+        }
+    }
+}
+
+/// Removes a scaffolded driver from the clone even when an assertion fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `new-driver` output passes `test` unchanged; the same driver with its logic
+/// broken turns the cell red (test-fail) with the failing assertion reported.
+fn scaffolded_driver_passes_then_a_broken_one_fails() {
+    let name = "kfe2edemo";
+    let dir = repo().join("drivers").join(name);
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(xtask(&["new-driver", name]).status.code(), Some(0));
+    // The default drivers as well, so the kernel (whose key covers their config) is reused.
+    let drivers = format!("fifo,edu,samples,samples-pci,{name}");
+    let run = xtask(&["test", "--arch", "x86_64", "--driver", &drivers]);
+    let results = read_results();
+    let cell = &results["cells"][0];
+    assert_eq!(run.status.code(), Some(0), "the scaffolded driver did not pass: {cell:#}");
+    let ours: Vec<&serde_json::Value> = cell["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|test| test["name"].as_str().unwrap().starts_with(&format!("{name}.")))
+        .collect();
+    assert!(ours.len() >= 4, "too few tests of {name}: {ours:?}");
+    assert!(ours.iter().all(|test| test["status"] == "pass"), "{ours:?}");
+    assert!(
+        ours.iter().any(|test| test["name"].as_str().unwrap().starts_with(&format!("{name}.{name}."))),
+        "no KUnit test: {ours:?}"
+    );
+
+    let source = dir.join(format!("{name}.rs"));
+    let text = std::fs::read_to_string(&source).unwrap();
+    assert!(text.contains("shout(&mut buffer[..]);"), "the template changed; update this test");
+    std::fs::write(&source, text.replace("shout(&mut buffer[..]);", "// deliberately broken: no shout")).unwrap();
+    let run = xtask(&["test", "--arch", "x86_64", "--driver", &drivers]);
+    let results = read_results();
+    let cell = &results["cells"][0];
+    assert_eq!(run.status.code(), Some(1), "a broken driver must exit 1: {cell:#}");
+    assert_eq!(cell["status"], "fail");
+    assert_eq!(cell["category"], "test-fail");
+    let failed: Vec<&serde_json::Value> =
+        cell["tests"].as_array().unwrap().iter().filter(|test| test["status"] == "fail").collect();
+    assert!(
+        failed.iter().any(|test| test["name"] == format!("{name}.shout")
+            && test["diagnostics"].to_string().contains("expected 'HELLO FROM KFORGE'")),
+        "the failing assertion is not in the report: {failed:?}"
+    );
+}
+
+fn read_results() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(repo().join("target/kforge/results.json")).unwrap()).unwrap()
+}
+
+/// After `fetch`, runs need no network: a warm `test`, and a fresh cache that
+/// holds only the copied store installs the toolchain and unpacks the kernel.
+fn offline_after_fetch() {
+    let probe = Command::new("unshare").args(["-n", "true"]).status();
+    if !probe.is_ok_and(|status| status.success()) {
+        eprintln!("skipping the offline check: `unshare -n` does not work here (needs root)");
+        return;
+    }
+    assert_eq!(xtask(&["fetch"]).status.code(), Some(0));
+    let offline = |cache: Option<&Path>, args: &[&str]| {
+        eprintln!("\n$ unshare -n cargo xtask --offline {}", args.join(" "));
+        let mut cmd = Command::new("unshare");
+        cmd.arg("-n").arg(env!("CARGO_BIN_EXE_xtask")).arg("--offline").args(args);
+        if let Some(cache) = cache {
+            cmd.env("KFORGE_CACHE_DIR", cache);
+        }
+        let status = cmd.current_dir(repo()).env("NO_COLOR", "1").status().unwrap();
+        eprintln!("(exit status {:?})", status.code());
+        status
+    };
+    let warm = offline(None, &["test", "--arch", "x86_64"]);
+    assert_eq!(warm.code(), Some(0), "an offline warm run failed");
+
+    let store = std::env::var("KFORGE_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kforge"))
+        .join("store");
+    let fresh = repo().join("target/kforge-offline-cache");
+    let _cleanup = RemoveOnDrop(fresh.clone());
+    let _ = std::fs::remove_dir_all(&fresh);
+    std::fs::create_dir_all(&fresh).unwrap();
+    // Hard links: a copy of the store without the disk space.
+    let copy = Command::new("cp").arg("-al").arg(&store).arg(fresh.join("store")).status().unwrap();
+    assert!(copy.success());
+    let cold = offline(Some(&fresh), &["kernel", "config", "--arch", "x86_64"]);
+    assert_eq!(cold.code(), Some(0), "installing and configuring from the store alone failed");
+    assert!(fresh.join("toolchains").read_dir().unwrap().count() > 0);
 }

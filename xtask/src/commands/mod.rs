@@ -2,6 +2,7 @@
 
 pub mod dist;
 pub mod drivers;
+pub mod fetch;
 pub mod image;
 pub mod kernel;
 pub mod ktap;
@@ -32,9 +33,17 @@ pub struct GlobalArgs {
     /// Debian mirror URL for toolchain roots (default: mmdebstrap's; env KFORGE_MIRROR).
     #[arg(long, global = true, value_name = "URL")]
     pub mirror: Option<String>,
+    /// Touch no network: use only what `cargo xtask fetch` put in the store (env KFORGE_OFFLINE=1).
+    #[arg(long, global = true)]
+    pub offline: bool,
 }
 
 impl GlobalArgs {
+    /// `--offline`, or `KFORGE_OFFLINE=1`.
+    pub fn offline(&self) -> bool {
+        self.offline || std::env::var("KFORGE_OFFLINE").is_ok_and(|value| value == "1")
+    }
+
     pub fn install_options(&self) -> InstallOptions {
         let mut options = InstallOptions::from_env();
         if let Some(mirror) = &self.mirror {

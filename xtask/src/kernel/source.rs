@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::project::{KernelEntry, KernelSource};
-use crate::toolchain::Toolchain;
+use crate::toolchain::{Toolchain, mirror};
 use crate::{cache, error, fetch, paths, ui};
 
 /// A source tree ready to build from (read-only from here on).
@@ -26,6 +26,18 @@ pub fn identity(source: &KernelSource) -> Result<String> {
 
 fn canonical_local(path: &Path) -> Result<PathBuf> {
     fs_err::canonicalize(path).map_err(|err| error::user(format!("kernel source path does not exist: {err}")))
+}
+
+/// Puts the kernel's source archive into the store without unpacking it (for
+/// `cargo xtask fetch`). Returns the store entry; `None` for a local tree.
+pub fn fetch_archive(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<Option<PathBuf>> {
+    match &kernel.source {
+        KernelSource::Path(_) => Ok(None),
+        KernelSource::Tarball { url, sha256 } => fetch::fetch(url, sha256).map(Some),
+        KernelSource::Debian { package, version, sha256 } => {
+            fetch_debian_package(toolchain, package, version, sha256).map(Some)
+        }
+    }
 }
 
 /// Makes the kernel's source tree available, fetching and unpacking it if needed.
@@ -114,30 +126,17 @@ fn check_local_tree(dir: &Path) -> Result<()> {
 fn fetch_debian_package(toolchain: &Toolchain, package: &str, version: &str, sha256: &str) -> Result<PathBuf> {
     let file_name = format!("{package}_{}_all.deb", version.replace(':', "%3a"));
     let stored = fetch::store_path(sha256, &file_name)?;
-    if stored.is_file() {
+    let _lock = cache::lock(&stored)?;
+    if fetch::check_entry(&stored, sha256)? {
         return Ok(stored);
+    }
+    if fetch::is_offline() {
+        return Err(fetch::missing_offline(&format!("{package}={version} (sha256 {sha256})")));
     }
     let download_dir = paths::cache_dir()?.join("downloads").join(format!("{package}-{}", std::process::id()));
     cache::remove_dir_if_exists(&download_dir)?;
-    fs_err::create_dir_all(&download_dir)?;
     ui::status("Fetching", format!("{package}={version} with the {} toolchain's apt", toolchain.id()));
-    let sandbox = toolchain.sandbox()?;
-    let mut jail = sandbox.jail().network();
-    let out = jail.rw(&download_dir, "/kforge/download");
-    let apt_cache = download_dir.join(".apt-cache");
-    fs_err::create_dir_all(&apt_cache)?;
-    jail.rw(&apt_cache, "/var/cache/apt");
-    let cmd = jail.cwd(&out).command(&[
-        "apt-get",
-        "download",
-        "-q",
-        "-o",
-        "APT::Sandbox::User=root",
-        "-o",
-        "Debug::NoLocking=1",
-        &format!("{package}={version}"),
-    ])?;
-    cmd.run().map_err(|err| {
+    mirror::apt_download(toolchain, &[format!("{package}={version}")], &download_dir).map_err(|err| {
         error::with_hint(
             err,
             format!("cannot download {package}={version} with apt"),

@@ -4,9 +4,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{Toolchain, debian_arches};
+use super::{Toolchain, debian_arches, mirror};
 use crate::process::{Cmd, Control, Outcome, shell_quote};
-use crate::{cache, error, hostdeps, process, ui};
+use crate::{cache, error, fetch, hostdeps, process, ui};
+
+/// mmdebstrap's hooks that make a `file://` repository visible inside the root while it is built.
+const FILE_MIRROR_HOOKS: &str = "/usr/share/mmdebstrap/hooks/file-mirror-automount";
 
 /// Options that change how (not what) a root is built.
 #[derive(Debug, Clone, Default)]
@@ -24,7 +27,9 @@ impl InstallOptions {
     }
 }
 
-/// The mmdebstrap command that builds `toolchain`'s root into `target`.
+/// The mmdebstrap command that builds `toolchain`'s root into `target`: from
+/// the Debian mirror, or with `--offline` from the store's repository of the
+/// toolchain's packages (see `mirror`).
 pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &InstallOptions) -> Result<Cmd> {
     let spec = &toolchain.spec;
     let (busybox_name, busybox_version) = spec.busybox_package()?;
@@ -60,16 +65,25 @@ pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &Instal
         .arg(format!("--include={}", spec.root_packages().join(",")))
         // Keep the package lists: kernel sources are fetched later with the root's apt.
         .arg("--skip=cleanup/apt/lists");
-    if !extra_sources.is_empty() {
+    let offline = fetch::is_offline();
+    if !extra_sources.is_empty() && !offline {
         cmd = cmd.arg(format!("--setup-hook={extra_sources}"));
     }
     cmd = cmd
         .arg(format!("--customize-hook=chroot \"$1\" sh -c {}", shell_quote(&busybox_script)))
-        .arg(format!("--customize-hook={record}"))
-        .arg(&spec.debian.suite)
-        .arg(target);
-    if let Some(mirror) = &options.mirror {
-        cmd = cmd.arg(mirror);
+        .arg(format!("--customize-hook={record}"));
+    if offline {
+        // After our customize hooks: the repository stays mounted until they ran.
+        cmd = cmd
+            .arg(format!("--hook-dir={FILE_MIRROR_HOOKS}"))
+            .arg(mirror::dist_name(toolchain))
+            .arg(target)
+            .arg(mirror::sources_line(toolchain)?);
+    } else {
+        cmd = cmd.arg(&spec.debian.suite).arg(target);
+        if let Some(mirror) = &options.mirror {
+            cmd = cmd.arg(mirror);
+        }
     }
     Ok(cmd)
 }
@@ -84,6 +98,9 @@ pub fn install(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool> 
         return Ok(false);
     }
     hostdeps::ensure(&[hostdeps::MMDEBSTRAP, hostdeps::BWRAP, hostdeps::UNSHARE])?;
+    if fetch::is_offline() {
+        mirror::check_offline_ready(toolchain)?;
+    }
     let log = cache::sibling(&toolchain.root, "install.log");
     cache::ensure_dir(&toolchain.root, |work| {
         // mmdebstrap wants to create the directory itself (or find it empty).

@@ -1,6 +1,7 @@
 //! Pinned toolchains: locate an installed root, install it, verify it, and give builds a sandbox inside it.
 
 pub mod install;
+pub mod mirror;
 pub mod spec;
 pub mod verify;
 
