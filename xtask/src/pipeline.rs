@@ -69,7 +69,9 @@ pub fn build_kernel(
     parallel: Parallel<'_>,
 ) -> Result<KernelBuild> {
     ui::status("Building", format!("kernel {}/{} (log: {})", plan.kernel_id, plan.arch.name, log.display()));
+    let started = std::time::Instant::now();
     let build = kbuild::build(plan, toolchain, source, log, parallel)?;
+    let wall = started.elapsed().as_secs_f64();
     if build.compiled_steps == 0 {
         ui::status(
             "Fresh",
@@ -84,10 +86,11 @@ pub fn build_kernel(
         ui::status(
             "Built",
             format!(
-                "kernel {}/{}: {} steps ({})",
+                "kernel {}/{}: {} steps in {wall:.0} s wall, {:.0} s CPU ({})",
                 plan.kernel_id,
                 plan.arch.name,
                 build.compiled_steps,
+                build.cpu_seconds,
                 build.dir.display()
             ),
         );

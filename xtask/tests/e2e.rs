@@ -161,7 +161,7 @@ fn scaffolded_driver_passes_then_a_broken_one_fails() {
         "no KUnit test: {ours:?}"
     );
 
-    let source = dir.join(format!("{name}.rs"));
+    let source = dir.join(format!("kforge_{name}.rs"));
     let text = std::fs::read_to_string(&source).unwrap();
     assert!(text.contains("shout(&mut buffer[..]);"), "the template changed; update this test");
     std::fs::write(&source, text.replace("shout(&mut buffer[..]);", "// deliberately broken: no shout")).unwrap();
