@@ -61,6 +61,9 @@ pub struct Arch {
     /// QEMU device models drivers may ask for (`qemu-devices`) that this
     /// machine's emulator provides; other devices make a driver skip.
     pub devices: &'static [&'static str],
+    /// Extra rustc flags for Rust code built as loadable modules (`RUSTFLAGS_MODULE`),
+    /// for arches whose kernel-wide Rust flags give relocations their module loader rejects.
+    pub module_rustflags: &'static [&'static str],
     pub runner: Runner,
 }
 
@@ -83,6 +86,7 @@ pub const ARCHES: &[Arch] = &[
         config_fragment: "x86_64.config",
         pci: true,
         devices: PCI_TEST_DEVICES,
+        module_rustflags: &[],
         runner: Runner::Qemu(QemuSpec {
             binary: "qemu-system-x86_64",
             package: "qemu-system-x86",
@@ -106,6 +110,7 @@ pub const ARCHES: &[Arch] = &[
         config_fragment: "arm64.config",
         pci: true,
         devices: PCI_TEST_DEVICES,
+        module_rustflags: &[],
         runner: Runner::Qemu(QemuSpec {
             binary: "qemu-system-aarch64",
             package: "qemu-system-arm",
@@ -129,6 +134,7 @@ pub const ARCHES: &[Arch] = &[
         config_fragment: "arm.config",
         pci: true,
         devices: PCI_TEST_DEVICES,
+        module_rustflags: &[],
         runner: Runner::Qemu(QemuSpec {
             binary: "qemu-system-arm",
             package: "qemu-system-arm",
@@ -154,6 +160,7 @@ pub const ARCHES: &[Arch] = &[
         pci: true,
         devices: PCI_TEST_DEVICES,
         // QEMU's default firmware for virt is OpenSBI (Debian's opensbi package).
+        module_rustflags: &[],
         runner: Runner::Qemu(QemuSpec {
             binary: "qemu-system-riscv64",
             package: "qemu-system-riscv",
@@ -178,6 +185,7 @@ pub const ARCHES: &[Arch] = &[
         // It has PCI, but Debian's qemu-system-loongarch64 builds neither edu nor pci-testdev.
         pci: true,
         devices: &[],
+        module_rustflags: &[],
         runner: Runner::Qemu(QemuSpec {
             binary: "qemu-system-loongarch64",
             package: "qemu-system-misc",
@@ -202,6 +210,7 @@ pub const ARCHES: &[Arch] = &[
         // zPCI exists, but qemu-system-s390x has neither edu nor pci-testdev.
         pci: true,
         devices: &[],
+        module_rustflags: &[],
         runner: Runner::Qemu(QemuSpec {
             binary: "qemu-system-s390x",
             package: "qemu-system-s390x",
@@ -225,6 +234,10 @@ pub const ARCHES: &[Arch] = &[
         config_fragment: "um.config",
         pci: false,
         devices: &[],
+        // arch/um builds all Rust with -Crelocation-model=pie, whose GOTPCREL relocations
+        // the x86 module loader refuses ("Unknown rela relocation: 9"). C modules on 64-bit
+        // UML use -mcmodel=large; Rust modules get the same: absolute 64-bit relocations.
+        module_rustflags: &["-Crelocation-model=static", "-Ccode-model=large"],
         runner: Runner::Uml,
     },
 ];

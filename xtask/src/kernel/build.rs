@@ -57,6 +57,10 @@ pub fn plan(
 ) -> Result<KernelPlan> {
     let mut key = cache::KeyHasher::new();
     key.input("source", source_identity).input("toolchain", &toolchain.build_key).input("arch", arch.name);
+    if !arch.module_rustflags.is_empty() {
+        // Only where set, so adding the field changed no other arch's key.
+        key.input("module-rustflags", arch.module_rustflags.join(" "));
+    }
     for (name, request) in config::requests(&fragments) {
         key.input("option", format!("{name}={}", request.value));
     }
@@ -66,14 +70,18 @@ pub fn plan(
 
 /// `make -C /src O=/build ARCH=... LLVM=1` plus reproducibility knobs.
 pub fn make_command(arch: &Arch, source: &str, build: &str) -> Vec<String> {
-    vec![
+    let mut argv = vec![
         "make".to_string(),
         "-C".to_string(),
         source.to_string(),
         format!("O={build}"),
         format!("ARCH={}", arch.make_arch),
         "LLVM=1".to_string(),
-    ]
+    ];
+    if !arch.module_rustflags.is_empty() {
+        argv.push(format!("RUSTFLAGS_MODULE={}", arch.module_rustflags.join(" ")));
+    }
+    argv
 }
 
 /// Environment for every kernel make: fixed build identity for reproducible output.
