@@ -1,20 +1,25 @@
-//! Host programs kforge needs outside the toolchain root (mmdebstrap, bwrap): detect, install with apt when allowed, or say how.
+//! Host programs kforge needs outside the toolchain root (mmdebstrap, bwrap, chromium): detect, install with apt when allowed, or say how.
 
 use anyhow::{Context, Result};
 
 use crate::process::{self, Cmd};
 use crate::{error, sandbox, ui};
 
-/// A host program and the Debian package that provides it.
+/// A host program and the Debian packages it needs: the first provides the
+/// program, the others what it needs to be useful (they are installed without
+/// recommends).
 #[derive(Debug, Clone, Copy)]
 pub struct HostTool {
     pub program: &'static str,
-    pub package: &'static str,
+    pub packages: &'static [&'static str],
 }
 
-pub const MMDEBSTRAP: HostTool = HostTool { program: "mmdebstrap", package: "mmdebstrap" };
-pub const BWRAP: HostTool = HostTool { program: "bwrap", package: "bubblewrap" };
-pub const UNSHARE: HostTool = HostTool { program: "unshare", package: "util-linux" };
+pub const MMDEBSTRAP: HostTool = HostTool { program: "mmdebstrap", packages: &["mmdebstrap"] };
+pub const BWRAP: HostTool = HostTool { program: "bwrap", packages: &["bubblewrap"] };
+pub const UNSHARE: HostTool = HostTool { program: "unshare", packages: &["util-linux"] };
+/// Headless Chromium draws the HTML report into PNGs; without a font it
+/// would draw every letter as a box.
+pub const CHROMIUM: HostTool = HostTool { program: "chromium", packages: &["chromium", "fonts-liberation"] };
 
 /// Makes sure every tool is on PATH. Missing ones are installed with apt-get
 /// when kforge runs as root (or has password-less sudo); otherwise this stops
@@ -24,7 +29,7 @@ pub fn ensure(tools: &[HostTool]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let packages: Vec<&str> = missing.iter().map(|tool| tool.package).collect();
+    let packages: Vec<&str> = missing.iter().flat_map(|tool| tool.packages.iter().copied()).collect();
     let programs: Vec<&str> = missing.iter().map(|tool| tool.program).collect();
     let install_line = format!("sudo apt-get install -y {}", packages.join(" "));
     if crate::fetch::is_offline() {
@@ -69,7 +74,11 @@ pub fn ensure(tools: &[HostTool]) -> Result<()> {
     }
     for tool in missing {
         if process::which(tool.program).is_none() {
-            return Err(error::user(format!("installed {} but `{}` is still not on PATH", tool.package, tool.program)));
+            return Err(error::user(format!(
+                "installed {} but `{}` is still not on PATH",
+                tool.packages.join(", "),
+                tool.program
+            )));
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 mod analyzer;
 mod arch;
+mod browser;
 mod cache;
 mod commands;
 mod dist;
@@ -9,6 +10,7 @@ mod driver;
 mod error;
 mod fetch;
 mod hostdeps;
+mod html;
 mod image;
 mod jobserver;
 mod kernel;
@@ -58,12 +60,14 @@ enum Command {
     Image(commands::image::ImageArgs),
     /// Build and boot one arch interactively.
     Run(commands::run::RunArgs),
-    /// Build, boot and test the matrix; write results.json and junit.xml.
+    /// Build, boot and test the matrix; write results.json, junit.xml and report.html.
     Test(commands::test::TestArgs),
     /// Release archives per cell (kernel, stripped modules, initramfs, SHA256SUMS, manifest, SBOM).
     Dist(commands::dist::DistArgs),
     /// Download everything a matrix needs (toolchain packages, kernel sources, busybox) into the store.
     Fetch(commands::fetch::FetchArgs),
+    /// Render a results.json as the HTML report (and, optionally, a screenshot of it).
+    Report(commands::report::ReportArgs),
     /// Parse KTAP out of a saved console log.
     Ktap(commands::ktap::KtapArgs),
     /// Write rust-project.json into each driver so editors resolve `kernel::`.
@@ -93,6 +97,7 @@ fn main() {
         Command::Run(args) => commands::run::run(args, &global),
         Command::Test(args) => commands::test::run(args, &global),
         Command::Fetch(args) => commands::fetch::run(args, &global),
+        Command::Report(args) => commands::report::run(args),
         Command::Ktap(args) => commands::ktap::run(args),
         Command::Dist(args) => commands::dist::run(args, &global),
         Command::NewDriver(args) => commands::new_driver::run(args),

@@ -154,26 +154,34 @@ impl Cmd {
 
     /// Runs to completion with output captured, whatever the exit status.
     pub fn output(&self) -> Result<std::process::Output> {
-        wait_captured(self.spawn_piped()?)
+        Ok(wait_captured(self.spawn_piped()?, None)?.output)
     }
 
     /// Runs to completion; returns stdout, or an error with the stderr tail.
     pub fn run(&self) -> Result<String> {
-        let output = self.output()?;
-        if output.status.success() {
+        self.run_bounded(None)
+    }
+
+    /// Like `run`, but stops the child and its process group once `timeout`
+    /// has passed, and then fails saying so.
+    pub fn run_with_timeout(&self, timeout: Duration) -> Result<String> {
+        self.run_bounded(Some(timeout))
+    }
+
+    fn run_bounded(&self, timeout: Option<Duration>) -> Result<String> {
+        let Captured { output, timed_out } = wait_captured(self.spawn_piped()?, timeout)?;
+        if output.status.success() && !timed_out {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
         let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
         if text.trim().is_empty() {
             text = String::from_utf8_lossy(&output.stdout).into_owned();
         }
-        Err(ProcessError {
-            command: self.display(),
-            status: describe_status(output.status),
-            output_tail: last_lines(&text, 20),
-            log: None,
-        }
-        .into())
+        let status = match timeout {
+            Some(limit) if timed_out => format!("stopped after the {limit:?} timeout"),
+            _ => describe_status(output.status),
+        };
+        Err(ProcessError { command: self.display(), status, output_tail: last_lines(&text, 20), log: None }.into())
     }
 
     /// Runs attached to the terminal (shells, interactive QEMU). Ctrl-C goes
@@ -307,8 +315,16 @@ fn spawn_line_reader(stream: impl Read + Send + 'static, sender: mpsc::Sender<Ve
     })
 }
 
-/// Waits for a captured child, stopping it (and its group) on Ctrl-C.
-fn wait_captured(mut child: Child) -> Result<std::process::Output> {
+/// A captured child's output, and whether it was stopped at its timeout.
+struct Captured {
+    output: std::process::Output,
+    timed_out: bool,
+}
+
+/// Waits for a captured child, stopping it (and its group) on Ctrl-C or
+/// once `timeout` has passed.
+fn wait_captured(mut child: Child, timeout: Option<Duration>) -> Result<Captured> {
+    let started = Instant::now();
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let out_thread = std::thread::spawn(move || {
@@ -325,6 +341,7 @@ fn wait_captured(mut child: Child) -> Result<std::process::Output> {
         }
         buffer
     });
+    let mut timed_out = false;
     let status = loop {
         if interrupted() {
             kill_group(&mut child);
@@ -334,11 +351,16 @@ fn wait_captured(mut child: Child) -> Result<std::process::Output> {
         if let Some(status) = child.try_wait()? {
             break status;
         }
+        if timeout.is_some_and(|limit| started.elapsed() > limit) {
+            kill_group(&mut child);
+            timed_out = true;
+            break child.wait()?;
+        }
         std::thread::sleep(Duration::from_millis(20));
     };
     let stdout = out_thread.join().unwrap_or_default();
     let stderr = err_thread.join().unwrap_or_default();
-    Ok(std::process::Output { status, stdout, stderr })
+    Ok(Captured { output: std::process::Output { status, stdout, stderr }, timed_out })
 }
 
 /// Kills the child's whole process group (the child leads it).
@@ -416,6 +438,20 @@ mod tests {
         let text = format!("{err}");
         assert!(text.contains("exit status 3"), "{text}");
         assert!(text.contains("boom"), "{text}");
+    }
+
+    #[test]
+    fn run_with_timeout_stops_the_child_and_says_so() {
+        let started = Instant::now();
+        let err = Cmd::new("sh")
+            .args(["-c", "echo started >&2; sleep 30 & wait"])
+            .run_with_timeout(Duration::from_millis(300))
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(15), "the child was not stopped");
+        let text = format!("{err}");
+        assert!(text.contains("stopped after the 300ms timeout"), "{text}");
+        assert!(text.contains("started"), "{text}");
+        assert_eq!(Cmd::new("true").run_with_timeout(Duration::from_secs(20)).unwrap(), "");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Results of a run: per-cell records, results.json, junit.xml, the summary table and the exit code.
+//! Results of a run: per-cell records, results.json, junit.xml, the summary table and the exit code (report.html is `html`'s).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -144,11 +144,30 @@ impl Results {
         }
     }
 
-    /// Writes results.json and junit.xml into `dir`.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        crate::cache::write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(self)? + "\n")?;
-        crate::cache::write_atomic(&dir.join("junit.xml"), self.junit()?)?;
-        Ok(())
+    /// Writes results.json, junit.xml and report.html into `dir`; returns
+    /// their paths in that order.
+    pub fn write(&self, dir: &Path) -> Result<[PathBuf; 3]> {
+        let paths = [dir.join("results.json"), dir.join("junit.xml"), dir.join("report.html")];
+        crate::cache::write_atomic(&paths[0], serde_json::to_string_pretty(self)? + "\n")?;
+        crate::cache::write_atomic(&paths[1], self.junit()?)?;
+        crate::html::write(self, &paths[2])?;
+        Ok(paths)
+    }
+
+    /// Reads a results.json (as `write` left it).
+    pub fn read(path: &Path) -> Result<Results> {
+        let bytes = std::fs::read(path).map_err(|err| {
+            error::user_hint(
+                format!("cannot read results {}: {err}", path.display()),
+                "run `cargo xtask test` first, or give the path of a results.json",
+            )
+        })?;
+        serde_json::from_slice(&bytes).map_err(|err| {
+            error::user_hint(
+                format!("{} is not a kforge results.json: {err}", path.display()),
+                "give a results.json written by `cargo xtask test`",
+            )
+        })
     }
 
     /// JUnit XML: one suite per cell, one case per test; a cell that failed
@@ -305,6 +324,20 @@ mod tests {
         assert_eq!(first["category"], "test-fail");
         assert_eq!(first["tests"][1]["name"], "fifo.roundtrip");
         assert_eq!(first["totals"]["fail"], 1);
+    }
+
+    #[test]
+    fn write_leaves_json_junit_and_html_side_by_side_and_read_gets_the_results_back() {
+        let dir = std::env::temp_dir().join(format!("kforge-report-write-{}", std::process::id()));
+        let results = Results::new(vec![cell(Status::Fail, Some(Category::TestFail))]);
+        let [json, junit, html] = results.write(&dir).unwrap();
+        assert_eq!(
+            [json.file_name(), junit.file_name(), html.file_name()].map(|name| name.unwrap().to_owned()),
+            ["results.json", "junit.xml", "report.html"]
+        );
+        assert!(fs_err::read_to_string(&html).unwrap().contains("id=\"cell-7.2-x86_64\""));
+        assert_eq!(Results::read(&json).unwrap(), results);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -115,3 +115,32 @@ fn ktap_command_reports_a_missing_file() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("/nonexistent/console.log"), "{}", stderr(&output));
 }
+
+#[test]
+fn report_html_renders_a_results_file() {
+    let fixture = repo().join("xtask/tests/fixtures/results-matrix.json");
+    let out = std::env::temp_dir().join(format!("kforge-cli-report-{}", std::process::id())).join("report.html");
+    let output = xtask(&["report", "html", fixture.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{}\n", out.display()));
+    let page = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(page.matches("<th scope=\"row\">").count(), 7, "one row per arch");
+    assert!(page.contains("<td class=\"cell fail\" data-status=\"fail\" id=\"cell-7.2-riscv\">"), "{page}");
+    assert!(page.contains("<td class=\"cell pass\" data-status=\"pass\" id=\"cell-7.2-um\">"), "{page}");
+    assert!(page.contains("edu needs PCI, which the um machine does not have"), "{page}");
+    let _ = std::fs::remove_dir_all(out.parent().unwrap());
+}
+
+#[test]
+fn report_html_explains_missing_or_malformed_results() {
+    let output = xtask(&["report", "html", "/nonexistent/results.json"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("cannot read results /nonexistent/results.json"), "{text}");
+    assert!(text.contains("hint: run `cargo xtask test` first"), "{text}");
+
+    let console = repo().join("xtask/tests/fixtures/console-pass.log");
+    let output = xtask(&["report", "html", console.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("is not a kforge results.json"), "{}", stderr(&output));
+}

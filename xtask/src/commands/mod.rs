@@ -7,6 +7,7 @@ pub mod image;
 pub mod kernel;
 pub mod ktap;
 pub mod new_driver;
+pub mod report;
 pub mod run;
 pub mod rust_analyzer;
 pub mod test;

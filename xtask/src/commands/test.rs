@@ -1,4 +1,4 @@
-//! `cargo xtask test`: everything (toolchain, kernel, drivers, image, boot) for each cell, then results.json, junit.xml and a summary.
+//! `cargo xtask test`: everything (toolchain, kernel, drivers, image, boot) for each cell, then results.json, junit.xml, report.html and a summary.
 
 use anyhow::Result;
 use clap::Args;
@@ -43,14 +43,10 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
     let labels: Vec<String> = cells.iter().map(Cell::label).collect();
     ui::status("Testing", format!("{} cell(s): {}", cells.len(), labels.join(", ")));
     let results = matrix::run(&cells, &options)?;
-    results.write(&context.output)?;
+    let [json, junit, html] = results.write(&context.output)?;
     ui::info("");
     ui::info(results.summary());
-    ui::info(format!(
-        "results: {} and {}",
-        context.output.join("results.json").display(),
-        context.output.join("junit.xml").display()
-    ));
+    ui::info(format!("results: {}\njunit:   {}\nreport:  {}", json.display(), junit.display(), html.display()));
     Ok(results.exit_code())
 }
 
