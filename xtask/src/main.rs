@@ -3,6 +3,7 @@
 mod analyzer;
 mod arch;
 mod cache;
+mod ci;
 mod commands;
 mod dist;
 mod driver;
@@ -62,6 +63,8 @@ enum Command {
     Test(commands::test::TestArgs),
     /// Release archives per cell (kernel, stripped modules, initramfs, SHA256SUMS, manifest, SBOM).
     Dist(commands::dist::DistArgs),
+    /// CI integration: the matrix for CI jobs, merging their results, the GitHub/GitLab files.
+    Ci(commands::ci::CiArgs),
     /// Parse KTAP out of a saved console log.
     Ktap(commands::ktap::KtapArgs),
     /// Write rust-project.json into each driver so editors resolve `kernel::`.
@@ -89,6 +92,7 @@ fn main() {
         Command::Image(args) => commands::image::run(args, &global),
         Command::Run(args) => commands::run::run(args, &global),
         Command::Test(args) => commands::test::run(args, &global),
+        Command::Ci(args) => commands::ci::run(args),
         Command::Ktap(args) => commands::ktap::run(args),
         Command::Dist(args) => commands::dist::run(args, &global),
         Command::NewDriver(args) => commands::new_driver::run(args),
