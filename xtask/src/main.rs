@@ -4,6 +4,7 @@ mod analyzer;
 mod arch;
 mod browser;
 mod cache;
+mod ci;
 mod commands;
 mod dist;
 mod driver;
@@ -68,6 +69,8 @@ enum Command {
     Fetch(commands::fetch::FetchArgs),
     /// Render a results.json as the HTML report (and, optionally, a screenshot of it).
     Report(commands::report::ReportArgs),
+    /// CI integration: the matrix for CI jobs, merging their results, the GitHub/GitLab files.
+    Ci(commands::ci::CiArgs),
     /// Parse KTAP out of a saved console log.
     Ktap(commands::ktap::KtapArgs),
     /// Write rust-project.json into each driver so editors resolve `kernel::`.
@@ -98,6 +101,7 @@ fn main() {
         Command::Test(args) => commands::test::run(args, &global),
         Command::Fetch(args) => commands::fetch::run(args, &global),
         Command::Report(args) => commands::report::run(args),
+        Command::Ci(args) => commands::ci::run(args),
         Command::Ktap(args) => commands::ktap::run(args),
         Command::Dist(args) => commands::dist::run(args, &global),
         Command::NewDriver(args) => commands::new_driver::run(args),

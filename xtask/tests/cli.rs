@@ -1,4 +1,4 @@
-//! Runs the real `xtask` binary for what needs no toolchain: bad input, dry-run plans, KTAP parsing, exit codes.
+//! Runs the real `xtask` binary for what needs no toolchain: bad input, dry-run plans, KTAP parsing, the CI commands, exit codes.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -143,4 +143,113 @@ fn report_html_explains_missing_or_malformed_results() {
     let output = xtask(&["report", "html", console.to_str().unwrap()], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("is not a kforge results.json"), "{}", stderr(&output));
+}
+
+#[test]
+fn ci_matrix_github_is_a_strategy_matrix_with_cell_ids() {
+    let output = xtask(&["ci", "matrix", "--format", "github"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(text.lines().count(), 1, "one line, for $GITHUB_OUTPUT: {text}");
+    let matrix: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids: Vec<&str> =
+        matrix["include"].as_array().unwrap().iter().map(|cell| cell["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["7.2-x86_64", "7.2-arm64"]);
+    for key in ["kernel", "arch", "toolchain", "toolchain_key", "toolchain_cache", "kernel_key", "kernel_cache"] {
+        assert!(matrix["include"][0][key].is_string(), "missing {key}: {text}");
+    }
+}
+
+#[test]
+fn ci_matrix_leaves_no_cell_out_and_rejects_unknown_arches() {
+    let output = xtask(&["ci", "matrix", "--format", "json", "--arch", "all", "--kernel", "all"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let cells: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ids: Vec<&str> = cells.as_array().unwrap().iter().map(|cell| cell["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["7.2-x86_64", "7.2-arm64", "7.2-arm", "7.2-riscv", "7.2-loongarch", "7.2-s390", "7.2-um"]);
+
+    let output = xtask(&["ci", "matrix", "--arch", "sparc"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("error: unknown arch `sparc`"), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+}
+
+#[test]
+fn ci_matrix_gitlab_is_a_child_pipeline_that_parses() {
+    let output = xtask(&["ci", "matrix", "--format", "gitlab", "--arch", "x86_64,um"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    let pipeline = &yaml_rust2::YamlLoader::load_from_str(&text).unwrap()[0];
+    assert_eq!(pipeline["cell 7.2-x86_64"]["variables"]["KFORGE_CELL"].as_str(), Some("7.2-x86_64"));
+    assert_eq!(pipeline["cell 7.2-um"]["extends"].as_str(), Some(".kforge-cell"));
+    assert_eq!(pipeline["kforge-merge"]["variables"]["KFORGE_EXPECT"].as_str(), Some("7.2-x86_64,7.2-um"));
+}
+
+#[test]
+fn committed_ci_files_are_what_ci_generate_writes() {
+    let output = xtask(&["ci", "generate", "--check"], &[]);
+    assert_eq!(output.status.code(), Some(0), "run `cargo xtask ci generate`: {}", stderr(&output));
+
+    // Generate into an empty copy of the repository and compare byte for byte.
+    let scratch = std::env::temp_dir().join(format!("kforge-cli-generate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::copy(repo().join("kforge.toml"), scratch.join("kforge.toml")).unwrap();
+    let output = xtask(&["ci", "generate"], &[("KFORGE_ROOT", &scratch)]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    for file in ["ci/github/kforge.yml", "ci/gitlab/kforge-ci.yml"] {
+        let committed = std::fs::read(repo().join(file)).unwrap();
+        let generated = std::fs::read(scratch.join(file)).unwrap();
+        assert!(committed == generated, "{file} differs from what `cargo xtask ci generate` writes");
+    }
+
+    // A drifting file makes --check fail and name it.
+    std::fs::write(scratch.join("ci/gitlab/kforge-ci.yml"), "stages: []\n").unwrap();
+    let output = xtask(&["ci", "generate", "--check"], &[("KFORGE_ROOT", &scratch)]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("ci/gitlab/kforge-ci.yml") && !text.contains("ci/github/kforge.yml"), "{text}");
+    assert!(text.contains("hint: run: cargo xtask ci generate"), "{text}");
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+#[test]
+fn ci_merge_reports_a_broken_input_by_path_and_exits_2() {
+    let scratch = std::env::temp_dir().join(format!("kforge-cli-merge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let good = scratch.join("kforge-results-7.2-x86_64");
+    std::fs::create_dir_all(&good).unwrap();
+    let cell = serde_json::json!({
+        "id": "7.2-x86_64", "arch": "x86_64", "kernel": "7.2", "toolchain": "sid", "status": "pass",
+        "log": "console.log", "tests": [{"name": "fifo.load", "status": "pass"}],
+        "totals": {"pass": 1, "fail": 0, "skip": 0, "error": 0},
+        "timings": {"build_seconds": 1.0, "boot_seconds": 1.0}
+    });
+    let results = serde_json::json!({"kforge_version": "0.1.0", "complete": true, "cells": [cell]});
+    std::fs::write(good.join("results.json"), results.to_string()).unwrap();
+    let broken = scratch.join("kforge-results-7.2-arm64");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("results.json"), "{\"cells\": [").unwrap();
+    let out = scratch.join("merged");
+
+    let output =
+        xtask(&["ci", "merge", "--out", out.to_str().unwrap(), good.to_str().unwrap(), broken.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains(&format!("error: {}: not a kforge results.json", broken.join("results.json").display())),
+        "{text}"
+    );
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(merged["complete"], false);
+    assert_eq!(merged["cells"][0]["id"], "7.2-x86_64");
+    assert!(std::fs::read_to_string(out.join("junit.xml")).unwrap().contains("fifo.load"));
+    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("| 7.2-x86_64 | x86_64 | 7.2 | pass |"));
+
+    // The good input alone merges cleanly; its exit code is the run's.
+    let output =
+        xtask(&["ci", "merge", "--out", out.to_str().unwrap(), "--expect", "7.2-x86_64", good.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let _ = std::fs::remove_dir_all(scratch);
 }

@@ -70,10 +70,25 @@ pub fn prepare(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<SourceTree
     }
 }
 
-fn unpacked_entry(kernel: &KernelEntry, identity: &str) -> Result<PathBuf> {
+/// The key of a fetched source's unpacked tree: its identity only.
+fn unpacked_key(identity: &str) -> cache::KeyHasher {
     let mut key = cache::KeyHasher::new();
     key.input("source", identity);
-    Ok(paths::cache_dir()?.join("sources").join(format!("{}-{}", kernel.id, key.short())))
+    key
+}
+
+fn unpacked_entry(kernel: &KernelEntry, identity: &str) -> Result<PathBuf> {
+    Ok(paths::cache_dir()?.join("sources").join(format!("{}-{}", kernel.id, unpacked_key(identity).short())))
+}
+
+/// The cache entry a fetched source is unpacked into and its full key (for
+/// CI caches); `None` for a local tree, which is used in place.
+pub fn cache_entry(kernel: &KernelEntry) -> Result<Option<(String, PathBuf)>> {
+    if let KernelSource::Path(_) = kernel.source {
+        return Ok(None);
+    }
+    let identity = identity(&kernel.source)?;
+    Ok(Some((unpacked_key(&identity).finish(), unpacked_entry(kernel, &identity)?)))
 }
 
 /// Unpacks into a cache entry once; returns the tree (the entry's single top directory).
