@@ -343,6 +343,10 @@ struct Parser {
     /// `stack[0]` is the open document; indents strictly increase up the stack.
     stack: Vec<Frame>,
     done: Vec<TestCase>,
+    /// Indent of the KUnit `# ...: ASSERTION FAILED at ...` (or EXPECTATION) diagnostic just
+    /// fed: the unprefixed lines KUnit prints after it at that indent ("Expected a == b,
+    /// but ...") are kept as diagnostics too.
+    failure_detail_indent: Option<usize>,
 }
 
 impl Parser {
@@ -351,16 +355,23 @@ impl Parser {
         let content = text.trim_start_matches([' ', '\t']);
         let indent = text.len() - content.len();
         let version = content.strip_prefix("KTAP version ").or_else(|| content.strip_prefix("TAP version "));
+        let detail_indent = self.failure_detail_indent.take();
         if version.is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) {
             self.on_version(indent);
         } else if let Some(name) = content.strip_prefix("# Subtest:") {
             self.on_subtest(indent, name.trim());
         } else if let Some(text) = diagnostic(content) {
+            if text.contains("ASSERTION FAILED at ") || text.contains("EXPECTATION FAILED at ") {
+                self.failure_detail_indent = Some(indent);
+            }
             self.on_diag(indent, text);
         } else if let Some(count) = parse_plan(content) {
             self.on_plan(indent, count);
         } else if let Some(result) = parse_result(content) {
             self.on_result(indent, result);
+        } else if detail_indent == Some(indent) && !content.is_empty() {
+            self.failure_detail_indent = detail_indent;
+            self.on_diag(indent, content);
         }
     }
 
@@ -574,6 +585,7 @@ mod tests {
                     # fifo_roundtrip: initializing
                   Fail fifo_stats
                     # fifo_stats: EXPECTATION FAILED at drivers/kforge/fifo.rs:88
+                    # Expected stats.count == 3, but
                   Skip fifo_big [needs 64 MiB]
                 Pass ring
                   # module: kforge_ring
@@ -865,6 +877,35 @@ ok 1 alpha
         let log = "KTAP version 1\n1..1\n    KTAP version 1\n    1..1\n        ok 1 test 1\nnot ok 1 subtest 1\n";
         let report = parse(log);
         assert_eq!((report.tests[0].subtests[0].status, report.totals.pass), (Status::Pass, 1));
+    }
+
+    #[test]
+    fn kunit_failure_details_after_an_assertion_are_kept() {
+        // As KUnit prints a failed assertion (kforge_fifo on arm64); garbage elsewhere is not kept.
+        let log = "KTAP version 1
+1..1
+    KTAP version 1
+    # Subtest: kforge_fifo
+    1..2
+    # ring: ASSERTION FAILED at kforge_fifo.rs:531
+    Expected &got[..7] == b\"efghijx\" to be true, but is false
+    # ring.speed: normal
+    not ok 1 ring
+    stray console line
+    ok 2 other
+not ok 1 kforge_fifo
+";
+        let report = parse(log);
+        let ring = &report.tests[0].subtests[0];
+        assert_eq!(
+            ring.diagnostics,
+            [
+                "ring: ASSERTION FAILED at kforge_fifo.rs:531",
+                "Expected &got[..7] == b\"efghijx\" to be true, but is false",
+                "ring.speed: normal"
+            ]
+        );
+        assert!(report.tests[0].subtests[1].diagnostics.is_empty());
     }
 
     #[test]
