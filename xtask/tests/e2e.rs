@@ -157,7 +157,7 @@ fn scaffolded_driver_passes_then_a_broken_one_fails() {
     assert!(ours.len() >= 4, "too few tests of {name}: {ours:?}");
     assert!(ours.iter().all(|test| test["status"] == "pass"), "{ours:?}");
     assert!(
-        ours.iter().any(|test| test["name"].as_str().unwrap().starts_with(&format!("{name}.{name}."))),
+        ours.iter().any(|test| test["name"].as_str().unwrap().starts_with(&format!("{name}.kforge_{name}."))),
         "no KUnit test: {ours:?}"
     );
 
