@@ -29,6 +29,55 @@ diag() {
     done
 }
 
+# find_orphans: sets $orphans to the live processes a test left behind
+# (reparented to init). Runs in this shell, so it never lists itself.
+find_orphans() {
+    orphans=""
+    for status in /proc/[0-9]*/status; do
+        pid=${status#/proc/}
+        pid=${pid%/status}
+        [ "$pid" = 1 ] && continue
+        ppid=""
+        state=""
+        {
+            while read -r key value rest; do
+                case "$key" in
+                    State:) state=$value ;;
+                    PPid:) ppid=$value; break ;;
+                esac
+            done < "$status"
+        } 2>/dev/null
+        if [ "$ppid" = 1 ] && [ -n "$state" ] && [ "$state" != Z ]; then
+            orphans="$orphans $pid"
+        fi
+    done
+}
+
+# settle: before modules are unloaded, wait up to 5 s for whatever the tests
+# left running to exit, then kill it (printed as diagnostics). busybox's
+# `timeout` leaves a watcher process for up to a second that holds the test's
+# open files, and a Rust misc device does not pin its module while a file is
+# open: unloading it then oopses when that file is finally closed.
+settle() {
+    tries=0
+    find_orphans
+    while [ -n "$orphans" ] && [ "$tries" -lt 50 ]; do
+        sleep 0.1
+        tries=$((tries + 1))
+        find_orphans
+    done
+    for pid in $orphans; do
+        echo "    # a test left process $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) running; killed it before unloading"
+        kill -KILL "$pid" 2>/dev/null
+    done
+    tries=0
+    while [ -n "$orphans" ] && [ "$tries" -lt 50 ]; do
+        sleep 0.1
+        tries=$((tries + 1))
+        find_orphans
+    done
+}
+
 drivers=""
 if [ -d /kforge/drivers ]; then
     drivers=$(ls /kforge/drivers)
@@ -119,6 +168,7 @@ for driver in $drivers; do
         fi
     done < "$dir/test-list"
     number=$((number + 1))
+    settle
     # Unload in reverse order, even after a failed load (what did load).
     unload_failed=0
     for module in $unload; do
