@@ -288,7 +288,11 @@ fn failed_log(err: &anyhow::Error, kernel_log: &Path, drivers_dir: &Path) -> Pat
 fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult> {
     let Prepared { mut result, boot, active } = prepared;
     let console_log = PathBuf::from(&result.log);
-    ui::status("Booting", format!("{}/{} in QEMU", result.kernel, result.arch));
+    let runner = match crate::arch::Arch::find(&result.arch).map(|arch| &arch.runner) {
+        Ok(crate::arch::Runner::Uml) => "as a User Mode Linux process",
+        _ => "in QEMU",
+    };
+    ui::status("Booting", format!("{}/{} {runner}", result.kernel, result.arch));
     let booted = match qemu::boot(&boot, &console_log, timeout) {
         Ok(booted) => booted,
         Err(err) if error::is_interrupted(&err) => return Err(err),
