@@ -63,7 +63,8 @@ struct Prepared {
 
 /// Runs every cell. Toolchains and sources are made ready first, one at a
 /// time (they are mostly network and disk). Then every cell runs in its own
-/// thread: its build holds one jobserver token and its makes borrow more, so
+/// thread: a cell whose kernel must be built holds one jobserver token for its
+/// build (a cell whose kernel is cached does not wait for one), its makes borrow more, so
 /// builds of different cells fill each other's serial phases (linking, the
 /// Rust core crate) and the machine's cores stay busy. A boot starts as soon
 /// as its cell is built, alongside the other builds.
@@ -110,7 +111,10 @@ pub fn run(cells: &[Cell], options: &RunOptions) -> Result<Results> {
 
 /// One cell, start to end. `Err` only for an interruption.
 fn run_cell(cell: &Cell, options: &RunOptions, shared: &Shared, jobserver: &Jobserver) -> Result<CellResult> {
-    let prepared = {
+    let prepared = if kernel_cached(cell, options, shared) {
+        // Only its drivers to compile: it need not queue behind other cells' kernel builds.
+        prepare(cell, options, shared, Parallel::Shared(jobserver))
+    } else {
         let _token = jobserver.acquire()?;
         prepare(cell, options, shared, Parallel::Shared(jobserver))
     };
@@ -119,6 +123,16 @@ fn run_cell(cell: &Cell, options: &RunOptions, shared: &Shared, jobserver: &Jobs
         Ok(None) => Err(anyhow::Error::new(error::Interrupted)),
         Err(Failed(result)) => Ok(*result),
     }
+}
+
+/// Whether the cell's kernel build is already published in the cache.
+fn kernel_cached(cell: &Cell, options: &RunOptions, shared: &Shared) -> bool {
+    let Some(Ok(toolchain)) = shared.toolchains.get(&cell.kernel.toolchain) else {
+        return false;
+    };
+    let (active, _) = pipeline::split_drivers(&options.drivers, cell.arch, &cell.kernel);
+    pipeline::kernel_plan(&options.repo, &cell.kernel, cell.arch, toolchain, &active)
+        .is_ok_and(|plan| plan.entry.is_dir())
 }
 
 /// A cell that failed before booting, already turned into its result.
