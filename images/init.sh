@@ -59,18 +59,18 @@ find_orphans() {
 # open files, and a Rust misc device does not pin its module while a file is
 # open: unloading it then oopses when that file is finally closed.
 settle() {
-    tries=0
-    find_orphans
-    while [ -n "$orphans" ] && [ "$tries" -lt 50 ]; do
-        sleep 0.1
-        tries=$((tries + 1))
-        find_orphans
-    done
+    wait_orphans
     for pid in $orphans; do
         echo "    # a test left process $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) running; killed it before unloading"
         kill -KILL "$pid" 2>/dev/null
     done
+    wait_orphans
+}
+
+# wait_orphans: polls find_orphans for up to 5 s, until there are none.
+wait_orphans() {
     tries=0
+    find_orphans
     while [ -n "$orphans" ] && [ "$tries" -lt 50 ]; do
         sleep 0.1
         tries=$((tries + 1))

@@ -117,7 +117,7 @@ pub fn unresolved(
     if !text.lines().any(|line| line.contains(&format!("processing {ours}"))) {
         return Err(error::user(format!(
             "rust-analyzer never analysed the driver's files (no `processing {ours}...` line); its output:\n{}",
-            text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            crate::process::last_lines(&text, 20).join("\n")
         )));
     }
     Ok((unresolved_in(&text, &ours), text))

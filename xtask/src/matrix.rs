@@ -56,6 +56,7 @@ struct Shared {
 
 /// A cell built and ready to boot.
 struct Prepared {
+    arch: &'static crate::arch::Arch,
     result: CellResult,
     boot: process::Cmd,
     active: Vec<Driver>,
@@ -284,7 +285,7 @@ fn prepare(
         Ok(boot) => boot,
         Err(err) => return Err(fail_cell(result, err, None)),
     };
-    Ok(Some(Prepared { result, boot, active }))
+    Ok(Some(Prepared { arch: cell.arch, result, boot, active }))
 }
 
 /// The log that explains a failed stage: the driver's build log, else the kernel's.
@@ -300,11 +301,11 @@ fn failed_log(err: &anyhow::Error, kernel_log: &Path, drivers_dir: &Path) -> Pat
 }
 
 fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult> {
-    let Prepared { mut result, boot, active } = prepared;
+    let Prepared { arch, mut result, boot, active } = prepared;
     let console_log = PathBuf::from(&result.log);
-    let runner = match crate::arch::Arch::find(&result.arch).map(|arch| &arch.runner) {
-        Ok(crate::arch::Runner::Uml) => "as a User Mode Linux process",
-        _ => "in QEMU",
+    let runner = match arch.runner {
+        crate::arch::Runner::Qemu(_) => "in QEMU",
+        crate::arch::Runner::Uml => "as a User Mode Linux process",
     };
     ui::status("Booting", format!("{}/{} {runner}", result.kernel, result.arch));
     let booted = match qemu::boot(&boot, &console_log, timeout) {
