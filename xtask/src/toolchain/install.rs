@@ -33,7 +33,7 @@ impl InstallOptions {
 pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &InstallOptions) -> Result<Cmd> {
     let spec = &toolchain.spec;
     let (busybox_name, busybox_version) = spec.busybox_package()?;
-    let arches = debian_arches();
+    let arches = debian_arches(spec);
     let busybox_script = format!(
         "set -e; mkdir -p /opt/kforge/busybox; cd /opt/kforge/busybox; \
          for a in {arches}; do \

@@ -135,7 +135,7 @@ pub fn populate(toolchain: &Toolchain) -> Result<Vec<DebFile>> {
     cache::remove_dir_if_exists(&download_dir)?;
 
     let stanzas = list_stanzas(&toolchain.root.join("var/lib/apt/lists"), &debs)?;
-    write_index(&dist, &debs, &stanzas)?;
+    write_index(&dist, &debian_arches(&toolchain.spec), &debs, &stanzas)?;
     Ok(debs)
 }
 
@@ -146,7 +146,7 @@ fn wanted_packages(toolchain: &Toolchain) -> Result<Vec<String>> {
         wanted.insert(format!("{name}={version}"));
     }
     let (busybox, busybox_version) = toolchain.spec.busybox_package()?;
-    for arch in debian_arches() {
+    for arch in debian_arches(&toolchain.spec) {
         wanted.insert(format!("{busybox}:{arch}={busybox_version}"));
     }
     Ok(wanted.into_iter().collect())
@@ -270,12 +270,17 @@ pub fn release(dist: &str, packages: &[(String, String)]) -> String {
 }
 
 /// Writes `dists/<dist>/` atomically (a temporary directory renamed into place).
-fn write_index(dist: &Path, debs: &[DebFile], stanzas: &BTreeMap<(String, String, String), String>) -> Result<()> {
+fn write_index(
+    dist: &Path,
+    arches: &[&str],
+    debs: &[DebFile],
+    stanzas: &BTreeMap<(String, String, String), String>,
+) -> Result<()> {
     let name = dist.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let work = cache::sibling(dist, "tmp");
     cache::remove_dir_if_exists(&work)?;
     let mut packages = Vec::new();
-    for arch in debian_arches() {
+    for &arch in arches {
         let text = packages_index(debs, stanzas, arch);
         let dir = work.join(COMPONENT).join(format!("binary-{arch}"));
         fs_err::create_dir_all(&dir)?;

@@ -40,7 +40,7 @@ impl Toolchain {
         let spec = spec::load(repo, id)?;
         let mut key = KeyHasher::new();
         key.input("recipe", RECIPE_VERSION).input("spec", spec.canonical());
-        for debian_arch in debian_arches() {
+        for debian_arch in debian_arches(&spec) {
             key.input("arch", debian_arch);
         }
         let root = paths::cache_dir()?.join("toolchains").join(format!("{id}-{}", key.short()));
@@ -94,12 +94,12 @@ impl Toolchain {
     }
 }
 
-/// The Debian architectures of every supported arch, host first, no repeats.
-pub fn debian_arches() -> Vec<&'static str> {
+/// The Debian architectures of every arch `spec` serves, host first, no repeats.
+pub fn debian_arches(spec: &ToolchainSpec) -> Vec<&'static str> {
     let host = host_debian_arch();
     let mut arches = vec![host];
     for arch in ARCHES {
-        if !arches.contains(&arch.debian_arch) {
+        if !arches.contains(&arch.debian_arch) && !spec.unsupported_arches.contains_key(arch.name) {
             arches.push(arch.debian_arch);
         }
     }

@@ -1,5 +1,6 @@
 //! `toolchains/<id>.toml`: one toolchain pinned exactly (rustc, rust-src, bindgen, LLVM, QEMU, busybox) and where each comes from.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -75,6 +76,10 @@ pub struct ToolchainSpec {
     /// Tools for developers that no build uses (rust-analyzer); not part of kernel cache keys.
     #[serde(default)]
     pub extras: Option<ExtraPackages>,
+    /// kforge arches this toolchain cannot serve, with the reason (e.g. the
+    /// suite has no port for it); their cells are skipped with that reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unsupported_arches: BTreeMap<String, String>,
     /// The file's id (its stem); not part of the file.
     #[serde(skip)]
     pub id: String,
