@@ -45,7 +45,13 @@ pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &Instal
         name = busybox_name,
         version = busybox_version,
     );
-    let mut extra_sources = String::new();
+    // mmdebstrap adds <suite>-updates and <suite>-security for stable suites;
+    // every pin names a version of the suite itself, so only its index is read
+    // (and a half-synced updates index cannot fail the install).
+    let mut extra_sources = format!(
+        "sed -i -e '/ {main}-[a-z]* /d' \"$1/etc/apt/sources.list\"; ",
+        main = spec.debian.suite
+    );
     for suite in &spec.debian.extra_suites {
         // Same mirror and components as the main suite, another suite name.
         extra_sources.push_str(&format!(
@@ -66,7 +72,7 @@ pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &Instal
         // Keep the package lists: kernel sources are fetched later with the root's apt.
         .arg("--skip=cleanup/apt/lists");
     let offline = fetch::is_offline();
-    if !extra_sources.is_empty() && !offline {
+    if !offline {
         cmd = cmd.arg(format!("--setup-hook={extra_sources}"));
     }
     cmd = cmd
