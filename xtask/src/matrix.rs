@@ -214,6 +214,15 @@ fn prepare(
         }
     };
 
+    if let Some(reason) = toolchain.spec.unsupported_arches.get(cell.arch.name) {
+        ui::status(
+            "Skipped",
+            format!("{}: toolchain {} cannot serve {}: {reason}", cell.id(), toolchain.id(), cell.arch.name),
+        );
+        result.status = Status::Skip;
+        result.message = Some(format!("toolchain {} cannot serve {}: {reason}", toolchain.id(), cell.arch.name));
+        return Err(Failed(Box::new(result)));
+    }
     let (active, skipped) = pipeline::split_drivers(&options.drivers, cell.arch, &cell.kernel);
     for (driver, reason) in &skipped {
         for test in ["load".to_string()].into_iter().chain(driver.test_names()).chain(["unload".to_string()]) {

@@ -118,3 +118,28 @@ pub fn host_debian_arch() -> &'static str {
         _ => "amd64",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn a_toolchain_without_a_port_leaves_that_arch_out_of_its_root() {
+        let trixie = spec::load(&repo(), "trixie").unwrap();
+        assert!(trixie.unsupported_arches.contains_key("loongarch"), "{:?}", trixie.unsupported_arches);
+        assert!(!debian_arches(&trixie).contains(&"loong64"));
+        let sid = spec::load(&repo(), "sid").unwrap();
+        assert!(debian_arches(&sid).contains(&"loong64"));
+        assert_eq!(debian_arches(&sid).len(), debian_arches(&trixie).len() + 1);
+    }
+
+    #[test]
+    fn unsupported_arches_stay_out_of_the_canonical_text_when_empty() {
+        let sid = spec::load(&repo(), "sid").unwrap();
+        assert!(!sid.canonical().contains("unsupported"), "{}", sid.canonical());
+    }
+}
