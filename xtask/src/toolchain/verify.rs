@@ -147,7 +147,7 @@ pub fn verify(toolchain: &Toolchain) -> Result<Report> {
         (false, format!("{} is missing", host_busybox.display()))
     };
     checks.push(version_check("busybox", &spec.busybox.version, busybox_output, "BusyBox v"));
-    for arch in ARCHES {
+    for arch in ARCHES.iter().filter(|arch| !spec.unsupported_arches.contains_key(arch.name)) {
         let path = toolchain.busybox(arch);
         let present = path.is_file();
         checks.push(Check {
