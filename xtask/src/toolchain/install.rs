@@ -48,10 +48,8 @@ pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &Instal
     // mmdebstrap adds <suite>-updates and <suite>-security for stable suites;
     // every pin names a version of the suite itself, so only its index is read
     // (and a half-synced updates index cannot fail the install).
-    let mut extra_sources = format!(
-        "sed -i -e '/ {main}-[a-z]* /d' \"$1/etc/apt/sources.list\"; ",
-        main = spec.debian.suite
-    );
+    let mut extra_sources =
+        format!("sed -i -e '/ {main}-[a-z]* /d' \"$1/etc/apt/sources.list\"; ", main = spec.debian.suite);
     for suite in &spec.debian.extra_suites {
         // Same mirror and components as the main suite, another suite name.
         extra_sources.push_str(&format!(
