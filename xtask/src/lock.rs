@@ -438,7 +438,14 @@ pub fn generate(repo: &Path, project: &Project, previous: Option<&Lockfile>) -> 
         let kept = previous
             .and_then(|previous| previous.toolchain(&entry.id))
             .filter(|old| old.spec_sha256 == entry.spec_sha256 && old.root == RootState::Installed);
-        if toolchain.is_installed() && toolchain.root.join("opt/kforge/packages.txt").is_file() {
+        let record = toolchain.root.join("opt/kforge/packages.txt");
+        if toolchain.is_installed() && !record.is_file() {
+            return Err(error::user_hint(
+                format!("toolchain {}: its root has no package record ({})", entry.id, record.display()),
+                format!("reinstall the root: cargo xtask toolchain install --force {}", entry.id),
+            ));
+        }
+        if toolchain.is_installed() {
             let (arch, packages, busybox) = root_packages(&toolchain)?;
             notes.push(format!(
                 "toolchain {}: {} pins, {} packages of its root, busybox for {} arches",

@@ -26,7 +26,15 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> Result<i32> {
             install::install(&Toolchain::load(&context.repo, &id)?, &global.install_options())?;
         }
     }
-    let previous = Lockfile::read(&context.repo)?;
+    // An unreadable file is what `lock` is there to replace; `--check` reports it.
+    let previous = match Lockfile::read(&context.repo) {
+        Ok(previous) => previous,
+        Err(err) if !args.check => {
+            ui::warn(format!("replacing {}, which cannot be read: {err:#}", path.display()));
+            None
+        }
+        Err(err) => return Err(err),
+    };
     let (generated, notes) = lock::generate(&context.repo, &context.project, previous.as_ref())?;
     let text = generated.render();
     let on_disk = if path.is_file() { Some(fs_err::read_to_string(&path)?) } else { None };
