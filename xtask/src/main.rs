@@ -16,6 +16,7 @@ mod image;
 mod jobserver;
 mod kernel;
 mod ktap;
+mod lock;
 mod matrix;
 mod paths;
 mod pipeline;
@@ -71,6 +72,8 @@ enum Command {
     Report(commands::report::ReportArgs),
     /// CI integration: the matrix for CI jobs, merging their results, the GitHub/GitLab files.
     Ci(commands::ci::CiArgs),
+    /// Write kforge.lock (exact pins, installed packages, kernel sources, config fragments), or --check it.
+    Lock(commands::lock::LockArgs),
     /// Parse KTAP out of a saved console log.
     Ktap(commands::ktap::KtapArgs),
     /// Write rust-project.json into each driver so editors resolve `kernel::`.
@@ -92,6 +95,13 @@ fn main() {
     process::install_interrupt_handler();
     fetch::set_offline(cli.global.offline());
     let global = cli.global.clone();
+    lock::set_locked(global.locked());
+    if builds(&cli.command)
+        && let Err(err) = paths::repo_root().and_then(|repo| lock::check_inputs_if_locked(&repo))
+    {
+        ui::error(&error::render(&err));
+        std::process::exit(error::EXIT_INFRA);
+    }
     let result = match cli.command {
         Command::Toolchain(args) => commands::toolchain::run(args, &global),
         Command::Kernel(args) => commands::kernel::run(args, &global),
@@ -103,6 +113,7 @@ fn main() {
         Command::Report(args) => commands::report::run(args),
         Command::Ci(args) => commands::ci::run(args),
         Command::Ktap(args) => commands::ktap::run(args),
+        Command::Lock(args) => commands::lock::run(args, &global),
         Command::Dist(args) => commands::dist::run(args, &global),
         Command::NewDriver(args) => commands::new_driver::run(args),
         Command::RustAnalyzer(args) => commands::rust_analyzer::run(args, &global),
@@ -119,4 +130,24 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Whether `command` installs, builds or boots anything (what `--locked` guards).
+fn builds(command: &Command) -> bool {
+    use commands::kernel::KernelCommand;
+    use commands::toolchain::ToolchainCommand;
+    match command {
+        Command::Toolchain(args) => {
+            matches!(args.command, ToolchainCommand::Install { dry_run: false, .. } | ToolchainCommand::Shell { .. })
+        }
+        Command::Kernel(args) => !matches!(args.command, KernelCommand::Build { dry_run: true, .. }),
+        Command::Drivers(args) => matches!(args.command, commands::drivers::DriversCommand::Build { .. }),
+        Command::Image(_)
+        | Command::Run(_)
+        | Command::Test(_)
+        | Command::Dist(_)
+        | Command::Fetch(_)
+        | Command::RustAnalyzer(_) => true,
+        Command::Report(_) | Command::Ci(_) | Command::Ktap(_) | Command::Lock(_) | Command::NewDriver(_) => false,
+    }
 }

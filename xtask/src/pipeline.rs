@@ -17,11 +17,12 @@ use crate::project::KernelEntry;
 use crate::stage::{Category, StageContext};
 use crate::toolchain::install::{self, InstallOptions};
 use crate::toolchain::{Toolchain, verify};
-use crate::{error, image, ui};
+use crate::{error, image, lock, ui};
 
 /// Loads the toolchain, installs it if missing, and verifies every pin.
 pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Result<Toolchain> {
     let toolchain = Toolchain::load(repo, id)?;
+    lock::check_inputs_if_locked(repo).stage(Category::Toolchain, "refused by --locked")?;
     install::install(&toolchain, options)
         .stage(Category::Toolchain, format!("toolchain {id} could not be installed"))?;
     let report =
@@ -31,6 +32,8 @@ pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Resul
         return Err(error::user_hint(message, format!("reinstall it: cargo xtask toolchain install --force {id}")))
             .stage(Category::Toolchain, format!("toolchain {id} failed verification"));
     }
+    lock::check_root_if_locked(repo, &toolchain)
+        .stage(Category::Toolchain, format!("toolchain {id} differs from kforge.lock"))?;
     ui::detail(format!("toolchain {id} verified ({} checks)", report.checks.len()));
     Ok(toolchain)
 }

@@ -253,3 +253,73 @@ fn ci_merge_reports_a_broken_input_by_path_and_exits_2() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let _ = std::fs::remove_dir_all(scratch);
 }
+
+/// A copy of the repository's inputs (kforge.toml, toolchains/, kernel-config/, kforge.lock) in a fresh directory.
+fn project_copy(name: &str) -> PathBuf {
+    let scratch = std::env::temp_dir().join(format!("kforge-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    for dir in ["toolchains", "kernel-config"] {
+        std::fs::create_dir_all(scratch.join(dir)).unwrap();
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, scratch.join(dir).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    for file in ["kforge.toml", "kforge.lock"] {
+        std::fs::copy(repo().join(file), scratch.join(file)).unwrap();
+    }
+    scratch
+}
+
+#[test]
+fn committed_kforge_lock_is_what_lock_writes() {
+    // No toolchain root is installed in the test's cache: the pins, kernels and
+    // fragments are compared, and the recorded root packages are kept as they are.
+    let output = xtask(&["lock", "--check"], &[]);
+    assert_eq!(output.status.code(), Some(0), "run `cargo xtask lock`: {}", stderr(&output));
+}
+
+#[test]
+fn locked_refuses_a_changed_pin_and_names_it() {
+    let scratch = project_copy("locked");
+    // Unchanged inputs pass the lock check; this offline fetch then stops at the empty store.
+    let output = xtask(&["fetch", "--offline"], &[("KFORGE_ROOT", &scratch), ("KFORGE_LOCKED", Path::new("1"))]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!stderr(&output).contains("kforge.lock"), "{}", stderr(&output));
+
+    let sid = scratch.join("toolchains/sid.toml");
+    let text = std::fs::read_to_string(&sid).unwrap();
+    std::fs::write(&sid, text.replacen("\"rustc=1.97.1+dfsg1-1\"", "\"rustc=1.97.0+dfsg1-2\"", 1)).unwrap();
+    let output = xtask(&["--locked", "fetch", "--offline"], &[("KFORGE_ROOT", &scratch)]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(
+        text.contains(
+            "toolchain sid: rustc pinned 1.97.0+dfsg1-2 in toolchains/sid.toml, kforge.lock has 1.97.1+dfsg1-1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("hint: run `cargo xtask lock` and commit kforge.lock"), "{text}");
+    assert!(!text.contains("offline"), "refused before anything else: {text}");
+
+    // `lock --check` names the same change; `lock` records it and --locked passes again.
+    let output = xtask(&["lock", "--check"], &[("KFORGE_ROOT", &scratch)]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("toolchain sid: rustc pinned 1.97.0+dfsg1-2"), "{}", stderr(&output));
+    let output = xtask(&["lock"], &[("KFORGE_ROOT", &scratch)]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(std::fs::read_to_string(scratch.join("kforge.lock")).unwrap().contains("\"rustc=1.97.0+dfsg1-2\""));
+    let output = xtask(&["--locked", "fetch", "--offline"], &[("KFORGE_ROOT", &scratch)]);
+    assert!(!stderr(&output).contains("kforge.lock"), "{}", stderr(&output));
+
+    // A changed config fragment is named; a missing kforge.lock is an error.
+    std::fs::write(scratch.join("kernel-config/base.config"), "CONFIG_PRINTK=y\n").unwrap();
+    let output = xtask(&["--locked", "kernel", "build", "--arch", "x86_64"], &[("KFORGE_ROOT", &scratch)]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("kernel-config/base.config changed"), "{}", stderr(&output));
+    std::fs::remove_file(scratch.join("kforge.lock")).unwrap();
+    let output = xtask(&["--locked", "test"], &[("KFORGE_ROOT", &scratch)]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("kforge.lock does not exist"), "{}", stderr(&output));
+    let _ = std::fs::remove_dir_all(scratch);
+}

@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod image;
 pub mod kernel;
 pub mod ktap;
+pub mod lock;
 pub mod new_driver;
 pub mod report;
 pub mod run;
@@ -38,12 +39,20 @@ pub struct GlobalArgs {
     /// Touch no network: use only what `cargo xtask fetch` put in the store (env KFORGE_OFFLINE=1).
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Refuse to install, build or boot anything when the inputs differ from kforge.lock (env KFORGE_LOCKED=1).
+    #[arg(long, global = true)]
+    pub locked: bool,
 }
 
 impl GlobalArgs {
     /// `--offline`, or `KFORGE_OFFLINE=1`.
     pub fn offline(&self) -> bool {
         self.offline || std::env::var("KFORGE_OFFLINE").is_ok_and(|value| value == "1")
+    }
+
+    /// `--locked`, or `KFORGE_LOCKED=1`.
+    pub fn locked(&self) -> bool {
+        self.locked || std::env::var("KFORGE_LOCKED").is_ok_and(|value| value == "1")
     }
 
     pub fn install_options(&self) -> InstallOptions {

@@ -88,6 +88,7 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
                     report.mismatches().join("\n  ")
                 )));
             }
+            crate::lock::check_root_if_locked(&context.repo, &toolchain)?;
             ui::status("Installed", format!("toolchain {} at {}", toolchain.id(), toolchain.root.display()));
             Ok(0)
         }

@@ -194,22 +194,7 @@ pub fn parse_deb_file_name(name: &str) -> Option<(String, String, String)> {
 fn list_stanzas(lists: &Path, debs: &[DebFile]) -> Result<BTreeMap<(String, String, String), String>> {
     let wanted: BTreeSet<(String, String, String)> =
         debs.iter().map(|deb| (deb.package.clone(), deb.version.clone(), deb.arch.clone())).collect();
-    let mut found = BTreeMap::new();
-    let mut list_files: Vec<PathBuf> = fs_err::read_dir(lists)?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().ends_with("_Packages")))
-        .collect();
-    list_files.sort();
-    for list in list_files {
-        let text = fs_err::read_to_string(&list)?;
-        for stanza in text.split("\n\n") {
-            if let Some(key) = stanza_key(stanza)
-                && wanted.contains(&key)
-            {
-                found.entry(key).or_insert_with(|| stanza.trim_end().to_string());
-            }
-        }
-    }
+    let found = find_stanzas(lists, &wanted)?;
     let missing: Vec<String> =
         wanted.iter().filter(|key| !found.contains_key(*key)).map(|(p, v, a)| format!("{p}:{a}={v}")).collect();
     if !missing.is_empty() {
@@ -222,11 +207,44 @@ fn list_stanzas(lists: &Path, debs: &[DebFile]) -> Result<BTreeMap<(String, Stri
     Ok(found)
 }
 
+/// The stanzas of the `wanted` `(package, version, arch)` keys found in the
+/// apt lists (`*_Packages`) in `lists`; keys not found are simply absent.
+pub fn find_stanzas(
+    lists: &Path,
+    wanted: &BTreeSet<(String, String, String)>,
+) -> Result<BTreeMap<(String, String, String), String>> {
+    let names: BTreeSet<&str> = wanted.iter().map(|(package, _, _)| package.as_str()).collect();
+    let mut found = BTreeMap::new();
+    let mut list_files: Vec<PathBuf> = fs_err::read_dir(lists)?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().ends_with("_Packages")))
+        .collect();
+    list_files.sort();
+    for list in list_files {
+        let text = fs_err::read_to_string(&list)?;
+        for stanza in text.split("\n\n") {
+            // Most stanzas are other packages: skip them on the name alone.
+            if !stanza_field(stanza, "Package").is_some_and(|name| names.contains(name)) {
+                continue;
+            }
+            if let Some(key) = stanza_key(stanza)
+                && wanted.contains(&key)
+            {
+                found.entry(key).or_insert_with(|| stanza.trim_end().to_string());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The value of field `name` in one stanza (`Name: value`).
+pub fn stanza_field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
+    stanza.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")).map(str::trim))
+}
+
 /// `(Package, Version, Architecture)` of one stanza.
 fn stanza_key(stanza: &str) -> Option<(String, String, String)> {
-    let field = |name: &str| {
-        stanza.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")).map(str::trim))
-    };
+    let field = |name: &str| stanza_field(stanza, name);
     Some((field("Package")?.to_string(), field("Version")?.to_string(), field("Architecture")?.to_string()))
 }
 
