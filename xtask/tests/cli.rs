@@ -253,3 +253,56 @@ fn ci_merge_reports_a_broken_input_by_path_and_exits_2() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let _ = std::fs::remove_dir_all(scratch);
 }
+
+fn kernel_tree(name: &str) -> String {
+    repo().join("xtask/tests/fixtures/kernel-trees").join(name).display().to_string()
+}
+
+#[test]
+fn toolchain_resolve_picks_per_arch_from_a_source_tree() {
+    let tree = kernel_tree("linux-7.2");
+    let output = xtask(&["toolchain", "resolve", "--source", &tree, "--arch", "x86_64,s390", "--json"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["kernel_version"], "7.2.13");
+    // The tree is a 7.2: kforge.toml's kernel 7.2 and its toolchain are preferred.
+    assert_eq!(report["kernel_entry"], "7.2");
+    let chosen: Vec<&str> =
+        report["arches"].as_array().unwrap().iter().map(|arch| arch["chosen"].as_str().unwrap()).collect();
+    assert_eq!(chosen, ["sid", "sid"]);
+    let s390 = &report["arches"][1];
+    assert_eq!(s390["min_tool_version"]["rustc"], "1.96.0");
+    let trixie = s390["verdicts"].as_array().unwrap().iter().find(|verdict| verdict["toolchain"] == "trixie").unwrap();
+    assert_eq!(trixie["ok"], false);
+    let rules: Vec<&str> =
+        trixie["failures"].as_array().unwrap().iter().map(|failure| failure["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["min-rustc", "rustc-1.96-for-s390"]);
+}
+
+#[test]
+fn toolchain_resolve_refuses_a_pair_naming_the_rule() {
+    let tree = kernel_tree("linux-7.2");
+    let output = xtask(&["toolchain", "resolve", "--source", &tree, "--toolchain", "trixie", "--arch", "s390"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("error: toolchain trixie cannot build kernel 7.2.13"), "{text}");
+    assert!(text.contains("on s390, rule `rustc-1.96-for-s390`: rustc 1.85.1 is not >= 1.96"), "{text}");
+    assert!(text.contains("hint: see which pinned toolchain can: cargo xtask toolchain resolve --source"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    // The same toolchain on x86_64 is fine.
+    let output = xtask(&["toolchain", "resolve", "--source", &tree, "--toolchain", "trixie", "--arch", "x86_64"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn toolchain_resolve_explains_when_no_toolchain_fits() {
+    let output = xtask(&["toolchain", "resolve", "--source", &kernel_tree("linux-6.10"), "--arch", "arm64"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("no pinned toolchain can build kernel 6.10.0-rc3 for arm64"), "{text}");
+    let report = stdout(&output);
+    for toolchain in ["experimental", "sid", "trixie"] {
+        assert!(report.contains(&format!("{toolchain} on arm64: `exact-rustc-before-6.11`")), "{report}");
+    }
+    assert!(report.contains("rustc 1.85.1 is not == min-rustc (1.78.0)"), "{report}");
+}
