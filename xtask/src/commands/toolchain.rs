@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::{Context, GlobalArgs};
 use crate::arch::Arch;
+use crate::project::KernelSource;
 use crate::toolchain::{Toolchain, install, resolve, spec, verify};
 use crate::{error, kernel, pipeline, ui};
 
@@ -192,6 +193,19 @@ fn run_resolve(
         None => {
             let entry = context.kernel(kernel_id.as_deref())?;
             let fetcher = Toolchain::load(&context.repo, &entry.toolchain)?;
+            let unpacked = kernel::source::cache_entry(&entry)?.is_none_or(|(_, dir)| dir.is_dir());
+            if !unpacked && matches!(entry.source, KernelSource::Debian { .. }) && !fetcher.is_installed() {
+                return Err(error::user_hint(
+                    format!(
+                        "kernel {}'s source is not unpacked yet, and fetching it needs toolchain {} (its apt)",
+                        entry.id, entry.toolchain
+                    ),
+                    format!(
+                        "run: cargo xtask toolchain install {}; or pass --source PATH with a tree you have",
+                        entry.toolchain
+                    ),
+                ));
+            }
             let tree = resolve::read_tree(&pipeline::ready_source(&entry, &fetcher)?.dir)?;
             let target = format!("--kernel {}", entry.id);
             (tree, Some(entry), target)
