@@ -223,6 +223,11 @@ fn prepare(
         result.message = Some(format!("toolchain {} cannot serve {}: {reason}", toolchain.id(), cell.arch.name));
         return Err(Failed(Box::new(result)));
     }
+
+    if let Err(err) = pipeline::check_toolchain_rules(&options.repo, &cell.kernel, cell.arch, &toolchain, &source) {
+        return Err(fail_cell(result, err, None));
+    }
+
     let (active, skipped) = pipeline::split_drivers(&options.drivers, cell.arch, &cell.kernel);
     for (driver, reason) in &skipped {
         for test in ["load".to_string()].into_iter().chain(driver.test_names()).chain(["unload".to_string()]) {

@@ -16,7 +16,7 @@ use crate::kernel::source::{self, SourceTree};
 use crate::project::KernelEntry;
 use crate::stage::{Category, StageContext};
 use crate::toolchain::install::{self, InstallOptions};
-use crate::toolchain::{Toolchain, verify};
+use crate::toolchain::{Toolchain, resolve, verify};
 use crate::{error, image, lock, ui};
 
 /// Loads the toolchain, installs it if missing, and verifies every pin.
@@ -42,6 +42,21 @@ pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Resul
 pub fn ready_source(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<SourceTree> {
     source::prepare(kernel, toolchain)
         .stage(Category::Infrastructure, format!("source of kernel {} is unavailable", kernel.id))
+}
+
+/// Refuses a kernel/toolchain/arch triple that breaks a rule of
+/// `toolchains/rules.toml` (min-tool-version.sh included), before anything is built.
+pub fn check_toolchain_rules(
+    repo: &Path,
+    kernel: &KernelEntry,
+    arch: &Arch,
+    toolchain: &Toolchain,
+    source: &SourceTree,
+) -> Result<()> {
+    resolve::check_pair(repo, &source.dir, arch, &toolchain.spec, &format!("--kernel {}", kernel.id)).stage(
+        Category::Toolchain,
+        format!("kernel {} with toolchain {} on {} is refused before building", kernel.id, toolchain.id(), arch.name),
+    )
 }
 
 /// The kernel plan for `kernel` on `arch`, with the drivers' config needs merged last.

@@ -48,10 +48,14 @@ fn unknown_arch_lists_the_valid_ones_without_a_backtrace() {
 fn unknown_kernel_and_toolchain_list_the_valid_ones() {
     let output = xtask(&["test", "--kernel", "1.0"], &[]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("unknown kernel `1.0`; valid kernels are: 7.2"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("unknown kernel `1.0`; valid kernels are: 6.12, 7.2, 7.3"), "{}", stderr(&output));
     let output = xtask(&["toolchain", "verify", "nosuch"], &[]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("unknown toolchain `nosuch`; valid toolchains are: sid"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("unknown toolchain `nosuch`; valid toolchains are: experimental, sid, trixie"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -166,7 +170,13 @@ fn ci_matrix_leaves_no_cell_out_and_rejects_unknown_arches() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let cells: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let ids: Vec<&str> = cells.as_array().unwrap().iter().map(|cell| cell["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["7.2-x86_64", "7.2-arm64", "7.2-arm", "7.2-riscv", "7.2-loongarch", "7.2-s390", "7.2-um"]);
+    let expected: Vec<String> = ["6.12", "7.2", "7.3"]
+        .iter()
+        .flat_map(|kernel| {
+            ["x86_64", "arm64", "arm", "riscv", "loongarch", "s390", "um"].map(|arch| format!("{kernel}-{arch}"))
+        })
+        .collect();
+    assert_eq!(ids, expected);
 
     let output = xtask(&["ci", "matrix", "--arch", "sparc"], &[]);
     assert_eq!(output.status.code(), Some(2));
@@ -322,4 +332,57 @@ fn locked_refuses_a_changed_pin_and_names_it() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("kforge.lock does not exist"), "{}", stderr(&output));
     let _ = std::fs::remove_dir_all(scratch);
+}
+
+fn kernel_tree(name: &str) -> String {
+    repo().join("xtask/tests/fixtures/kernel-trees").join(name).display().to_string()
+}
+
+#[test]
+fn toolchain_resolve_picks_per_arch_from_a_source_tree() {
+    let tree = kernel_tree("linux-7.2");
+    let output = xtask(&["toolchain", "resolve", "--source", &tree, "--arch", "x86_64,s390", "--json"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["kernel_version"], "7.2.13");
+    // The tree is a 7.2: kforge.toml's kernel 7.2 and its toolchain are preferred.
+    assert_eq!(report["kernel_entry"], "7.2");
+    let chosen: Vec<&str> =
+        report["arches"].as_array().unwrap().iter().map(|arch| arch["chosen"].as_str().unwrap()).collect();
+    assert_eq!(chosen, ["sid", "sid"]);
+    let s390 = &report["arches"][1];
+    assert_eq!(s390["min_tool_version"]["rustc"], "1.96.0");
+    let trixie = s390["verdicts"].as_array().unwrap().iter().find(|verdict| verdict["toolchain"] == "trixie").unwrap();
+    assert_eq!(trixie["ok"], false);
+    let rules: Vec<&str> =
+        trixie["failures"].as_array().unwrap().iter().map(|failure| failure["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["min-rustc", "rustc-1.96-for-s390"]);
+}
+
+#[test]
+fn toolchain_resolve_refuses_a_pair_naming_the_rule() {
+    let tree = kernel_tree("linux-7.2");
+    let output = xtask(&["toolchain", "resolve", "--source", &tree, "--toolchain", "trixie", "--arch", "s390"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("error: toolchain trixie cannot build kernel 7.2.13"), "{text}");
+    assert!(text.contains("on s390, rule `rustc-1.96-for-s390`: rustc 1.85.1 is not >= 1.96"), "{text}");
+    assert!(text.contains("hint: see which pinned toolchain can: cargo xtask toolchain resolve --source"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    // The same toolchain on x86_64 is fine.
+    let output = xtask(&["toolchain", "resolve", "--source", &tree, "--toolchain", "trixie", "--arch", "x86_64"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn toolchain_resolve_explains_when_no_toolchain_fits() {
+    let output = xtask(&["toolchain", "resolve", "--source", &kernel_tree("linux-6.10"), "--arch", "arm64"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("no pinned toolchain can build kernel 6.10.0-rc3 for arm64"), "{text}");
+    let report = stdout(&output);
+    for toolchain in ["experimental", "sid", "trixie"] {
+        assert!(report.contains(&format!("{toolchain} on arm64: `exact-rustc-before-6.11`")), "{report}");
+    }
+    assert!(report.contains("rustc 1.85.1 is not == min-rustc (1.78.0)"), "{report}");
 }

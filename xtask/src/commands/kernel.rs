@@ -68,6 +68,7 @@ pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
     }
     let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
     let source = pipeline::ready_source(&kernel, &toolchain)?;
+    pipeline::check_toolchain_rules(&context.repo, &kernel, arch, &toolchain, &source)?;
     let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
     let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
     let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(jobs))?;

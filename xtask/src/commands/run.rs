@@ -27,6 +27,7 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     let drivers = context.drivers(args.driver.as_deref())?;
     let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
     let source = pipeline::ready_source(&kernel, &toolchain)?;
+    pipeline::check_toolchain_rules(&context.repo, &kernel, arch, &toolchain, &source)?;
     let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
     let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
     let dir = context.output.join("run").join(format!("{}-{}", kernel.id, arch.name));

@@ -1,10 +1,14 @@
-//! `cargo xtask toolchain list | install | verify | shell`: pinned toolchain roots.
+//! `cargo xtask toolchain list | install | verify | shell | resolve`: pinned toolchain roots, and which one a kernel needs.
+
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::{Context, GlobalArgs};
-use crate::toolchain::{Toolchain, install, spec, verify};
+use crate::arch::Arch;
+use crate::project::KernelSource;
+use crate::toolchain::{Toolchain, install, resolve, spec, verify};
 use crate::{error, kernel, pipeline, ui};
 
 #[derive(Debug, Args)]
@@ -44,6 +48,28 @@ pub enum ToolchainCommand {
         /// Also mount this arch's kernel build directory at /build, if built.
         #[arg(long)]
         arch: Option<String>,
+    },
+    /// Which pinned toolchain can build a kernel: reads the tree's
+    /// scripts/min-tool-version.sh and Makefile, applies toolchains/rules.toml
+    /// to every toolchain, and picks one per arch (the kernel's own when it
+    /// satisfies every rule) or explains which rule each one breaks.
+    Resolve {
+        /// Kernel id from kforge.toml; its source is fetched and unpacked if
+        /// needed (default: the default kernel).
+        #[arg(long, conflicts_with = "source")]
+        kernel: Option<String>,
+        /// A kernel source tree on this machine instead.
+        #[arg(long, value_name = "PATH")]
+        source: Option<PathBuf>,
+        /// Arches to resolve for: a comma list or `all` (default: all).
+        #[arg(long, default_value = "all")]
+        arch: String,
+        /// Check only this toolchain: fail, naming the rule, if it cannot build the kernel.
+        #[arg(long, value_name = "ID")]
+        toolchain: Option<String>,
+        /// Print a machine-readable report on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -140,5 +166,89 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
             let status = cmd.run_interactive()?;
             Ok(status.code().unwrap_or(error::EXIT_INFRA))
         }
+        ToolchainCommand::Resolve { kernel, source, arch, toolchain, json } => {
+            run_resolve(&context, kernel, source, &arch, toolchain, json)
+        }
     }
+}
+
+fn run_resolve(
+    context: &Context,
+    kernel_id: Option<String>,
+    source: Option<PathBuf>,
+    arch: &str,
+    only: Option<String>,
+    json: bool,
+) -> Result<i32> {
+    let arches = Arch::parse_list(arch)?;
+    let rules = resolve::load_rules(&context.repo)?;
+    // The tree, and the kforge.toml kernel it belongs to (whose toolchain is preferred).
+    let (tree, entry, target) = match source {
+        Some(path) => {
+            let dir = fs_err::canonicalize(&path)
+                .map_err(|err| error::user(format!("kernel source {} does not exist: {err}", path.display())))?;
+            let tree = resolve::read_tree(&dir)?;
+            let entry = resolve::kernel_entry_for(&context.project.kernels, &tree.version).cloned();
+            (tree, entry, format!("--source {}", path.display()))
+        }
+        None => {
+            let entry = context.kernel(kernel_id.as_deref())?;
+            let fetcher = Toolchain::load(&context.repo, &entry.toolchain)?;
+            let unpacked = kernel::source::cache_entry(&entry)?.is_none_or(|(_, dir)| dir.is_dir());
+            if !unpacked && matches!(entry.source, KernelSource::Debian { .. }) && !fetcher.is_installed() {
+                return Err(error::user_hint(
+                    format!(
+                        "kernel {}'s source is not unpacked yet, and fetching it needs toolchain {} (its apt)",
+                        entry.id, entry.toolchain
+                    ),
+                    format!(
+                        "run: cargo xtask toolchain install {}; or pass --source PATH with a tree you have",
+                        entry.toolchain
+                    ),
+                ));
+            }
+            let tree = resolve::read_tree(&pipeline::ready_source(&entry, &fetcher)?.dir)?;
+            let target = format!("--kernel {}", entry.id);
+            (tree, Some(entry), target)
+        }
+    };
+    let ids = match &only {
+        Some(id) => vec![id.clone()],
+        None => spec::list_ids(&context.repo)?,
+    };
+    let specs = ids.iter().map(|id| spec::load(&context.repo, id)).collect::<Result<Vec<_>>>()?;
+    let preferred = match &only {
+        Some(id) => Some(resolve::Preferred { id, why: "the toolchain asked for" }),
+        None => {
+            entry.as_ref().map(|entry| resolve::Preferred { id: &entry.toolchain, why: "the kernel's own toolchain" })
+        }
+    };
+    let entry_id = entry.as_ref().map(|entry| entry.id.as_str());
+    let resolution = resolve::resolve(&rules, &tree, &specs, &arches, entry_id, preferred)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&resolution)?);
+    } else {
+        print!("{}", resolution.render());
+    }
+    if let Some(id) = &only {
+        let failures = resolution.failures_of(id);
+        if !failures.is_empty() {
+            return Err(resolve::refusal(&resolution.kernel_version, id, &failures, &target));
+        }
+        ui::status("Resolved", format!("toolchain {id} satisfies every rule for kernel {}", resolution.kernel_version));
+        return Ok(0);
+    }
+    let missing: Vec<&str> =
+        resolution.arches.iter().filter(|choice| choice.chosen.is_none()).map(|choice| choice.arch.as_str()).collect();
+    if !missing.is_empty() {
+        return Err(error::user_hint(
+            format!(
+                "no pinned toolchain can build kernel {} for {}; each one breaks a rule listed above",
+                resolution.kernel_version,
+                missing.join(", ")
+            ),
+            format!("pin a toolchain that satisfies them in toolchains/ (rules: {})", resolve::RULES_FILE),
+        ));
+    }
+    Ok(0)
 }

@@ -2,6 +2,7 @@
 
 pub mod install;
 pub mod mirror;
+pub mod resolve;
 pub mod spec;
 pub mod verify;
 

@@ -16,6 +16,13 @@ pub struct ToolPin {
     pub version: String,
     #[serde(default)]
     pub packages: Vec<String>,
+    /// Only under `[rustc]`: the LLVM version the compiler is built on (`rustc -vV`,
+    /// at least its major), for the rules in `toolchains/rules.toml`. A fact about
+    /// the pinned package, not a pin: never serialised, so it stays out of
+    /// `canonical()` (the root's key) and `build_identity()`, and writing it into
+    /// a toolchain file does not invalidate installed roots.
+    #[serde(default, skip_serializing)]
+    pub llvm: Option<String>,
 }
 
 /// LLVM is pinned like a tool, plus where its unversioned binaries live.
@@ -145,7 +152,10 @@ pub fn split_pin(pinned: &str) -> Result<(String, String)> {
     }
 }
 
-/// The ids of every `toolchains/*.toml`, sorted.
+/// `toolchains/rules.toml` holds compatibility rules (`toolchain::resolve`), not a toolchain.
+pub const RULES_STEM: &str = "rules";
+
+/// The ids of every `toolchains/*.toml` but the rules file, sorted.
 pub fn list_ids(repo: &Path) -> Result<Vec<String>> {
     let dir = repo.join("toolchains");
     let mut ids = Vec::new();
@@ -153,6 +163,7 @@ pub fn list_ids(repo: &Path) -> Result<Vec<String>> {
         let path = entry?.path();
         if path.extension().is_some_and(|ext| ext == "toml")
             && let Some(stem) = path.file_stem()
+            && stem != RULES_STEM
         {
             ids.push(stem.to_string_lossy().into_owned());
         }
@@ -164,7 +175,7 @@ pub fn list_ids(repo: &Path) -> Result<Vec<String>> {
 /// Loads `toolchains/<id>.toml`, or says which ids exist.
 pub fn load(repo: &Path, id: &str) -> Result<ToolchainSpec> {
     let path = repo.join("toolchains").join(format!("{id}.toml"));
-    if !path.is_file() {
+    if !path.is_file() || id == RULES_STEM {
         return Err(error::unknown("toolchain", id, &list_ids(repo)?));
     }
     let mut spec: ToolchainSpec = project::load_toml(&path)?;
@@ -172,6 +183,16 @@ pub fn load(repo: &Path, id: &str) -> Result<ToolchainSpec> {
     spec.path = path;
     for pin in spec.root_packages().iter().filter(|package| package.contains('=')) {
         split_pin(pin).with_context(|| format!("in {}", spec.path.display()))?;
+    }
+    for (table, pin) in
+        [("rust-src", &spec.rust_src), ("bindgen", &spec.bindgen), ("qemu", &spec.qemu), ("busybox", &spec.busybox)]
+    {
+        if pin.llvm.is_some() {
+            return Err(error::user(format!(
+                "{}: `llvm` belongs under [rustc] (the LLVM rustc is built on), not under [{table}]",
+                spec.path.display()
+            )));
+        }
     }
     if spec.rust_src.version != spec.rustc.version {
         return Err(error::user(format!(
@@ -211,6 +232,18 @@ mod tests {
         assert_eq!(spec.rustc.version, "1.97.1");
         assert_eq!(spec.bindgen.version, "0.72.1");
         assert!(spec.llvm.version.starts_with("22."));
+    }
+
+    #[test]
+    fn rustc_llvm_stays_out_of_the_keys_and_rules_is_no_toolchain() {
+        let spec = load(&repo(), "sid").unwrap();
+        assert_eq!(spec.rustc.llvm.as_deref(), Some("22"));
+        let mut without = spec.clone();
+        without.rustc.llvm = None;
+        assert_eq!(spec.canonical(), without.canonical());
+        assert_eq!(spec.build_identity(), without.build_identity());
+        assert!(!list_ids(&repo()).unwrap().contains(&RULES_STEM.to_string()));
+        assert!(load(&repo(), RULES_STEM).unwrap_err().to_string().contains("unknown toolchain `rules`"));
     }
 
     #[test]
