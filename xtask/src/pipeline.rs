@@ -16,7 +16,7 @@ use crate::kernel::source::{self, SourceTree};
 use crate::project::KernelEntry;
 use crate::stage::{Category, StageContext};
 use crate::toolchain::install::{self, InstallOptions};
-use crate::toolchain::{Toolchain, resolve, verify};
+use crate::toolchain::{Provider, Toolchain, resolve, verify};
 use crate::{error, image, lock, ui};
 
 /// Loads the toolchain, installs it if missing, and verifies every pin.
@@ -29,7 +29,11 @@ pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Resul
         verify::verify(&toolchain).stage(Category::Toolchain, format!("toolchain {id} could not be verified"))?;
     if !report.ok {
         let message = format!("toolchain {id} does not match its pins:\n  {}", report.mismatches().join("\n  "));
-        return Err(error::user_hint(message, format!("reinstall it: cargo xtask toolchain install --force {id}")))
+        let hint = match toolchain.spec.provider {
+            Provider::Debian => format!("reinstall it: cargo xtask toolchain install --force {id}"),
+            _ => format!("fix each line as it says, then check again: cargo xtask toolchain verify {id}"),
+        };
+        return Err(error::user_hint(message, hint))
             .stage(Category::Toolchain, format!("toolchain {id} failed verification"));
     }
     lock::check_root_if_locked(repo, &toolchain)

@@ -25,6 +25,9 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     pub backend: Backend,
+    /// The Debian root, or `/` for the rustup and host providers: either way
+    /// its directories are mounted read-only and `/dev`, `/proc`, `/sys`,
+    /// `/tmp`, `/run` are the sandbox's own.
     pub root: PathBuf,
     /// Directories put before the standard PATH (e.g. the LLVM bin dir).
     pub path_prefix: Vec<String>,

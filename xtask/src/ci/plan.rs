@@ -65,7 +65,7 @@ pub fn plan(repo: &Path, cells: &[Cell], drivers: &[Driver]) -> Result<Vec<Plann
             arch: cell.arch.name.to_string(),
             toolchain: toolchain_id.clone(),
             toolchain_key: toolchain.key.clone(),
-            toolchain_cache: relative(&toolchain.root),
+            toolchain_cache: relative(&toolchain.dir),
             source_key,
             source_cache,
             kernel_key: kernel.key,

@@ -26,7 +26,17 @@ pub fn run(args: FetchArgs, global: &GlobalArgs) -> Result<i32> {
     for kernel in kernels {
         // Every arch's packages (busybox included) are in one root, so the arch list does not matter here.
         let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &options)?;
-        if toolchains_done.insert(toolchain.id().to_string()) {
+        let first_use = toolchains_done.insert(toolchain.id().to_string());
+        if first_use && toolchain.spec.debian.is_none() {
+            ui::status(
+                "Skipping",
+                format!(
+                    "toolchain {}: provider {} has no packages to fetch (its tools are on the host)",
+                    toolchain.id(),
+                    toolchain.spec.provider.name()
+                ),
+            );
+        } else if first_use {
             let debs = mirror::populate(&toolchain)?;
             ui::status("Stored", format!("{} packages of toolchain {}", debs.len(), toolchain.id()));
             packages += debs.len();

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::{Context, GlobalArgs};
 use crate::arch::Arch;
 use crate::project::KernelSource;
-use crate::toolchain::{Toolchain, install, resolve, spec, verify};
+use crate::toolchain::{Provider, Toolchain, install, resolve, spec, verify};
 use crate::{error, kernel, pipeline, ui};
 
 #[derive(Debug, Args)]
@@ -21,18 +21,19 @@ pub struct ToolchainArgs {
 pub enum ToolchainCommand {
     /// List the pinned toolchains and whether each is installed.
     List,
-    /// Build a toolchain's hermetic root with mmdebstrap (cached outside the repo).
+    /// Install a toolchain: its hermetic Debian root with mmdebstrap (cached outside the repo), or
+    /// for provider rustup the rustup toolchain and bindgen; provider host installs nothing.
     Install {
         /// Toolchain id (a file in toolchains/); default: the default kernel's.
         id: Option<String>,
         /// Remove the existing root first and build it again.
         #[arg(long)]
         force: bool,
-        /// Print the mmdebstrap command instead of running it.
+        /// Print the install commands (mmdebstrap, or rustup and cargo) instead of running them.
         #[arg(long)]
         dry_run: bool,
     },
-    /// Check every pinned version inside the root, exactly.
+    /// Check every pinned version inside the root (or on the host), exactly.
     Verify {
         id: Option<String>,
         /// Print a machine-readable report on stdout.
@@ -86,7 +87,11 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
         ToolchainCommand::List => {
             for id in spec::list_ids(&context.repo)? {
                 let toolchain = Toolchain::load(&context.repo, &id)?;
-                let state = if toolchain.is_installed() { "installed" } else { "not installed" };
+                let state = match toolchain.spec.provider {
+                    Provider::Host => "host tools",
+                    _ if toolchain.is_installed() => "installed",
+                    _ => "not installed",
+                };
                 println!("{id:<14} {state:<14} {}", toolchain.spec.description);
             }
             Ok(0)
@@ -96,14 +101,30 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
             let mut options = global.install_options();
             options.force = force;
             if dry_run {
-                println!("{}", install::mmdebstrap_command(&toolchain, &toolchain.root, &options)?.display());
+                let plan = install::plan(&toolchain, &options)?;
+                if plan.is_empty() {
+                    ui::info(format!("toolchain {} uses provider host: kforge installs nothing", toolchain.id()));
+                }
+                for cmd in plan {
+                    println!("{}", cmd.display());
+                }
                 return Ok(0);
             }
             if !install::install(&toolchain, &options)? {
-                ui::status(
-                    "Fresh",
-                    format!("toolchain {} is already installed at {}", toolchain.id(), toolchain.root.display()),
-                );
+                if toolchain.spec.provider == Provider::Host {
+                    ui::status(
+                        "Checking",
+                        format!(
+                            "toolchain {}: provider host installs nothing, only verifies the host's tools",
+                            toolchain.id()
+                        ),
+                    );
+                } else {
+                    ui::status(
+                        "Fresh",
+                        format!("toolchain {} is already installed ({})", toolchain.id(), toolchain.location()),
+                    );
+                }
             }
             let report = verify::verify(&toolchain)?;
             ui::info(report.render());
@@ -115,7 +136,7 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
                 )));
             }
             crate::lock::check_root_if_locked(&context.repo, &toolchain)?;
-            ui::status("Installed", format!("toolchain {} at {}", toolchain.id(), toolchain.root.display()));
+            ui::status("Installed", format!("toolchain {} ({})", toolchain.id(), toolchain.location()));
             Ok(0)
         }
         ToolchainCommand::Verify { id, json } => {

@@ -1,10 +1,10 @@
-//! Builds a toolchain root with mmdebstrap: pinned packages, busybox for every arch, written atomically under a lock.
+//! Installs a toolchain: a Debian root with mmdebstrap (pinned packages, busybox for every arch, written atomically under a lock), or the rustup provider's toolchain and bindgen; the host provider installs nothing.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{Toolchain, debian_arches, mirror};
+use super::{Provider, Toolchain, debian_arches, mirror, rustup};
 use crate::process::{Cmd, Control, Outcome, shell_quote};
 use crate::{cache, error, fetch, hostdeps, process, ui};
 
@@ -32,6 +32,7 @@ impl InstallOptions {
 /// toolchain's packages (see `mirror`).
 pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &InstallOptions) -> Result<Cmd> {
     let spec = &toolchain.spec;
+    let debian = spec.debian()?;
     let (busybox_name, busybox_version) = spec.busybox_package()?;
     let arches = debian_arches(spec);
     let busybox_script = format!(
@@ -49,12 +50,12 @@ pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &Instal
     // every pin names a version of the suite itself, so only its index is read
     // (and a half-synced updates index cannot fail the install).
     let mut extra_sources =
-        format!("sed -i -e '/ {main}-[a-z]* /d' \"$1/etc/apt/sources.list\"; ", main = spec.debian.suite);
-    for suite in &spec.debian.extra_suites {
+        format!("sed -i -e '/ {main}-[a-z]* /d' \"$1/etc/apt/sources.list\"; ", main = debian.suite);
+    for suite in &debian.extra_suites {
         // Same mirror and components as the main suite, another suite name.
         extra_sources.push_str(&format!(
             "sed 's/ {main} / {suite} /' \"$1/etc/apt/sources.list\" > \"$1/etc/apt/sources.list.d/kforge-{suite}.list\"; ",
-            main = spec.debian.suite,
+            main = debian.suite,
         ));
     }
     let record = format!(
@@ -84,7 +85,7 @@ pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &Instal
             .arg(target)
             .arg(mirror::sources_line(toolchain)?);
     } else {
-        cmd = cmd.arg(&spec.debian.suite).arg(target);
+        cmd = cmd.arg(&debian.suite).arg(target);
         if let Some(mirror) = &options.mirror {
             cmd = cmd.arg(mirror);
         }
@@ -92,8 +93,32 @@ pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &Instal
     Ok(cmd)
 }
 
-/// Installs the root if it is missing (or `force`). Returns whether it built one.
+/// The commands `toolchain install --dry-run` prints: mmdebstrap for a
+/// Debian root, rustup and cargo for the rustup provider, none for the host.
+pub fn plan(toolchain: &Toolchain, options: &InstallOptions) -> Result<Vec<Cmd>> {
+    match toolchain.spec.provider {
+        Provider::Debian => Ok(vec![mmdebstrap_command(toolchain, &toolchain.root, options)?]),
+        Provider::Rustup => rustup::plan(toolchain),
+        Provider::Host => Ok(Vec::new()),
+    }
+}
+
+/// Installs what the toolchain's provider installs, if missing (or
+/// `force`). Returns whether it installed anything.
 pub fn install(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool> {
+    match toolchain.spec.provider {
+        Provider::Debian => install_root(toolchain, options),
+        Provider::Rustup => rustup::install(toolchain, options)
+            .with_context(|| format!("failed to install toolchain {}", toolchain.id())),
+        Provider::Host => {
+            ui::detail(format!("toolchain {} uses the host's own tools: nothing to install", toolchain.id()));
+            Ok(false)
+        }
+    }
+}
+
+/// Builds the Debian root if it is missing (or `force`). Returns whether it built one.
+fn install_root(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool> {
     if options.force {
         let _lock = cache::lock(&toolchain.root)?;
         cache::remove_dir_if_exists(&toolchain.root)?;

@@ -86,6 +86,7 @@ pub fn check_offline_ready(toolchain: &Toolchain) -> Result<()> {
 /// its repository index. Returns the package files (already present ones are
 /// verified, not downloaded again).
 pub fn populate(toolchain: &Toolchain) -> Result<Vec<DebFile>> {
+    toolchain.spec.debian()?;
     toolchain.require_installed()?;
     let dist = dist_dir(toolchain)?;
     let _lock = cache::lock(&dist)?;
@@ -155,6 +156,17 @@ fn wanted_packages(toolchain: &Toolchain) -> Result<Vec<String>> {
 /// Runs `apt-get download` for `packages` inside the root, with the network
 /// on for this step only, into `into` (created).
 pub fn apt_download(toolchain: &Toolchain, packages: &[String], into: &Path) -> Result<()> {
+    if toolchain.spec.debian.is_none() {
+        return Err(error::user_hint(
+            format!(
+                "cannot download {} with apt: toolchain {} (provider {}) has no Debian root",
+                packages.join(" "),
+                toolchain.id(),
+                toolchain.spec.provider.name()
+            ),
+            "give the kernel a tarball or path source, or a toolchain with provider = \"debian\"",
+        ));
+    }
     if fetch::is_offline() {
         return Err(fetch::missing_offline(&packages.join(" ")));
     }

@@ -1,4 +1,4 @@
-//! `toolchains/<id>.toml`: one toolchain pinned exactly (rustc, rust-src, bindgen, LLVM, QEMU, busybox) and where each comes from.
+//! `toolchains/<id>.toml`: one toolchain pinned exactly (rustc, rust-src, bindgen, LLVM, QEMU, busybox) and which provider supplies it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,23 @@ pub struct ExtraPackages {
 pub enum Provider {
     /// A hermetic Debian root built with mmdebstrap; builds run inside it.
     Debian,
+    /// rustc and rust-src from rustup, bindgen built with `cargo install`
+    /// into the toolchain's own directory, clang/lld/QEMU from the host.
+    Rustup,
+    /// The host's own tools (a distro packager's compilers): nothing is
+    /// installed, every pin is only verified.
+    Host,
+}
+
+impl Provider {
+    /// The name used in toolchain files (`provider = "rustup"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Debian => "debian",
+            Provider::Rustup => "rustup",
+            Provider::Host => "host",
+        }
+    }
 }
 
 /// Debian-specific settings.
@@ -66,13 +83,28 @@ pub struct DebianSettings {
     pub build_packages: Vec<String>,
 }
 
+/// rustup-specific settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RustupSettings {
+    /// What rustup calls the toolchain: a version (`1.97.1`) or a channel
+    /// (`stable`, `nightly-2026-05-19`). `[rustc] version` still pins the
+    /// exact compiler it must be.
+    pub toolchain: String,
+}
+
 /// A whole `toolchains/<id>.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ToolchainSpec {
     pub description: String,
     pub provider: Provider,
-    pub debian: DebianSettings,
+    /// Required for (and only allowed with) `provider = "debian"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debian: Option<DebianSettings>,
+    /// Required for (and only allowed with) `provider = "rustup"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rustup: Option<RustupSettings>,
     pub rustc: ToolPin,
     pub rust_src: ToolPin,
     pub bindgen: ToolPin,
@@ -95,14 +127,29 @@ pub struct ToolchainSpec {
 }
 
 impl ToolchainSpec {
-    /// Every package to install into the root, pinned ones first.
+    /// The `[debian]` table, or an error saying this provider has none.
+    pub fn debian(&self) -> Result<&DebianSettings> {
+        self.debian.as_ref().ok_or_else(|| {
+            error::user(format!(
+                "toolchain {} uses provider {}, which has no Debian root or packages ({})",
+                self.id,
+                self.provider.name(),
+                self.path.display()
+            ))
+        })
+    }
+
+    /// Every package to install into the root, pinned ones first (none for
+    /// the rustup and host providers, which have no root).
     pub fn root_packages(&self) -> Vec<String> {
         let mut packages = Vec::new();
         for pin in [&self.rustc, &self.rust_src, &self.bindgen, &self.qemu] {
             packages.extend(pin.packages.iter().cloned());
         }
         packages.extend(self.llvm.packages.iter().cloned());
-        packages.extend(self.debian.build_packages.iter().cloned());
+        if let Some(debian) = &self.debian {
+            packages.extend(debian.build_packages.iter().cloned());
+        }
         if let Some(extras) = &self.extras {
             packages.extend(extras.packages.iter().cloned());
         }
@@ -112,12 +159,19 @@ impl ToolchainSpec {
     /// What of the spec can change a kernel build's output: the compilers,
     /// rust-src, bindgen, LLVM, the build helpers and where they come from.
     /// QEMU, busybox and editor tools are left out, so pinning a newer QEMU
-    /// does not rebuild every kernel.
+    /// does not rebuild every kernel. (For the host and rustup providers the
+    /// host's make, flex, bison... are not pinned, so not part of it.)
     pub fn build_identity(&self) -> String {
-        let mut identity = format!(
-            "provider={:?}\nsuite={}\nextra-suites={:?}\n",
-            self.provider, self.debian.suite, self.debian.extra_suites
-        );
+        let mut identity = match (&self.debian, &self.rustup) {
+            (Some(debian), _) => {
+                format!(
+                    "provider={:?}\nsuite={}\nextra-suites={:?}\n",
+                    self.provider, debian.suite, debian.extra_suites
+                )
+            }
+            (None, Some(rustup)) => format!("provider={:?}\nrustup-toolchain={}\n", self.provider, rustup.toolchain),
+            (None, None) => format!("provider={:?}\n", self.provider),
+        };
         for (name, pin) in [("rustc", &self.rustc), ("rust-src", &self.rust_src), ("bindgen", &self.bindgen)] {
             identity.push_str(&format!("{name}={} {:?}\n", pin.version, pin.packages));
         }
@@ -125,7 +179,9 @@ impl ToolchainSpec {
             "llvm={} {:?} {} {}\n",
             self.llvm.version, self.llvm.packages, self.llvm.bin, self.llvm.lib
         ));
-        identity.push_str(&format!("build-packages={:?}\n", self.debian.build_packages));
+        if let Some(debian) = &self.debian {
+            identity.push_str(&format!("build-packages={:?}\n", debian.build_packages));
+        }
         identity
     }
 
@@ -142,6 +198,55 @@ impl ToolchainSpec {
     pub fn canonical(&self) -> String {
         toml::to_string(self).unwrap_or_default()
     }
+}
+
+/// Each provider has exactly its own table; only the Debian provider installs packages.
+fn check_provider_tables(spec: &ToolchainSpec) -> Result<()> {
+    let file = spec.path.display();
+    let provider = spec.provider.name();
+    match spec.provider {
+        Provider::Debian if spec.debian.is_none() => {
+            return Err(error::user(format!(
+                "{file}: provider = \"debian\" needs a [debian] table (suite, build-packages)"
+            )));
+        }
+        Provider::Rustup if spec.rustup.is_none() => {
+            return Err(error::user(format!(
+                "{file}: provider = \"rustup\" needs a [rustup] table (toolchain = \"{}\")",
+                spec.rustc.version
+            )));
+        }
+        _ => {}
+    }
+    if spec.provider != Provider::Debian && spec.debian.is_some() {
+        return Err(error::user(format!("{file}: [debian] only applies to provider = \"debian\", not {provider}")));
+    }
+    if spec.provider != Provider::Rustup && spec.rustup.is_some() {
+        return Err(error::user(format!("{file}: [rustup] only applies to provider = \"rustup\", not {provider}")));
+    }
+    if spec.provider != Provider::Debian {
+        let pins = [
+            ("rustc", &spec.rustc.packages),
+            ("rust-src", &spec.rust_src.packages),
+            ("bindgen", &spec.bindgen.packages),
+            ("llvm", &spec.llvm.packages),
+            ("qemu", &spec.qemu.packages),
+            ("busybox", &spec.busybox.packages),
+        ];
+        for (table, packages) in pins {
+            if !packages.is_empty() {
+                return Err(error::user(format!(
+                    "{file}: [{table}] packages only apply to provider = \"debian\"; provider {provider} installs no packages (pin the version only)"
+                )));
+            }
+        }
+        if spec.extras.is_some() {
+            return Err(error::user(format!(
+                "{file}: [extras] only applies to provider = \"debian\"; provider {provider} installs no packages"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Splits `name=version` (and checks it is pinned).
@@ -181,6 +286,7 @@ pub fn load(repo: &Path, id: &str) -> Result<ToolchainSpec> {
     let mut spec: ToolchainSpec = project::load_toml(&path)?;
     spec.id = id.to_string();
     spec.path = path;
+    check_provider_tables(&spec)?;
     for pin in spec.root_packages().iter().filter(|package| package.contains('=')) {
         split_pin(pin).with_context(|| format!("in {}", spec.path.display()))?;
     }
@@ -219,7 +325,11 @@ mod tests {
         assert!(ids.contains(&"sid".to_string()), "{ids:?}");
         for id in ids {
             let spec = load(&repo(), &id).unwrap();
-            for package in spec.root_packages().iter().filter(|package| !spec.debian.build_packages.contains(package)) {
+            let Some(debian) = &spec.debian else {
+                assert!(spec.root_packages().is_empty(), "{id}: provider {} has packages", spec.provider.name());
+                continue;
+            };
+            for package in spec.root_packages().iter().filter(|package| !debian.build_packages.contains(package)) {
                 assert!(package.contains('='), "{id}: {package} is not pinned");
             }
             spec.busybox_package().unwrap();
@@ -250,6 +360,66 @@ mod tests {
     fn unknown_toolchain_lists_known_ones() {
         let message = format!("{}", load(&repo(), "nope").unwrap_err());
         assert!(message.contains("unknown toolchain `nope`") && message.contains("sid"), "{message}");
+    }
+
+    /// Loads `text` as `toolchains/t.toml` of a scratch repository.
+    fn load_text(name: &str, text: &str) -> Result<ToolchainSpec> {
+        let dir = std::env::temp_dir().join(format!("kforge-spec-{name}-{}", std::process::id()));
+        fs_err::create_dir_all(dir.join("toolchains")).unwrap();
+        fs_err::write(dir.join("toolchains/t.toml"), text).unwrap();
+        let loaded = load(&dir, "t");
+        let _ = std::fs::remove_dir_all(&dir);
+        loaded
+    }
+
+    const PINS: &str = "[rustc]\nversion = \"1.97.1\"\n[rust-src]\nversion = \"1.97.1\"\n[bindgen]\nversion = \"0.72.1\"\n\
+        [llvm]\nversion = \"22.1.8\"\nbin = \"/usr/lib/llvm-22/bin\"\nlib = \"/usr/lib/llvm-22/lib\"\n\
+        [qemu]\nversion = \"11.1.3\"\n[busybox]\nversion = \"1.38.0\"\n";
+
+    #[test]
+    fn each_provider_needs_its_own_table_and_only_debian_has_packages() {
+        let rustup = load_text(
+            "rustup",
+            &format!("description = \"r\"\nprovider = \"rustup\"\n[rustup]\ntoolchain = \"stable\"\n{PINS}"),
+        )
+        .unwrap();
+        assert_eq!((rustup.provider, rustup.rustup.unwrap().toolchain.as_str()), (Provider::Rustup, "stable"));
+        assert!(rustup.debian.is_none());
+
+        let cases = [
+            ("provider = \"debian\"\n", "provider = \"debian\" needs a [debian] table (suite, build-packages)"),
+            ("provider = \"rustup\"\n", "provider = \"rustup\" needs a [rustup] table (toolchain = \"1.97.1\")"),
+            (
+                "provider = \"host\"\n[debian]\nsuite = \"sid\"\nbuild-packages = []\n",
+                "[debian] only applies to provider = \"debian\", not host",
+            ),
+            (
+                "provider = \"host\"\n[rustup]\ntoolchain = \"1.97.1\"\n",
+                "[rustup] only applies to provider = \"rustup\", not host",
+            ),
+        ];
+        for (provider, expected) in cases {
+            let message = load_text("bad", &format!("description = \"b\"\n{provider}{PINS}")).unwrap_err().to_string();
+            assert!(message.ends_with(expected), "{message}");
+        }
+        let with_package =
+            PINS.replace("version = \"0.72.1\"", "version = \"0.72.1\"\npackages = [\"bindgen=0.72.1-1+b3\"]");
+        let message = load_text("pkg", &format!("description = \"b\"\nprovider = \"host\"\n{with_package}"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("[bindgen] packages only apply to provider = \"debian\""), "{message}");
+    }
+
+    #[test]
+    fn debian_canonical_text_has_no_trace_of_the_other_providers() {
+        // The root's cache key hashes this text: the new optional tables must not appear in it.
+        let canonical = load(&repo(), "sid").unwrap().canonical();
+        assert!(
+            canonical.starts_with("description = ") && canonical.contains("\n[debian]\nsuite = \"sid\"\n"),
+            "{canonical}"
+        );
+        assert!(!canonical.contains("rustup"), "{canonical}");
+        assert!(load(&repo(), "host").unwrap().root_packages().is_empty());
     }
 
     #[test]

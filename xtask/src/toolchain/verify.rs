@@ -1,9 +1,9 @@
-//! Checks every pinned version inside an installed root, exactly, and explains each mismatch.
+//! Checks every pinned version inside an installed root (or, for the rustup and host providers, on the host), exactly, and explains each mismatch.
 
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Toolchain;
+use super::{Provider, Toolchain, host};
 use crate::arch::ARCHES;
 use crate::sandbox::Sandbox;
 
@@ -17,6 +17,9 @@ pub struct Check {
     pub ok: bool,
     /// The raw line the version came from, or why it is missing.
     pub detail: String,
+    /// What to do about a failed check (empty when there is nothing to add).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub hint: String,
 }
 
 /// The whole verification, as printed by `toolchain verify --json`.
@@ -31,12 +34,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// The mismatch lines of a failed report: "rustc: pinned 1.97.1, found 1.96.0".
+    /// The mismatch lines of a failed report: "rustc: pinned 1.97.1, found 1.96.0",
+    /// each followed by what to do, when known.
     pub fn mismatches(&self) -> Vec<String> {
         self.checks
             .iter()
             .filter(|check| !check.ok)
-            .map(|check| format!("{}: pinned {}, found {} ({})", check.tool, check.pinned, check.found, check.detail))
+            .map(|check| {
+                let line = format!("{}: pinned {}, found {} ({})", check.tool, check.pinned, check.found, check.detail);
+                if check.hint.is_empty() { line } else { format!("{line}\n    to fix: {}", check.hint) }
+            })
             .collect()
     }
 
@@ -49,6 +56,9 @@ impl Report {
                 "  {mark} {:<24} pinned {:<10} found {:<10} {}\n",
                 check.tool, check.pinned, check.found, check.detail
             ));
+            if !check.ok && !check.hint.is_empty() {
+                out.push_str(&format!("       to fix: {}\n", check.hint));
+            }
         }
         out
     }
@@ -64,7 +74,7 @@ pub fn version_after(text: &str, marker: &str) -> Option<String> {
 }
 
 /// Runs a shell snippet in the root; returns stdout+stderr (or the failure text).
-fn probe(sandbox: &Sandbox, script: &str) -> Result<(bool, String)> {
+pub(super) fn probe(sandbox: &Sandbox, script: &str) -> Result<(bool, String)> {
     let cmd = sandbox.jail().command(&["sh", "-c", script])?;
     let output = cmd.output()?;
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -72,11 +82,11 @@ fn probe(sandbox: &Sandbox, script: &str) -> Result<(bool, String)> {
     Ok((output.status.success(), text))
 }
 
-fn first_line(text: &str) -> String {
+pub(super) fn first_line(text: &str) -> String {
     text.lines().find(|line| !line.trim().is_empty()).unwrap_or("no output").trim().to_string()
 }
 
-fn version_check(tool: &str, pinned: &str, output: (bool, String), marker: &str) -> Check {
+pub(super) fn version_check(tool: &str, pinned: &str, output: (bool, String), marker: &str) -> Check {
     let (_, text) = output;
     match version_after(&text, marker) {
         Some(found) => Check {
@@ -85,6 +95,7 @@ fn version_check(tool: &str, pinned: &str, output: (bool, String), marker: &str)
             ok: found == pinned,
             found,
             detail: first_line(&text),
+            hint: String::new(),
         },
         None => Check {
             tool: tool.to_string(),
@@ -92,12 +103,17 @@ fn version_check(tool: &str, pinned: &str, output: (bool, String), marker: &str)
             found: "missing".to_string(),
             ok: false,
             detail: first_line(&text),
+            hint: String::new(),
         },
     }
 }
 
-/// Verifies every pin of an installed toolchain.
+/// Verifies every pin of a toolchain: inside its installed root, or for the
+/// rustup and host providers on the host (see `host::verify`).
 pub fn verify(toolchain: &Toolchain) -> Result<Report> {
+    if toolchain.spec.provider != Provider::Debian {
+        return host::verify(toolchain);
+    }
     let sandbox = toolchain.sandbox()?;
     let spec = &toolchain.spec;
     let mut checks = Vec::new();
@@ -156,6 +172,7 @@ pub fn verify(toolchain: &Toolchain) -> Result<Report> {
             found: if present { spec.busybox.version.clone() } else { "missing".to_string() },
             ok: present,
             detail: path.display().to_string(),
+            hint: String::new(),
         });
     }
 
@@ -170,7 +187,7 @@ pub fn verify(toolchain: &Toolchain) -> Result<Report> {
 }
 
 /// The arch row matching the host, for running the host's busybox.
-fn host_arch_row() -> &'static crate::arch::Arch {
+pub(super) fn host_arch_row() -> &'static crate::arch::Arch {
     let host = super::host_debian_arch();
     ARCHES.iter().find(|arch| arch.debian_arch == host).unwrap_or(&ARCHES[0])
 }
