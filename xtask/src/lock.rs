@@ -67,6 +67,9 @@ pub enum RootState {
     Installed,
     /// The root was not installed when the file was written: pins only.
     NotInstalled,
+    /// Provider rustup or host: there is no root; the tools on the host are
+    /// locked by their pinned versions (which `toolchain verify` checks).
+    HostTools,
 }
 
 /// One toolchain: its spec, its pins and (when installed) its root's packages.
@@ -172,6 +175,10 @@ impl Lockfile {
                     out.push_str("# The root was not installed when this file was written: pins only.\n");
                     out.push_str("root = \"not-installed\"\n");
                 }
+                RootState::HostTools => {
+                    out.push_str("# No root: the host's tools, locked by version (`toolchain verify` checks them).\n");
+                    out.push_str("root = \"host-tools\"\n");
+                }
                 RootState::Installed => {
                     out.push_str("root = \"installed\"\n");
                     if let Some(arch) = &toolchain.root_arch {
@@ -262,7 +269,26 @@ fn package_array(key: &str, packages: &[PackageLock]) -> String {
 }
 
 /// Every `name=version` a spec pins (the root's packages and busybox), sorted.
+/// The rustup and host providers pin no packages: their pins are the tools'
+/// versions (`rustc=1.97.1`, ..., and `rustup-toolchain=` for rustup).
 pub fn spec_pins(spec: &ToolchainSpec) -> Vec<String> {
+    if spec.debian.is_none() {
+        let mut pins: BTreeSet<String> = [
+            ("rustc", &spec.rustc.version),
+            ("rust-src", &spec.rust_src.version),
+            ("bindgen", &spec.bindgen.version),
+            ("llvm", &spec.llvm.version),
+            ("qemu", &spec.qemu.version),
+            ("busybox", &spec.busybox.version),
+        ]
+        .iter()
+        .map(|(tool, version)| format!("{tool}={version}"))
+        .collect();
+        if let Some(rustup) = &spec.rustup {
+            pins.insert(format!("rustup-toolchain={}", rustup.toolchain));
+        }
+        return pins.into_iter().collect();
+    }
     let mut pins: BTreeSet<String> = spec.root_packages().into_iter().filter(|package| package.contains('=')).collect();
     pins.extend(spec.busybox.packages.iter().filter(|package| package.contains('=')).cloned());
     pins.into_iter().collect()
@@ -274,7 +300,7 @@ fn toolchain_pins(spec: &ToolchainSpec) -> ToolchainLock {
         id: spec.id.clone(),
         spec_sha256: cache::sha256_hex(spec.canonical().as_bytes()),
         pins: spec_pins(spec),
-        root: RootState::NotInstalled,
+        root: if spec.debian.is_some() { RootState::NotInstalled } else { RootState::HostTools },
         root_arch: None,
         packages: Vec::new(),
         busybox: Vec::new(),
@@ -434,6 +460,14 @@ pub fn generate(repo: &Path, project: &Project, previous: Option<&Lockfile>) -> 
     let mut lock = inputs(repo, project)?;
     let mut notes = Vec::new();
     for entry in &mut lock.toolchains {
+        if entry.root == RootState::HostTools {
+            notes.push(format!(
+                "toolchain {}: {} pinned versions; it has no root (its tools are on the host), so no packages",
+                entry.id,
+                entry.pins.len()
+            ));
+            continue;
+        }
         let toolchain = Toolchain::load(repo, &entry.id)?;
         let kept = previous
             .and_then(|previous| previous.toolchain(&entry.id))
@@ -708,6 +742,10 @@ pub fn root_differences(locked: &Lockfile, toolchain: &Toolchain) -> Result<Vec<
     let Some(entry) = locked.toolchain(id) else {
         return Ok(vec![format!("toolchain {id} is not in kforge.lock")]);
     };
+    if entry.root == RootState::HostTools {
+        // No root, no packages: `verify` already checked every version on the host.
+        return Ok(Vec::new());
+    }
     if entry.root == RootState::NotInstalled {
         return Ok(vec![format!(
             "toolchain {id}: kforge.lock records its pins only (its root was not installed when the file was \
@@ -1043,6 +1081,27 @@ source = { path = "/src/linux" }
         assert!(sid.pins.iter().all(|pin| pin.contains('=')), "{:?}", sid.pins);
         assert_eq!(lock.kernels.len(), project.kernels.len());
         assert!(lock.kernel_config.contains_key("base.config"), "{:?}", lock.kernel_config);
+    }
+
+    #[test]
+    fn rustup_and_host_toolchains_are_locked_by_version_without_a_root() {
+        let lock = inputs(&repo(), &Project::load(&repo()).unwrap()).unwrap();
+        let rustup = lock.toolchain("rustup-1.97").unwrap();
+        assert_eq!(rustup.root, RootState::HostTools);
+        assert!(rustup.pins.contains(&"rustup-toolchain=1.97.1".to_string()), "{:?}", rustup.pins);
+        assert!(rustup.pins.contains(&"bindgen=0.72.1".to_string()), "{:?}", rustup.pins);
+        let host = lock.toolchain("host").unwrap();
+        assert!(host.pins.contains(&"rustc=1.97.1".to_string()) && host.packages.is_empty(), "{:?}", host.pins);
+        assert!(lock.render().contains("id = \"host\"\nspec-sha256 = "), "{}", lock.render());
+        // Under --locked there is no root to compare: `verify` checks the versions.
+        let toolchain = Toolchain::load(&repo(), "host").unwrap();
+        assert_eq!(root_differences(&lock, &toolchain).unwrap(), Vec::<String>::new());
+        let (generated, notes) = generate(&repo(), &Project::load(&repo()).unwrap(), Some(&lock)).unwrap();
+        assert_eq!(generated.toolchain("host").unwrap().root, RootState::HostTools);
+        assert!(
+            notes.iter().any(|note| note.starts_with("toolchain host: 6 pinned versions; it has no root")),
+            "{notes:?}"
+        );
     }
 
     /// The committed kforge.lock matches the repository's pins, kernels and

@@ -52,7 +52,8 @@ fn unknown_kernel_and_toolchain_list_the_valid_ones() {
     let output = xtask(&["toolchain", "verify", "nosuch"], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr(&output).contains("unknown toolchain `nosuch`; valid toolchains are: experimental, sid, trixie"),
+        stderr(&output)
+            .contains("unknown toolchain `nosuch`; valid toolchains are: experimental, host, rustup-1.97, sid, trixie"),
         "{}",
         stderr(&output)
     );

@@ -13,7 +13,7 @@ pub struct LockArgs {
     /// Change nothing; exit non-zero, naming each difference, when kforge.lock is not what `lock` would write.
     #[arg(long)]
     pub check: bool,
-    /// Install every toolchain root that is missing first, so its packages are locked too.
+    /// Install every Debian toolchain root that is missing first, so its packages are locked too.
     #[arg(long, conflicts_with = "check")]
     pub install: bool,
 }
@@ -23,7 +23,11 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> Result<i32> {
     let path = context.repo.join(lock::FILE);
     if args.install {
         for id in spec::list_ids(&context.repo)? {
-            install::install(&Toolchain::load(&context.repo, &id)?, &global.install_options())?;
+            let toolchain = Toolchain::load(&context.repo, &id)?;
+            // Only Debian roots have packages to lock; rustup and host tools are locked by version.
+            if toolchain.spec.debian.is_some() {
+                install::install(&toolchain, &global.install_options())?;
+            }
         }
     }
     // An unreadable file is what `lock` is there to replace; `--check` reports it.

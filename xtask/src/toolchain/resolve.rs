@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::{ARCHES, Arch};
 use crate::project::KernelEntry;
-use crate::toolchain::ToolchainSpec;
+use crate::toolchain::{Provider, ToolchainSpec};
 use crate::{error, project, version};
 
 /// The rules file, relative to the repository.
@@ -789,7 +789,7 @@ pub struct Preferred<'a> {
 /// Applies the rules to every toolchain on every arch and picks one per arch:
 /// `preferred` when it satisfies every rule, else the satisfying toolchain
 /// with the oldest rustc (closest to the tree's minimum: newer compilers are
-/// the ones that break older kernels).
+/// the ones that break older kernels), a Debian root before the host's tools.
 pub fn resolve(
     rules: &Rules,
     tree: &KernelTree,
@@ -819,7 +819,12 @@ pub fn resolve(
         let verdict_of = |id: &str| verdicts.iter().find(|verdict| verdict.toolchain == id);
         let mut candidates: Vec<&ToolchainSpec> =
             specs.iter().filter(|spec| verdict_of(&spec.id).is_some_and(|verdict| verdict.ok)).collect();
-        candidates.sort_by(|a, b| version::compare(&a.rustc.version, &b.rustc.version).then(a.id.cmp(&b.id)));
+        // On equal rustc, a hermetic Debian root before the host's tools (rustup, host).
+        candidates.sort_by(|a, b| {
+            version::compare(&a.rustc.version, &b.rustc.version)
+                .then((a.provider != Provider::Debian).cmp(&(b.provider != Provider::Debian)))
+                .then(a.id.cmp(&b.id))
+        });
         let preferred_verdict =
             preferred.and_then(|preferred| verdict_of(preferred.id).map(|verdict| (preferred, verdict)));
         let (chosen, reason) = match (preferred_verdict, candidates.first()) {
