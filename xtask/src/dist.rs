@@ -176,13 +176,19 @@ pub fn iso8601(seconds: u64) -> String {
 pub fn write_archive(out: &Path, cell: &str, entries: &[Entry], mtime: u64) -> Result<PathBuf> {
     let prefix = format!("kforge-{cell}");
     let archive = out.join(format!("{prefix}.tar.gz"));
-    write_tar_gz(&archive, &prefix, entries, mtime)?;
+    write_tar_gz(&archive, &prefix, entries, mtime, flate2::Compression::best())?;
     Ok(archive)
 }
 
 /// Writes `archive` and `<archive>.sha256` atomically (see `tar_gz`).
-pub fn write_tar_gz(archive: &Path, prefix: &str, entries: &[Entry], mtime: u64) -> Result<()> {
-    let bytes = tar_gz(prefix, entries, mtime)?;
+pub fn write_tar_gz(
+    archive: &Path,
+    prefix: &str,
+    entries: &[Entry],
+    mtime: u64,
+    level: flate2::Compression,
+) -> Result<()> {
+    let bytes = tar_gz(prefix, entries, mtime, level)?;
     cache::write_atomic(archive, &bytes).with_context(|| format!("failed to write {}", archive.display()))?;
     let name = archive.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     cache::write_atomic(&cache::sibling(archive, "sha256"), format!("{}  {name}\n", cache::sha256_hex(&bytes)))?;
@@ -190,8 +196,9 @@ pub fn write_tar_gz(archive: &Path, prefix: &str, entries: &[Entry], mtime: u64)
 }
 
 /// A deterministic tar.gz: entries under `prefix/`, sorted, directories
-/// included, owner 0:0, every mtime `mtime`, gzip header without time or name.
-pub fn tar_gz(prefix: &str, entries: &[Entry], mtime: u64) -> Result<Vec<u8>> {
+/// included, owner 0:0, every mtime `mtime`, gzip header without time or name
+/// (the same bytes for the same entries and level).
+pub fn tar_gz(prefix: &str, entries: &[Entry], mtime: u64, level: flate2::Compression) -> Result<Vec<u8>> {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|left, right| left.path.cmp(&right.path));
     let prefix = prefix.to_string();
@@ -231,7 +238,7 @@ pub fn tar_gz(prefix: &str, entries: &[Entry], mtime: u64) -> Result<Vec<u8>> {
         }
     }
     let tar = builder.into_inner()?;
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), level);
     gz.write_all(&tar)?;
     Ok(gz.finish()?)
 }
