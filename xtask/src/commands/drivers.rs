@@ -30,7 +30,7 @@ pub enum DriversCommand {
         #[arg(long)]
         arch: Option<String>,
         /// Comma-separated driver names or `all` (default: the default matrix's;
-        /// with --sdk: every driver with its own module).
+        /// with --sdk, default and `all`: every driver with a module of its own).
         #[arg(long)]
         driver: Option<String>,
         /// Build against this SDK tarball instead of a kernel tree (its kernel and arch).
@@ -109,10 +109,10 @@ fn build_with_sdk(
     let manifest = &unpacked.manifest;
     let arch = unpacked.arch()?;
     let drivers = match list {
-        Some(_) => context.drivers(list)?,
-        None => {
+        None | Some("all") => {
             crate::driver::discover(&context.repo)?.into_iter().filter(|driver| driver.meta.module.is_some()).collect()
         }
+        Some(_) => context.drivers(list)?,
     };
     let dot_config = fs_err::read_to_string(unpacked.build_dir().join(".config"))?;
     let mut active = Vec::new();
@@ -122,6 +122,13 @@ fn build_with_sdk(
                 "driver {} has no module of its own (its modules come from the kernel build), so an SDK cannot build it",
                 driver.name
             )));
+        }
+        if !driver.meta.in_tree_modules.is_empty() {
+            ui::warn(format!(
+                "driver {} also loads in-tree modules ({}); they come from a kernel build, not from the SDK",
+                driver.name,
+                driver.meta.in_tree_modules.join(", ")
+            ));
         }
         if let Some(reason) = driver.skip_reason(arch, &manifest.kernel.version) {
             ui::status("Skipping", format!("{} on {}: {reason}", driver.name, arch.name));
