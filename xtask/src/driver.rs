@@ -403,6 +403,15 @@ mod tests {
     }
 
     #[test]
+    fn a_module_is_built_by_kbuild_against_the_build_directory() {
+        let arm = Arch::find("arm64").unwrap();
+        assert_eq!(
+            module_command(arm, Parallel::Jobs(2)).join(" "),
+            "make -C /build ARCH=arm64 LLVM=1 M=/drv modules -j2"
+        );
+    }
+
+    #[test]
     fn the_workspace_drivers_are_discovered() {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let drivers = discover(&repo).unwrap();

@@ -544,6 +544,46 @@ pub fn check_installed(sdk: &Unpacked, toolchain: &Toolchain) -> Result<()> {
     ))
 }
 
+/// The drivers an SDK can build: each must have a module of its own and its
+/// config needs met by the SDK's kernel; those that cannot run on its arch or
+/// kernel version are skipped with the reason.
+pub fn buildable(sdk: &Unpacked, drivers: Vec<Driver>) -> Result<Vec<Driver>> {
+    let arch = sdk.arch()?;
+    let dot_config = read_text(&sdk.build_dir().join(".config"))?;
+    let mut active = Vec::new();
+    for driver in drivers {
+        if driver.meta.module.is_none() {
+            return Err(error::user(format!(
+                "driver {} has no module of its own (its modules come from the kernel build), so an SDK cannot build it",
+                driver.name
+            )));
+        }
+        if !driver.meta.in_tree_modules.is_empty() {
+            ui::warn(format!(
+                "driver {} also loads in-tree modules ({}); they come from a kernel build, not from the SDK",
+                driver.name,
+                driver.meta.in_tree_modules.join(", ")
+            ));
+        }
+        if let Some(reason) = driver.skip_reason(arch, &sdk.manifest.kernel.version) {
+            ui::status("Skipping", format!("{} on {}: {reason}", driver.name, arch.name));
+            continue;
+        }
+        let missing = missing_options(&driver, &dot_config);
+        if !missing.is_empty() {
+            return Err(error::user(format!(
+                "driver {} needs config options the SDK's kernel {} ({}) does not have:\n  {}",
+                driver.name,
+                sdk.manifest.kernel.id,
+                arch.name,
+                missing.join("\n  ")
+            )));
+        }
+        active.push(driver);
+    }
+    Ok(active)
+}
+
 /// The config options a driver needs (`kconfig`) that the SDK's kernel does not have.
 pub fn missing_options(driver: &Driver, dot_config: &str) -> Vec<String> {
     let fragment =

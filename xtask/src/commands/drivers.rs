@@ -9,7 +9,7 @@ use super::{Context, GlobalArgs};
 use crate::driver::KernelTree;
 use crate::jobserver::Parallel;
 use crate::toolchain::Toolchain;
-use crate::{error, pipeline, sdk, ui};
+use crate::{pipeline, sdk, ui};
 
 #[derive(Debug, Args)]
 pub struct DriversArgs {
@@ -114,38 +114,7 @@ fn build_with_sdk(
         }
         Some(_) => context.drivers(list)?,
     };
-    let dot_config = fs_err::read_to_string(unpacked.build_dir().join(".config"))?;
-    let mut active = Vec::new();
-    for driver in drivers {
-        if driver.meta.module.is_none() {
-            return Err(error::user(format!(
-                "driver {} has no module of its own (its modules come from the kernel build), so an SDK cannot build it",
-                driver.name
-            )));
-        }
-        if !driver.meta.in_tree_modules.is_empty() {
-            ui::warn(format!(
-                "driver {} also loads in-tree modules ({}); they come from a kernel build, not from the SDK",
-                driver.name,
-                driver.meta.in_tree_modules.join(", ")
-            ));
-        }
-        if let Some(reason) = driver.skip_reason(arch, &manifest.kernel.version) {
-            ui::status("Skipping", format!("{} on {}: {reason}", driver.name, arch.name));
-            continue;
-        }
-        let missing = sdk::missing_options(&driver, &dot_config);
-        if !missing.is_empty() {
-            return Err(error::user(format!(
-                "driver {} needs config options the SDK's kernel {} ({}) does not have:\n  {}",
-                driver.name,
-                manifest.kernel.id,
-                arch.name,
-                missing.join("\n  ")
-            )));
-        }
-        active.push(driver);
-    }
+    let active = sdk::buildable(&unpacked, drivers)?;
     let id = toolchain_id.unwrap_or(&manifest.toolchain.id);
     sdk::check_spec(&unpacked, &Toolchain::load(&context.repo, id)?)?;
     let toolchain = pipeline::ready_toolchain(&context.repo, id, &global.install_options())?;
