@@ -172,22 +172,44 @@ pub fn iso8601(seconds: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
-/// Writes `<out>/kforge-<cell>.tar.gz`: entries under `kforge-<cell>/`,
-/// sorted, owner 0:0, every mtime `mtime`, gzip header without time or name.
+/// Writes `<out>/kforge-<cell>.tar.gz` (and its `.sha256`): entries under `kforge-<cell>/`.
 pub fn write_archive(out: &Path, cell: &str, entries: &[Entry], mtime: u64) -> Result<PathBuf> {
+    let prefix = format!("kforge-{cell}");
+    let archive = out.join(format!("{prefix}.tar.gz"));
+    write_tar_gz(&archive, &prefix, entries, mtime, flate2::Compression::best())?;
+    Ok(archive)
+}
+
+/// Writes `archive` and `<archive>.sha256` atomically (see `tar_gz`).
+pub fn write_tar_gz(
+    archive: &Path,
+    prefix: &str,
+    entries: &[Entry],
+    mtime: u64,
+    level: flate2::Compression,
+) -> Result<()> {
+    let bytes = tar_gz(prefix, entries, mtime, level)?;
+    cache::write_atomic(archive, &bytes).with_context(|| format!("failed to write {}", archive.display()))?;
+    let name = archive.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    cache::write_atomic(&cache::sibling(archive, "sha256"), format!("{}  {name}\n", cache::sha256_hex(&bytes)))?;
+    Ok(())
+}
+
+/// A deterministic tar.gz: entries under `prefix/`, sorted, directories
+/// included, owner 0:0, every mtime `mtime`, gzip header without time or name
+/// (the same bytes for the same entries and level).
+pub fn tar_gz(prefix: &str, entries: &[Entry], mtime: u64, level: flate2::Compression) -> Result<Vec<u8>> {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|left, right| left.path.cmp(&right.path));
-    let prefix = format!("kforge-{cell}");
+    let prefix = prefix.to_string();
     let mut builder = tar::Builder::new(Vec::new());
     builder.mode(tar::HeaderMode::Deterministic);
-    let mut dirs: Vec<String> = vec![prefix.clone()];
+    let mut dirs: std::collections::BTreeSet<String> = std::collections::BTreeSet::from([prefix.clone()]);
     for entry in &sorted {
         let mut parent = prefix.clone();
         for part in entry.path.split('/').collect::<Vec<_>>().iter().rev().skip(1).rev() {
             parent = format!("{parent}/{part}");
-            if !dirs.contains(&parent) {
-                dirs.push(parent.clone());
-            }
+            dirs.insert(parent.clone());
         }
     }
     let mut items: Vec<(String, Option<&Entry>)> = dirs.into_iter().map(|dir| (dir, None)).collect();
@@ -216,16 +238,9 @@ pub fn write_archive(out: &Path, cell: &str, entries: &[Entry], mtime: u64) -> R
         }
     }
     let tar = builder.into_inner()?;
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), level);
     gz.write_all(&tar)?;
-    let bytes = gz.finish()?;
-    let archive = out.join(format!("{prefix}.tar.gz"));
-    cache::write_atomic(&archive, &bytes).with_context(|| format!("failed to write {}", archive.display()))?;
-    cache::write_atomic(
-        &out.join(format!("{prefix}.tar.gz.sha256")),
-        format!("{}  {prefix}.tar.gz\n", cache::sha256_hex(&bytes)),
-    )?;
-    Ok(archive)
+    Ok(gz.finish()?)
 }
 
 /// Reads an archive back as path -> bytes (for comparing two builds).

@@ -11,6 +11,7 @@ use crate::jobserver::Parallel;
 use crate::kernel::build::{KernelBuild, process_failure};
 use crate::kernel::source::SourceTree;
 use crate::process::{Cmd, Control, Outcome};
+use crate::sandbox::{Jail, Sandbox};
 use crate::stage::{Category, StageContext};
 use crate::toolchain::Toolchain;
 use crate::{cache, error, project, version};
@@ -217,38 +218,91 @@ pub fn build(
         modules.push(ModuleFile { name: module_name(relative), ko, params: Vec::new() });
     }
     let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
-    let jail = || {
-        let mut jail = sandbox.jail();
-        jail.ro(&source.dir, "/src");
-        jail.ro(&kernel.dir, "/build");
-        jail.rw(&work, "/drv");
-        jail.cwd("/drv")
-    };
-    if let Some(module) = &driver.meta.module {
-        let log = out_dir.join(format!("{}.build.log", driver.name));
-        let mut argv = crate::kernel::build::make_command(arch, "/build", "/build");
-        argv.retain(|word| !word.starts_with("O="));
-        argv.extend(["M=/drv".to_string(), "modules".to_string()]);
-        argv.extend(parallel.make_args());
-        let cmd = parallel.attach(jail()).command(&argv)?;
-        let outcome = cmd.stream(&log, None, &mut |_| Control::Continue)?;
-        let ko = work.join(format!("{module}.ko"));
-        if !matches!(outcome, Outcome::Exited(status) if status.success()) {
-            return Err(process_failure(&cmd, outcome, &log))
-                .stage(Category::Build, failed("the module did not compile".into()));
-        }
-        if !ko.is_file() {
-            return Err(anyhow::anyhow!("the build produced no {module}.ko (is `module` in Cargo.toml right?)"))
-                .stage(Category::Build, failed("no module".into()));
-        }
-        modules.push(ModuleFile { name: module.clone(), ko, params: driver.meta.module_params.clone() });
+    let tree = KernelTree { source: &source.dir, build: &kernel.dir };
+    if driver.meta.module.is_some() {
+        modules.push(compile_module(driver, arch, &sandbox, &tree, &work, out_dir, parallel)?);
     }
     for program in &driver.meta.test_programs {
         let output = format!("/drv/{}", program.strip_suffix(".c").unwrap_or(program));
-        let cmd = jail().command(&test_program_command(arch, &format!("/drv/{program}"), &output))?;
+        let cmd =
+            tree.jail(&sandbox, &work).command(&test_program_command(arch, &format!("/drv/{program}"), &output))?;
         cmd.run().stage(Category::Build, failed(format!("test program {program} did not compile")))?;
     }
     Ok(BuiltDriver { driver: driver.clone(), modules, tests_dir: work.join("tests") })
+}
+
+/// What an external module build reads: a kernel source directory (mounted at
+/// `/src`) and its build directory (at `/build`); a kforge kernel build, or
+/// the `src/` and `build/` of an unpacked SDK.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelTree<'a> {
+    pub source: &'a Path,
+    pub build: &'a Path,
+}
+
+impl KernelTree<'_> {
+    /// The sandbox view of a driver build: the tree read-only, the driver's copy writable at `/drv`.
+    fn jail<'s>(&self, sandbox: &'s Sandbox, work: &Path) -> Jail<'s> {
+        let mut jail = sandbox.jail();
+        jail.ro(self.source, "/src");
+        jail.ro(self.build, "/build");
+        jail.rw(work, "/drv");
+        jail.cwd("/drv")
+    }
+}
+
+/// Builds only a driver's own module (no in-tree modules, no test programs)
+/// against `tree`, in `out_dir/<name>` (a copy of its sources).
+pub fn build_module(
+    driver: &Driver,
+    arch: &Arch,
+    toolchain: &Toolchain,
+    tree: &KernelTree<'_>,
+    out_dir: &Path,
+    parallel: Parallel<'_>,
+) -> Result<ModuleFile> {
+    let work = out_dir.join(&driver.name);
+    cache::remove_dir_if_exists(&work)?;
+    copy_tree(&driver.dir, &work)?;
+    let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
+    compile_module(driver, arch, &sandbox, tree, &work, out_dir, parallel)
+}
+
+/// `make -C /build ARCH=... LLVM=1 M=/drv modules` in the driver's copy `work`; the log goes to `out_dir/<name>.build.log`.
+fn compile_module(
+    driver: &Driver,
+    arch: &Arch,
+    sandbox: &Sandbox,
+    tree: &KernelTree<'_>,
+    work: &Path,
+    out_dir: &Path,
+    parallel: Parallel<'_>,
+) -> Result<ModuleFile> {
+    let failed = |message: &str| format!("driver {} failed to build for {}: {message}", driver.name, arch.name);
+    let Some(module) = &driver.meta.module else {
+        return Err(error::user(format!("driver {} has no `module` to build (see its Cargo.toml)", driver.name)));
+    };
+    let log = out_dir.join(format!("{}.build.log", driver.name));
+    let cmd = parallel.attach(tree.jail(sandbox, work)).command(&module_command(arch, parallel))?;
+    let outcome = cmd.stream(&log, None, &mut |_| Control::Continue)?;
+    let ko = work.join(format!("{module}.ko"));
+    if !matches!(outcome, Outcome::Exited(status) if status.success()) {
+        return Err(process_failure(&cmd, outcome, &log)).stage(Category::Build, failed("the module did not compile"));
+    }
+    if !ko.is_file() {
+        return Err(anyhow::anyhow!("the build produced no {module}.ko (is `module` in Cargo.toml right?)"))
+            .stage(Category::Build, failed("no module"));
+    }
+    Ok(ModuleFile { name: module.clone(), ko, params: driver.meta.module_params.clone() })
+}
+
+/// The Kbuild command for an external module in `/drv` against the kernel build at `/build`.
+pub fn module_command(arch: &Arch, parallel: Parallel<'_>) -> Vec<String> {
+    let mut argv = crate::kernel::build::make_command(arch, "/build", "/build");
+    argv.retain(|word| !word.starts_with("O="));
+    argv.extend(["M=/drv".to_string(), "modules".to_string()]);
+    argv.extend(parallel.make_args());
+    argv
 }
 
 /// `samples/rust/rust_minimal.ko` -> `rust_minimal`.
@@ -346,6 +400,15 @@ mod tests {
         assert_eq!(edu.skip_reason(arm, "7.2.13").unwrap(), "edu does not support arm64: example reason");
         assert_eq!(edu.skip_reason(x86, "6.12.107").unwrap(), "edu needs kernel 7.2 or newer (this is 6.12.107)");
         assert_eq!(edu.test_names(), ["factorial"]);
+    }
+
+    #[test]
+    fn a_module_is_built_by_kbuild_against_the_build_directory() {
+        let arm = Arch::find("arm64").unwrap();
+        assert_eq!(
+            module_command(arm, Parallel::Jobs(2)).join(" "),
+            "make -C /build ARCH=arm64 LLVM=1 M=/drv modules -j2"
+        );
     }
 
     #[test]

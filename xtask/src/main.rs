@@ -26,6 +26,7 @@ mod qemu;
 mod report;
 mod sandbox;
 mod scaffold;
+mod sdk;
 mod stage;
 #[cfg(test)]
 mod test_support;
@@ -64,6 +65,8 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Build, boot and test the matrix; write results.json, junit.xml and report.html.
     Test(commands::test::TestArgs),
+    /// Export a kernel's Rust SDK (a tarball) for building modules without the full tree.
+    Sdk(commands::sdk::SdkArgs),
     /// Release archives per cell (kernel, stripped modules, initramfs, SHA256SUMS, manifest, SBOM).
     Dist(commands::dist::DistArgs),
     /// Download everything a matrix needs (toolchain packages, kernel sources, busybox) into the store.
@@ -115,6 +118,7 @@ fn main() {
         Command::Ktap(args) => commands::ktap::run(args),
         Command::Lock(args) => commands::lock::run(args, &global),
         Command::Dist(args) => commands::dist::run(args, &global),
+        Command::Sdk(args) => commands::sdk::run(args, &global),
         Command::NewDriver(args) => commands::new_driver::run(args),
         Command::RustAnalyzer(args) => commands::rust_analyzer::run(args, &global),
     };
@@ -147,6 +151,7 @@ fn builds(command: &Command) -> bool {
         | Command::Test(_)
         | Command::Dist(_)
         | Command::Fetch(_)
+        | Command::Sdk(_)
         | Command::RustAnalyzer(_) => true,
         Command::Report(_) | Command::Ci(_) | Command::Ktap(_) | Command::Lock(_) | Command::NewDriver(_) => false,
     }

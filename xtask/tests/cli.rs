@@ -387,3 +387,33 @@ fn toolchain_resolve_explains_when_no_toolchain_fits() {
     }
     assert!(report.contains("rustc 1.85.1 is not == min-rustc (1.78.0)"), "{report}");
 }
+#[test]
+fn drivers_build_refuses_a_missing_or_foreign_sdk_archive() {
+    let scratch = std::env::temp_dir().join(format!("kforge-cli-sdk-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let missing = scratch.join("missing.tar.gz");
+    let output = xtask(&["drivers", "build", "--sdk", missing.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("missing.tar.gz does not exist"), "{text}");
+    assert!(text.contains("hint: export one with: cargo xtask sdk --kernel ID --arch ARCH"), "{text}");
+
+    // A tarball without sdk.json is not unpacked into the cache.
+    let foreign = scratch.join("foreign.tar.gz");
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut header = tar::Header::new_ustar();
+    header.set_size(5);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder.append_data(&mut header, "top/hello.txt", &b"hello"[..]).unwrap();
+    std::fs::write(&foreign, builder.into_inner().unwrap().finish().unwrap()).unwrap();
+    let output = xtask(&["drivers", "build", "--sdk", foreign.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("failed to unpack SDK") && text.contains("has no sdk.json; is it a kforge SDK?"), "{text}");
+
+    let output = xtask(&["drivers", "build", "--toolchain", "sid"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--sdk <FILE>"), "{}", stderr(&output));
+    let _ = std::fs::remove_dir_all(scratch);
+}

@@ -92,6 +92,7 @@ fn end_to_end_x86_64_and_arm64() {
     }
 
     in_kernel_and_pci_tests_ran(&results);
+    sdk_builds_the_same_module();
     scaffolded_driver_passes_then_a_broken_one_fails();
     offline_after_fetch();
 
@@ -123,6 +124,36 @@ fn in_kernel_and_pci_tests_ran(results: &serde_json::Value) {
             assert!(passed.contains(&name), "{label}: {name} did not pass: {passed:?}");
         }
     }
+}
+
+/// The SDK of the kernel just tested builds fifo without the full tree, byte
+/// for byte the module the test run built; another toolchain is refused.
+fn sdk_builds_the_same_module() {
+    let archive = repo().join("target/kforge/sdk/kforge-sdk-7.2-x86_64.tar.gz");
+    let export = xtask(&["sdk", "--kernel", "7.2", "--arch", "x86_64", "--out", archive.to_str().unwrap()]);
+    assert_eq!(export.status.code(), Some(0), "sdk export failed");
+    assert_eq!(String::from_utf8_lossy(&export.stdout).trim(), archive.to_str().unwrap());
+    let build = xtask(&["drivers", "build", "--sdk", archive.to_str().unwrap(), "--driver", "fifo"]);
+    assert_eq!(build.status.code(), Some(0), "drivers build --sdk failed");
+    let ko = PathBuf::from(String::from_utf8_lossy(&build.stdout).trim());
+    assert!(ko.ends_with("sdk-7.2-x86_64/fifo/kforge_fifo.ko"), "{}", ko.display());
+    let full_tree = repo().join("target/kforge/cells/7.2-x86_64/drivers/fifo/kforge_fifo.ko");
+    assert!(
+        std::fs::read(&ko).unwrap() == std::fs::read(&full_tree).unwrap(),
+        "{} (SDK) differs from {} (full tree)",
+        ko.display(),
+        full_tree.display()
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["drivers", "build", "--sdk", archive.to_str().unwrap(), "--toolchain", "trixie"])
+        .current_dir(repo())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{text}");
+    assert!(text.contains("toolchain trixie cannot build modules for the SDK of kernel 7.2"), "{text}");
+    assert!(text.contains("rustc: the SDK's kernel was built with 1.97.1, toolchain trixie pins 1.85.1"), "{text}");
 }
 
 /// Removes a scaffolded driver from the clone even when an assertion fails.

@@ -1,11 +1,15 @@
-//! `cargo xtask drivers build | list`: our out-of-tree Rust drivers, built against a kforge kernel.
+//! `cargo xtask drivers build | list`: our out-of-tree Rust drivers, built against a kforge kernel or an exported SDK.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::{Context, GlobalArgs};
+use crate::driver::KernelTree;
 use crate::jobserver::Parallel;
-use crate::{pipeline, ui};
+use crate::toolchain::Toolchain;
+use crate::{pipeline, sdk, ui};
 
 #[derive(Debug, Args)]
 pub struct DriversArgs {
@@ -17,16 +21,24 @@ pub struct DriversArgs {
 pub enum DriversCommand {
     /// List the drivers found in the workspace and their metadata.
     List,
-    /// Build the drivers as modules for a kernel (building the kernel first if needed).
+    /// Build the drivers as modules for a kernel (building the kernel first if needed),
+    /// or only their modules against an SDK from `cargo xtask sdk`.
     Build {
         #[arg(long)]
         kernel: Option<String>,
         /// Comma-separated arches or `all` (default: the default matrix's).
         #[arg(long)]
         arch: Option<String>,
-        /// Comma-separated driver names or `all` (default: the default matrix's).
+        /// Comma-separated driver names or `all` (default: the default matrix's;
+        /// with --sdk, default and `all`: every driver with a module of its own).
         #[arg(long)]
         driver: Option<String>,
+        /// Build against this SDK tarball instead of a kernel tree (its kernel and arch).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "arch"])]
+        sdk: Option<PathBuf>,
+        /// With --sdk: the toolchain to build with (default: the one the SDK records; its versions must match).
+        #[arg(long, requires = "sdk")]
+        toolchain: Option<String>,
     },
 }
 
@@ -46,7 +58,10 @@ pub fn run(args: DriversArgs, global: &GlobalArgs) -> Result<i32> {
             }
             Ok(0)
         }
-        DriversCommand::Build { kernel, arch, driver } => {
+        DriversCommand::Build { sdk: Some(file), driver, toolchain, .. } => {
+            build_with_sdk(&context, &file, driver.as_deref(), toolchain.as_deref(), global)
+        }
+        DriversCommand::Build { kernel, arch, driver, sdk: None, toolchain: _ } => {
             let kernel = context.kernel(kernel.as_deref())?;
             let drivers = context.drivers(driver.as_deref())?;
             let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
@@ -79,4 +94,40 @@ pub fn run(args: DriversArgs, global: &GlobalArgs) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `drivers build --sdk FILE`: unpack (verified), check the toolchain is the
+/// kernel's own, then build each driver's module against the SDK.
+fn build_with_sdk(
+    context: &Context,
+    file: &Path,
+    list: Option<&str>,
+    toolchain_id: Option<&str>,
+    global: &GlobalArgs,
+) -> Result<i32> {
+    let unpacked = sdk::unpack(file)?;
+    let manifest = &unpacked.manifest;
+    let arch = unpacked.arch()?;
+    let drivers = match list {
+        None | Some("all") => {
+            crate::driver::discover(&context.repo)?.into_iter().filter(|driver| driver.meta.module.is_some()).collect()
+        }
+        Some(_) => context.drivers(list)?,
+    };
+    let active = sdk::buildable(&unpacked, drivers)?;
+    let id = toolchain_id.unwrap_or(&manifest.toolchain.id);
+    sdk::check_spec(&unpacked, &Toolchain::load(&context.repo, id)?)?;
+    let toolchain = pipeline::ready_toolchain(&context.repo, id, &global.install_options())?;
+    sdk::check_installed(&unpacked, &toolchain)?;
+    let source_dir = unpacked.source_dir();
+    let build_dir = unpacked.build_dir();
+    let tree = KernelTree { source: &source_dir, build: &build_dir };
+    let out = context.output.join("drivers").join(format!("sdk-{}-{}", manifest.kernel.id, arch.name));
+    for driver in &active {
+        ui::status("Compiling", format!("driver {} for {} against the SDK", driver.name, arch.name));
+        let parallel = Parallel::Jobs(pipeline::default_jobs());
+        let module = crate::driver::build_module(driver, arch, &toolchain, &tree, &out, parallel)?;
+        println!("{}", module.ko.display());
+    }
+    Ok(0)
 }

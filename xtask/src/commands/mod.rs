@@ -12,6 +12,7 @@ pub mod new_driver;
 pub mod report;
 pub mod run;
 pub mod rust_analyzer;
+pub mod sdk;
 pub mod test;
 pub mod toolchain;
 

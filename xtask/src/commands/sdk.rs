@@ -1,0 +1,68 @@
+//! `cargo xtask sdk`: export a built kernel's Rust SDK, a tarball that `drivers build --sdk` (or plain Kbuild) builds modules against without the full tree.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Context, GlobalArgs};
+use crate::arch::Arch;
+use crate::jobserver::Parallel;
+use crate::kernel::source;
+use crate::{pipeline, sdk, ui};
+
+#[derive(Debug, Args)]
+pub struct SdkArgs {
+    /// Kernel id from kforge.toml (default: the default matrix's first).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Architecture (kernel name or alias, e.g. x86_64, arm64).
+    #[arg(long)]
+    pub arch: String,
+    /// Where to write the tarball (default: target/kforge/sdk/kforge-sdk-<kernel>-<arch>.tar.gz).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: SdkArgs, global: &GlobalArgs) -> Result<i32> {
+    let context = Context::load()?;
+    let kernel = context.kernel(args.kernel.as_deref())?;
+    let arch = Arch::find(&args.arch)?;
+    // The kernel `kernel build` and `test` build: configured for the default matrix's drivers.
+    let drivers = context.drivers(None)?;
+    let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
+    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
+    let source = pipeline::ready_source(&kernel, &toolchain)?;
+    let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+    let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
+    let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(pipeline::default_jobs()))?;
+    let archive = args.out.unwrap_or_else(|| context.output.join("sdk").join(sdk::archive_name(&kernel.id, arch)));
+    let started = Instant::now();
+    let input = sdk::ExportInput {
+        kernel_id: &kernel.id,
+        kernel_version: &kernel.version,
+        source_identity: &source::identity(&kernel.source)?,
+        build_key: &plan.key,
+        arch,
+        toolchain: &toolchain,
+        source_dir: &source.dir,
+        build_dir: &build.dir,
+    };
+    let exported = sdk::export(&input, &archive)?;
+    let megabytes = |bytes: u64| bytes as f64 / 1_000_000.0;
+    ui::status(
+        "Packed",
+        format!(
+            "SDK of kernel {}/{}: {} files, {:.1} MB unpacked, {:.1} MB archive, in {:.1} s",
+            kernel.id,
+            arch.name,
+            exported.files,
+            megabytes(exported.unpacked_bytes),
+            megabytes(exported.archive_bytes),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    println!("{}", exported.archive.display());
+    Ok(0)
+}
