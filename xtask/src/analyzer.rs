@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::arch::Arch;
 use crate::driver::Driver;
-use crate::kernel::build::{KernelBuild, make_command};
+use crate::kernel::build::KernelBuild;
 use crate::kernel::source::SourceTree;
 use crate::toolchain::Toolchain;
 use crate::{cache, error};
@@ -49,7 +49,7 @@ pub fn generate(
     jail.ro(&source.dir, SRC);
     jail.ro(&kernel.dir, BUILD);
     jail.rw(work, DRV);
-    let mut argv = make_command(arch, BUILD, BUILD);
+    let mut argv = kernel.make_command(arch, BUILD, BUILD);
     argv.retain(|word| !word.starts_with("O="));
     argv.extend([format!("M={DRV}"), "rust-analyzer".to_string()]);
     jail.cwd(DRV).command(&argv)?.run().context("the kernel's `make rust-analyzer` failed")?;

@@ -218,7 +218,7 @@ pub fn build(
         modules.push(ModuleFile { name: module_name(relative), ko, params: Vec::new() });
     }
     let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
-    let tree = KernelTree { source: &source.dir, build: &kernel.dir };
+    let tree = KernelTree { source: &source.dir, build: &kernel.dir, make_vars: &kernel.make_vars };
     if driver.meta.module.is_some() {
         modules.push(compile_module(driver, arch, &sandbox, &tree, &work, out_dir, parallel)?);
     }
@@ -238,6 +238,8 @@ pub fn build(
 pub struct KernelTree<'a> {
     pub source: &'a Path,
     pub build: &'a Path,
+    /// Make variables replacing `LLVM=1` for a distro's kernel (`KernelBuild::make_vars`); empty otherwise.
+    pub make_vars: &'a [String],
 }
 
 impl KernelTree<'_> {
@@ -283,7 +285,7 @@ fn compile_module(
         return Err(error::user(format!("driver {} has no `module` to build (see its Cargo.toml)", driver.name)));
     };
     let log = out_dir.join(format!("{}.build.log", driver.name));
-    let cmd = parallel.attach(tree.jail(sandbox, work)).command(&module_command(arch, parallel))?;
+    let cmd = parallel.attach(tree.jail(sandbox, work)).command(&module_command(arch, tree.make_vars, parallel))?;
     let outcome = cmd.stream(&log, None, &mut |_| Control::Continue)?;
     let ko = work.join(format!("{module}.ko"));
     if !matches!(outcome, Outcome::Exited(status) if status.success()) {
@@ -297,8 +299,8 @@ fn compile_module(
 }
 
 /// The Kbuild command for an external module in `/drv` against the kernel build at `/build`.
-pub fn module_command(arch: &Arch, parallel: Parallel<'_>) -> Vec<String> {
-    let mut argv = crate::kernel::build::make_command(arch, "/build", "/build");
+pub fn module_command(arch: &Arch, make_vars: &[String], parallel: Parallel<'_>) -> Vec<String> {
+    let mut argv = crate::kernel::build::make_command_with(arch, "/build", "/build", make_vars);
     argv.retain(|word| !word.starts_with("O="));
     argv.extend(["M=/drv".to_string(), "modules".to_string()]);
     argv.extend(parallel.make_args());
@@ -406,7 +408,7 @@ mod tests {
     fn a_module_is_built_by_kbuild_against_the_build_directory() {
         let arm = Arch::find("arm64").unwrap();
         assert_eq!(
-            module_command(arm, Parallel::Jobs(2)).join(" "),
+            module_command(arm, &[], Parallel::Jobs(2)).join(" "),
             "make -C /build ARCH=arm64 LLVM=1 M=/drv modules -j2"
         );
     }

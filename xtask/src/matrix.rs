@@ -224,6 +224,13 @@ fn prepare(
         return Err(Failed(Box::new(result)));
     }
 
+    if let Some(reason) = crate::kernel::distro::arch_skip_reason(&cell.kernel, cell.arch) {
+        ui::status("Skipped", format!("{}: {reason}", cell.id()));
+        result.status = Status::Skip;
+        result.message = Some(reason);
+        return Err(Failed(Box::new(result)));
+    }
+
     if let Err(err) = pipeline::check_toolchain_rules(&options.repo, &cell.kernel, cell.arch, &toolchain, &source) {
         return Err(fail_cell(result, err, None));
     }
@@ -246,7 +253,12 @@ fn prepare(
         let plan = pipeline::kernel_plan(&options.repo, &cell.kernel, cell.arch, &toolchain, &active)?;
         let kernel = pipeline::build_kernel(&plan, &toolchain, &source, &kernel_log, parallel)?;
         result.timings.build_cpu_seconds = kernel.cpu_seconds;
-        let built = pipeline::build_drivers(&active, cell.arch, &toolchain, &source, &kernel, &drivers_dir, parallel)?;
+        let (runnable, kunit_skips) = pipeline::without_missing_kunit(&cell.kernel, &kernel, &active);
+        for (name, reason) in kunit_skips {
+            result.tests.push(TestRecord { name, status: Status::Skip, reason: Some(reason), diagnostics: vec![] });
+        }
+        let built =
+            pipeline::build_drivers(&runnable, cell.arch, &toolchain, &source, &kernel, &drivers_dir, parallel)?;
         let initrd =
             pipeline::build_image(&toolchain, cell.arch, &options.repo, built, &dir.join("initramfs.cpio.gz"))?;
         let mut devices: Vec<String> = Vec::new();

@@ -12,8 +12,9 @@ use crate::driver::{self, BuiltDriver, Driver};
 use crate::jobserver::Parallel;
 use crate::kernel::build::{self as kbuild, KernelBuild, KernelPlan};
 use crate::kernel::config;
+use crate::kernel::distro;
 use crate::kernel::source::{self, SourceTree};
-use crate::project::KernelEntry;
+use crate::project::{KernelEntry, KernelSource};
 use crate::stage::{Category, StageContext};
 use crate::toolchain::install::{self, InstallOptions};
 use crate::toolchain::{Provider, Toolchain, resolve, verify};
@@ -71,6 +72,9 @@ pub fn kernel_plan(
     toolchain: &Toolchain,
     drivers: &[Driver],
 ) -> Result<KernelPlan> {
+    if let KernelSource::DebianImage(image) = &kernel.source {
+        return distro::plan(repo, kernel, image, arch, toolchain);
+    }
     let mut extras = Vec::new();
     let needing: Vec<&Driver> = drivers.iter().filter(|driver| !driver.meta.kconfig.is_empty()).collect();
     if !needing.is_empty() {
@@ -92,7 +96,10 @@ pub fn build_kernel(
 ) -> Result<KernelBuild> {
     ui::status("Building", format!("kernel {}/{} (log: {})", plan.kernel_id, plan.arch.name, log.display()));
     let started = std::time::Instant::now();
-    let build = kbuild::build(plan, toolchain, source, log, parallel)?;
+    let build = match &plan.distro {
+        Some(distro_plan) => distro::build(plan, distro_plan, toolchain, source, log, parallel)?,
+        None => kbuild::build(plan, toolchain, source, log, parallel)?,
+    };
     let wall = started.elapsed().as_secs_f64();
     if build.compiled_steps == 0 {
         ui::status(
@@ -158,12 +165,32 @@ pub fn split_drivers(drivers: &[Driver], arch: &Arch, kernel: &KernelEntry) -> (
     let mut active = Vec::new();
     let mut skipped = Vec::new();
     for item in drivers {
-        match item.skip_reason(arch, &kernel.version) {
+        match item.skip_reason(arch, &kernel.version).or_else(|| distro::driver_skip_reason(item, kernel)) {
             Some(reason) => skipped.push((item.clone(), reason)),
             None => active.push(item.clone()),
         }
     }
     (active, skipped)
+}
+
+/// Drivers as they can run on a built kernel: when its config has no
+/// CONFIG_KUNIT (a distro's kernel), their KUnit suites are dropped and
+/// returned as `(test name, skip reason)`.
+pub fn without_missing_kunit(
+    kernel: &KernelEntry,
+    build: &KernelBuild,
+    drivers: &[Driver],
+) -> (Vec<Driver>, Vec<(String, String)>) {
+    let mut drivers = drivers.to_vec();
+    let mut skipped = Vec::new();
+    if let Some(reason) = distro::kunit_off_reason(kernel, build) {
+        for driver in &mut drivers {
+            for suite in driver.meta.kunit_suites.drain(..) {
+                skipped.push((format!("{}.{suite}", driver.name), reason.clone()));
+            }
+        }
+    }
+    (drivers, skipped)
 }
 
 /// Number of parallel make jobs: `KFORGE_JOBS`, else the number of CPUs.

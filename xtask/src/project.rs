@@ -78,6 +78,41 @@ pub enum KernelSource {
     Tarball { url: String, sha256: String },
     /// A kernel tree on this machine, used in place (read-only).
     Path(PathBuf),
+    /// A distribution's own built kernel (Debian's `linux-image-*`): kforge
+    /// boots its image and builds modules for it from the source package it
+    /// was built from (see `kernel::distro`).
+    DebianImage(DebianImage),
+}
+
+/// One Debian package pinned exactly: name, version and the sha256 of its .deb.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DebianPackage {
+    pub package: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// Debian's built kernel: the source package it came from, and per kforge
+/// arch the packages holding its image and its build files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DebianImage {
+    /// `linux-source-X.Y` of the same version (its Rust metadata is regenerated from it).
+    pub source: DebianPackage,
+    /// kforge arch name -> that arch's packages.
+    pub arches: std::collections::BTreeMap<String, DebianImageArch>,
+}
+
+/// One arch of a Debian kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DebianImageArch {
+    /// The package with the kernel image (`usr/lib/modules/<release>/vmlinuz`).
+    pub image: DebianPackage,
+    /// The headers package: Debian's build `.config`, `Module.symvers`, the
+    /// release and the make variables Debian built with (`.kernelvariables`).
+    pub headers: DebianPackage,
 }
 
 /// How guests are booted.
@@ -114,6 +149,22 @@ impl Project {
                     self.path.display(),
                     kernel.id
                 )));
+            }
+        }
+        for kernel in &self.kernels {
+            if let KernelSource::DebianImage(image) = &kernel.source {
+                for name in image.arches.keys() {
+                    let arch = crate::arch::Arch::find(name)
+                        .with_context(|| format!("in the debian-image source of kernel {}", kernel.id))?;
+                    if arch.name != name {
+                        return Err(error::user(format!(
+                            "{}: kernel {} lists packages for `{name}`; write the arch as `{}`",
+                            self.path.display(),
+                            kernel.id,
+                            arch.name
+                        )));
+                    }
+                }
             }
         }
         for id in &self.matrix.kernels {
@@ -188,6 +239,43 @@ source = { path = "/src/linux" }
         assert_eq!(default, ["7.2"]);
         let message = format!("{}", project.select_kernels(Some("6.1")).unwrap_err());
         assert!(message.contains("unknown kernel `6.1`") && message.contains("7.2, local"), "{message}");
+    }
+
+    #[test]
+    fn parses_a_debian_image_source() {
+        let text = format!(
+            "{SAMPLE}{}",
+            r#"
+[[kernel]]
+id = "debian-7.2"
+version = "7.2.13"
+toolchain = "sid-gcc"
+
+[kernel.source.debian-image.source]
+package = "linux-source-7.2"
+version = "7.2.13-1"
+sha256 = "aa"
+
+[kernel.source.debian-image.arches.x86_64]
+image = { package = "linux-binary-7.2.13+deb14-amd64", version = "7.2.13-1", sha256 = "bb" }
+headers = { package = "linux-headers-7.2.13+deb14-amd64", version = "7.2.13-1", sha256 = "cc" }
+"#
+        );
+        let project: Project = parse_toml(Path::new("kforge.toml"), &text).unwrap();
+        let KernelSource::DebianImage(image) = &project.kernel("debian-7.2").unwrap().source else {
+            panic!("not a debian-image source: {:?}", project.kernels[2].source);
+        };
+        assert_eq!(image.source.package, "linux-source-7.2");
+        assert_eq!(image.arches["x86_64"].image.package, "linux-binary-7.2.13+deb14-amd64");
+        assert_eq!(image.arches["x86_64"].headers.sha256, "cc");
+        let aliased = text.replace("arches.x86_64]", "arches.amd64]");
+        let mut aliased: Project = parse_toml(Path::new("kforge.toml"), &aliased).unwrap();
+        aliased.path = "kforge.toml".into();
+        let message = aliased.validate().unwrap_err().to_string();
+        assert!(message.contains("lists packages for `amd64`; write the arch as `x86_64`"), "{message}");
+        let missing = text.replace("headers = {", "header = {");
+        let message = parse_toml::<Project>(Path::new("kforge.toml"), &missing).unwrap_err().to_string();
+        assert!(message.contains("header"), "{message}");
     }
 
     #[test]

@@ -121,7 +121,7 @@ fn build_with_sdk(
     sdk::check_installed(&unpacked, &toolchain)?;
     let source_dir = unpacked.source_dir();
     let build_dir = unpacked.build_dir();
-    let tree = KernelTree { source: &source_dir, build: &build_dir };
+    let tree = KernelTree { source: &source_dir, build: &build_dir, make_vars: &[] };
     let out = context.output.join("drivers").join(format!("sdk-{}-{}", manifest.kernel.id, arch.name));
     for driver in &active {
         ui::status("Compiling", format!("driver {} for {} against the SDK", driver.name, arch.name));

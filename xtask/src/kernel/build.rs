@@ -29,6 +29,8 @@ pub struct KernelPlan {
     /// The published cache entry (the build directory once complete).
     pub entry: PathBuf,
     pub fragments: Vec<Fragment>,
+    /// Set for a distro's own kernel (`kernel::distro`), which is not built but prepared.
+    pub distro: Option<super::distro::DistroPlan>,
 }
 
 /// A finished build.
@@ -40,6 +42,25 @@ pub struct KernelBuild {
     pub compiled_steps: usize,
     /// CPU seconds (user + system) the make runs of this build took.
     pub cpu_seconds: f64,
+    /// Make variables that replace `LLVM=1` for a kernel kforge did not
+    /// configure (a distro's: its CC, CROSS_COMPILE, KERNELRELEASE); empty for kforge's own.
+    pub make_vars: Vec<String>,
+}
+
+impl KernelBuild {
+    /// The make command for this kernel (modules built against it use it).
+    pub fn make_command(&self, arch: &Arch, source: &str, build: &str) -> Vec<String> {
+        make_command_with(arch, source, build, &self.make_vars)
+    }
+}
+
+/// `make_command`, or with a distro kernel's make variables in place of `LLVM=1` when there are any.
+pub fn make_command_with(arch: &Arch, source: &str, build: &str, make_vars: &[String]) -> Vec<String> {
+    if make_vars.is_empty() {
+        make_command(arch, source, build)
+    } else {
+        super::distro::make_command(arch, source, build, make_vars)
+    }
 }
 
 const COMPLETE_MARKER: &str = ".kforge-complete";
@@ -65,7 +86,7 @@ pub fn plan(
         key.input("option", format!("{name}={}", request.value));
     }
     let entry = paths::cache_dir()?.join("kernels").join(format!("{kernel_id}-{}-{}", arch.name, key.short()));
-    Ok(KernelPlan { kernel_id: kernel_id.to_string(), arch, key: key.finish(), entry, fragments })
+    Ok(KernelPlan { kernel_id: kernel_id.to_string(), arch, key: key.finish(), entry, fragments, distro: None })
 }
 
 /// `make -C /src O=/build ARCH=... LLVM=1` plus reproducibility knobs.
@@ -94,6 +115,9 @@ pub const BUILD_ENV: &[(&str, &str)] = &[
 
 /// The commands that configure the tree, in order (for `--dry-run` and the build).
 pub fn config_commands(plan: &KernelPlan) -> Vec<Vec<String>> {
+    if plan.distro.is_some() {
+        return vec![super::distro::planned_make(plan.arch, "olddefconfig")];
+    }
     let make = make_command(plan.arch, "/src", "/build");
     let mut merge = vec![
         "/src/scripts/kconfig/merge_config.sh".to_string(),
@@ -112,6 +136,9 @@ pub fn config_commands(plan: &KernelPlan) -> Vec<Vec<String>> {
 
 /// The command that builds the kernel image and in-tree modules.
 pub fn build_command(plan: &KernelPlan, parallel: Parallel<'_>) -> Vec<String> {
+    if plan.distro.is_some() {
+        return [super::distro::planned_make(plan.arch, "modules_prepare"), parallel.make_args()].concat();
+    }
     [make_command(plan.arch, "/src", "/build"), parallel.make_args()].concat()
 }
 
@@ -186,7 +213,13 @@ pub fn build(
         fs_err::rename(&dir, &plan.entry)?;
         plan.entry.clone()
     };
-    Ok(KernelBuild { image: image_in(&final_dir), dir: final_dir, compiled_steps: compiled, cpu_seconds })
+    Ok(KernelBuild {
+        image: image_in(&final_dir),
+        dir: final_dir,
+        compiled_steps: compiled,
+        cpu_seconds,
+        make_vars: Vec::new(),
+    })
 }
 
 /// Locks the entry, picks its directory (the complete entry, else the
@@ -216,6 +249,12 @@ fn configured_dir(
 /// Configures the kernel (checking every requested option) without building
 /// it; the next build continues from this configuration. Returns the `.config`.
 pub fn configure_only(plan: &KernelPlan, toolchain: &Toolchain, source: &SourceTree, log: &Path) -> Result<PathBuf> {
+    if plan.distro.is_some() {
+        bail!(error::user(format!(
+            "kernel {} is a distribution's built kernel: its config is the distribution's, not kforge's to configure",
+            plan.kernel_id
+        )));
+    }
     let (_lock, dir, _) = configured_dir(plan, toolchain, source, log)?;
     Ok(dir.join(".config"))
 }

@@ -1,5 +1,6 @@
-//! Kernels: source trees, config fragments and builds.
+//! Kernels: source trees, config fragments, builds, and distros' own built kernels.
 
 pub mod build;
 pub mod config;
+pub mod distro;
 pub mod source;

@@ -1,11 +1,11 @@
-//! Kernel source trees: Debian's linux-source package, a release tarball, or a local tree; fetched, verified and unpacked once.
+//! Kernel source trees: Debian's linux-source package, a release tarball, or a local tree; fetched, verified and unpacked once; and Debian's kernel image packages.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::project::{KernelEntry, KernelSource};
+use crate::project::{DebianPackage, KernelEntry, KernelSource};
 use crate::toolchain::{Toolchain, mirror};
 use crate::{cache, error, fetch, paths, ui};
 
@@ -21,7 +21,32 @@ pub fn identity(source: &KernelSource) -> Result<String> {
         KernelSource::Debian { package, version, sha256 } => format!("debian:{package}={version}:{sha256}"),
         KernelSource::Tarball { sha256, .. } => format!("tarball:{sha256}"),
         KernelSource::Path(path) => format!("path:{}", canonical_local(path)?.display()),
+        KernelSource::DebianImage(image) => {
+            let mut identity = format!("debian-image:{}", package_identity(&image.source));
+            for (arch, packages) in &image.arches {
+                identity.push_str(&format!(
+                    ";{arch}:{}:{}",
+                    package_identity(&packages.image),
+                    package_identity(&packages.headers)
+                ));
+            }
+            identity
+        }
     })
+}
+
+/// `name=version:sha256` of a pinned package.
+pub fn package_identity(package: &DebianPackage) -> String {
+    format!("{}={}:{}", package.package, package.version, package.sha256)
+}
+
+/// The identity the unpacked tree is keyed by: a Debian kernel's tree is its
+/// linux-source package alone (a new image package does not unpack it again).
+fn tree_identity(source: &KernelSource) -> Result<String> {
+    match source {
+        KernelSource::DebianImage(image) => Ok(format!("debian:{}", package_identity(&image.source))),
+        other => identity(other),
+    }
 }
 
 fn canonical_local(path: &Path) -> Result<PathBuf> {
@@ -35,14 +60,29 @@ pub fn fetch_archive(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<Opti
         KernelSource::Path(_) => Ok(None),
         KernelSource::Tarball { url, sha256 } => fetch::fetch(url, sha256).map(Some),
         KernelSource::Debian { package, version, sha256 } => {
-            fetch_debian_package(toolchain, package, version, sha256).map(Some)
+            fetch_debian_package(toolchain, package, version, "all", sha256).map(Some)
+        }
+        KernelSource::DebianImage(image) => {
+            for (arch, packages) in &image.arches {
+                let arch = crate::arch::Arch::find(arch)?;
+                for package in [&packages.image, &packages.headers] {
+                    fetch_arch_package(toolchain, package, arch.debian_arch)?;
+                }
+            }
+            let source = &image.source;
+            fetch_debian_package(toolchain, &source.package, &source.version, "all", &source.sha256).map(Some)
         }
     }
 }
 
+/// Fetches one of a Debian kernel's per-arch packages (`name:arch=version`) into the store.
+pub fn fetch_arch_package(toolchain: &Toolchain, package: &DebianPackage, debian_arch: &str) -> Result<PathBuf> {
+    fetch_debian_package(toolchain, &package.package, &package.version, debian_arch, &package.sha256)
+}
+
 /// Makes the kernel's source tree available, fetching and unpacking it if needed.
 pub fn prepare(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<SourceTree> {
-    let identity = identity(&kernel.source)?;
+    let identity = tree_identity(&kernel.source)?;
     match &kernel.source {
         KernelSource::Path(path) => {
             let dir = canonical_local(path)?;
@@ -61,7 +101,17 @@ pub fn prepare(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<SourceTree
         KernelSource::Debian { package, version, sha256 } => {
             let entry = unpacked_entry(kernel, &identity)?;
             let dir = unpack_once(&entry, |work| {
-                let deb = fetch_debian_package(toolchain, package, version, sha256)?;
+                let deb = fetch_debian_package(toolchain, package, version, "all", sha256)?;
+                ui::status("Unpacking", format!("{package}={version} (kernel {})", kernel.id));
+                unpack_linux_source_deb(&deb, work)
+            })?;
+            Ok(SourceTree { dir })
+        }
+        KernelSource::DebianImage(image) => {
+            let DebianPackage { package, version, sha256 } = &image.source;
+            let entry = unpacked_entry(kernel, &identity)?;
+            let dir = unpack_once(&entry, |work| {
+                let deb = fetch_debian_package(toolchain, package, version, "all", sha256)?;
                 ui::status("Unpacking", format!("{package}={version} (kernel {})", kernel.id));
                 unpack_linux_source_deb(&deb, work)
             })?;
@@ -87,7 +137,7 @@ pub fn cache_entry(kernel: &KernelEntry) -> Result<Option<(String, PathBuf)>> {
     if let KernelSource::Path(_) = kernel.source {
         return Ok(None);
     }
-    let identity = identity(&kernel.source)?;
+    let identity = tree_identity(&kernel.source)?;
     Ok(Some((unpacked_key(&identity).finish(), unpacked_entry(kernel, &identity)?)))
 }
 
@@ -136,10 +186,17 @@ fn check_local_tree(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Downloads `package=version` with the toolchain root's apt (network on for
+/// Downloads `package=version` (of Debian architecture `debian_arch`, `all`
+/// for arch-independent ones) with the toolchain root's apt (network on for
 /// this step only) and stores it by its pinned sha256.
-fn fetch_debian_package(toolchain: &Toolchain, package: &str, version: &str, sha256: &str) -> Result<PathBuf> {
-    let file_name = format!("{package}_{}_all.deb", version.replace(':', "%3a"));
+fn fetch_debian_package(
+    toolchain: &Toolchain,
+    package: &str,
+    version: &str,
+    debian_arch: &str,
+    sha256: &str,
+) -> Result<PathBuf> {
+    let file_name = format!("{package}_{}_{debian_arch}.deb", version.replace(':', "%3a"));
     let stored = fetch::store_path(sha256, &file_name)?;
     let _lock = cache::lock(&stored)?;
     if fetch::check_entry(&stored, sha256)? {
@@ -151,7 +208,13 @@ fn fetch_debian_package(toolchain: &Toolchain, package: &str, version: &str, sha
     let download_dir = paths::cache_dir()?.join("downloads").join(format!("{package}-{}", std::process::id()));
     cache::remove_dir_if_exists(&download_dir)?;
     ui::status("Fetching", format!("{package}={version} with the {} toolchain's apt", toolchain.id()));
-    mirror::apt_download(toolchain, &[format!("{package}={version}")], &download_dir).map_err(|err| {
+    // A foreign architecture's package is asked for as `name:arch` (the root has every arch configured).
+    let request = if debian_arch == "all" {
+        format!("{package}={version}")
+    } else {
+        format!("{package}:{debian_arch}={version}")
+    };
+    mirror::apt_download(toolchain, &[request], &download_dir).map_err(|err| {
         error::with_hint(
             err,
             format!("cannot download {package}={version} with apt"),
@@ -200,6 +263,39 @@ pub fn unpack_linux_source_deb(deb: &Path, target: &Path) -> Result<()> {
             }
         }
         bail!("{} has no usr/src/linux-source-*.tar.* inside", deb.display());
+    }
+    bail!("{} has no data.tar member", deb.display())
+}
+
+/// Copies the regular files of a .deb's data archive that `pick` maps to a
+/// destination (given the path inside the package, `./` stripped); returns
+/// the package paths it copied.
+pub fn extract_deb_files(deb: &Path, mut pick: impl FnMut(&str) -> Option<PathBuf>) -> Result<Vec<String>> {
+    let file = fs_err::File::open(deb)?;
+    let mut archive = ar::Archive::new(file);
+    let mut copied = Vec::new();
+    while let Some(member) = archive.next_entry() {
+        let member = member.with_context(|| format!("{} is not a valid .deb", deb.display()))?;
+        let name = String::from_utf8_lossy(member.header().identifier()).into_owned();
+        if !name.starts_with("data.tar") {
+            continue;
+        }
+        let mut data_tar = tar::Archive::new(decompressor(&name, member)?);
+        for entry in data_tar.entries()? {
+            let mut entry = entry?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
+            if let Some(target) = pick(&path) {
+                if let Some(parent) = target.parent() {
+                    fs_err::create_dir_all(parent)?;
+                }
+                entry.unpack(&target).with_context(|| format!("failed to extract {path} from {}", deb.display()))?;
+                copied.push(path);
+            }
+        }
+        return Ok(copied);
     }
     bail!("{} has no data.tar member", deb.display())
 }

@@ -461,7 +461,11 @@ impl KernelTree {
 /// The kforge.toml kernel of the same `major.minor` series as `version`, when exactly one is.
 pub fn kernel_entry_for<'a>(kernels: &'a [KernelEntry], version: &str) -> Option<&'a KernelEntry> {
     let series: Vec<u64> = version::components(version).into_iter().take(2).collect();
-    let mut matching = kernels.iter().filter(|entry| version::components(&entry.version).starts_with(&series));
+    // A distribution's built kernel (`debian-image`) is not built from a tree: it never claims one.
+    let mut matching = kernels.iter().filter(|entry| {
+        !matches!(entry.source, crate::project::KernelSource::DebianImage(_))
+            && version::components(&entry.version).starts_with(&series)
+    });
     match (matching.next(), matching.next()) {
         (Some(entry), None) => Some(entry),
         _ => None,

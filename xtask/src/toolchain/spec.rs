@@ -38,6 +38,17 @@ pub struct LlvmPin {
     pub lib: String,
 }
 
+/// GCC, for kernels built with it (Debian's own kernels): the upstream
+/// version, the packages, and the compiler commands (native and cross) it provides.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GccPin {
+    pub version: String,
+    pub packages: Vec<String>,
+    /// Compiler commands in the root (`x86_64-linux-gnu-gcc-16`, `aarch64-linux-gnu-gcc-16`).
+    pub commands: Vec<String>,
+}
+
 /// Extra pinned packages installed into the root.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -112,6 +123,10 @@ pub struct ToolchainSpec {
     pub qemu: ToolPin,
     /// busybox-static, fetched for every target arch's Debian architecture.
     pub busybox: ToolPin,
+    /// GCC (only toolchains for GCC-built kernels pin it; absent, the
+    /// canonical text and cache keys of other toolchains are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcc: Option<GccPin>,
     /// Tools for developers that no build uses (rust-analyzer); not part of kernel cache keys.
     #[serde(default)]
     pub extras: Option<ExtraPackages>,
@@ -147,6 +162,9 @@ impl ToolchainSpec {
             packages.extend(pin.packages.iter().cloned());
         }
         packages.extend(self.llvm.packages.iter().cloned());
+        if let Some(gcc) = &self.gcc {
+            packages.extend(gcc.packages.iter().cloned());
+        }
         if let Some(debian) = &self.debian {
             packages.extend(debian.build_packages.iter().cloned());
         }
@@ -179,6 +197,9 @@ impl ToolchainSpec {
             "llvm={} {:?} {} {}\n",
             self.llvm.version, self.llvm.packages, self.llvm.bin, self.llvm.lib
         ));
+        if let Some(gcc) = &self.gcc {
+            identity.push_str(&format!("gcc={} {:?} {:?}\n", gcc.version, gcc.packages, gcc.commands));
+        }
         if let Some(debian) = &self.debian {
             identity.push_str(&format!("build-packages={:?}\n", debian.build_packages));
         }

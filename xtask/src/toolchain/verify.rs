@@ -141,6 +141,12 @@ pub fn verify(toolchain: &Toolchain) -> Result<Report> {
 
     checks.push(version_check("clang", &spec.llvm.version, probe(&sandbox, "clang --version")?, "clang version "));
     checks.push(version_check("ld.lld", &spec.llvm.version, probe(&sandbox, "ld.lld --version")?, "LLD "));
+    if let Some(gcc) = &spec.gcc {
+        // `x86_64-linux-gnu-gcc-16 (Debian 16.2.0-4) 16.2.0`: the upstream version follows the packaging.
+        for command in &gcc.commands {
+            checks.push(version_check(command, &gcc.version, probe(&sandbox, &format!("{command} --version"))?, ") "));
+        }
+    }
 
     let mut qemu_binaries: Vec<(&str, &str)> = Vec::new();
     for qemu in ARCHES.iter().filter_map(|arch| arch.qemu()) {
@@ -221,6 +227,7 @@ mod tests {
             "1.38.0"
         );
         assert_eq!(version_after("bash: rustc: command not found", "rustc "), None);
+        assert_eq!(version_after("aarch64-linux-gnu-gcc-16 (Debian 16.2.0-3cross1) 16.2.0", ") ").unwrap(), "16.2.0");
     }
 
     #[test]
