@@ -185,6 +185,10 @@ const EDU_PCI_ID: pci::DeviceId = {
     unsafe { core::mem::transmute::<bindings::pci_device_id, pci::DeviceId>(raw) }
 };
 
+// Linux 7.3's table macro makes the table a static and names the modpost alias itself.
+#[cfg(kforge_linux_7_3)]
+kernel::pci_device_table!(PCI_TABLE, <EduDriver as pci::Driver>::IdInfo, [(EDU_PCI_ID, ())]);
+#[cfg(not(kforge_linux_7_3))]
 kernel::pci_device_table!(PCI_TABLE, MODULE_PCI_TABLE, <EduDriver as pci::Driver>::IdInfo, [(EDU_PCI_ID, ())]);
 
 kernel::module_pci_driver! {
@@ -597,7 +601,8 @@ fn check_dma_bits(bits: u32) -> Result<u32> {
 
 /// Validates the `dma_bits` parameter.
 fn dma_bits_param() -> Result<u32> {
-    let bits = *module_parameters::dma_bits.value();
+    // `value()` is `&T` before 7.3 and `T` from 7.3 on; `.clone()` gives `T` for both.
+    let bits = module_parameters::dma_bits.value().clone();
     check_dma_bits(bits).inspect_err(|_| {
         pr_err!("dma_bits={bits} is out of range (28..=64)\n");
     })
@@ -944,7 +949,7 @@ impl MiscDevice for EduFile {
         //
         // SAFETY: `THIS_MODULE` is this module (or NULL when built in, which both functions
         // accept); it is alive since we are running its code.
-        if !unsafe { bindings::try_module_get(THIS_MODULE.as_ptr()) } {
+        if !unsafe { bindings::try_module_get(this_module()) } {
             return Err(ENODEV);
         }
         let file = KBox::pin_init(
@@ -960,7 +965,7 @@ impl MiscDevice for EduFile {
         );
         if file.is_err() {
             // SAFETY: Balances the successful `try_module_get` above.
-            unsafe { bindings::module_put(THIS_MODULE.as_ptr()) };
+            unsafe { bindings::module_put(this_module()) };
         }
         file
     }
@@ -971,7 +976,7 @@ impl MiscDevice for EduFile {
         // free our code; only `file_operations.owner` closes it, and the kernel crate sets that.
         //
         // SAFETY: Balances the successful `try_module_get` in `open`.
-        unsafe { bindings::module_put(THIS_MODULE.as_ptr()) };
+        unsafe { bindings::module_put(this_module()) };
     }
 
     fn write_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {
@@ -1042,6 +1047,20 @@ impl MiscDevice for EduFile {
         }
         Ok(copied)
     }
+}
+
+/// This module's `struct module` (NULL when built in), for `try_module_get`/`module_put`.
+/// Linux 7.3 moved `THIS_MODULE` from a static that `module!` generates into the
+/// `kernel::ModuleMetadata` trait; the Kbuild file sets `kforge_linux_7_3` from the kernel's version.
+#[cfg(kforge_linux_7_3)]
+fn this_module() -> *mut bindings::module {
+    <LocalModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr()
+}
+
+/// See the other `this_module`: before 7.3, `module!` generates a `THIS_MODULE` static.
+#[cfg(not(kforge_linux_7_3))]
+fn this_module() -> *mut bindings::module {
+    THIS_MODULE.as_ptr()
 }
 
 #[kunit_tests(kforge_edu)]

@@ -247,7 +247,7 @@ impl MiscDevice for Fifo {
         //
         // SAFETY: `THIS_MODULE` is this module (or NULL when built in, which both functions
         // accept); it is alive since we are running its code.
-        if !unsafe { bindings::try_module_get(THIS_MODULE.as_ptr()) } {
+        if !unsafe { bindings::try_module_get(this_module()) } {
             return Err(ENODEV);
         }
         Ok(module.fifo.clone())
@@ -260,7 +260,7 @@ impl MiscDevice for Fifo {
         // that has to be set by the kernel crate. It is far better than no reference at all.
         //
         // SAFETY: Balances the successful `try_module_get` in `open`.
-        unsafe { bindings::module_put(THIS_MODULE.as_ptr()) };
+        unsafe { bindings::module_put(this_module()) };
     }
 
     fn read_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
@@ -388,7 +388,8 @@ fn check_capacity(capacity: u32) -> Result<usize> {
 
 /// Validates the `capacity` parameter.
 fn capacity_param() -> Result<usize> {
-    let capacity = *module_parameters::capacity.value();
+    // `value()` is `&T` before 7.3 and `T` from 7.3 on; `.clone()` gives `T` for both.
+    let capacity = module_parameters::capacity.value().clone();
     check_capacity(capacity).inspect_err(|_| {
         pr_err!("capacity={capacity} is out of range (1..={MAX_CAPACITY})\n");
     })
@@ -405,6 +406,20 @@ impl kernel::InPlaceModule for FifoModule {
             }),
         })
     }
+}
+
+/// This module's `struct module` (NULL when built in), for `try_module_get`/`module_put`.
+/// Linux 7.3 moved `THIS_MODULE` from a static that `module!` generates into the
+/// `kernel::ModuleMetadata` trait; the Kbuild file sets `kforge_linux_7_3` from the kernel's version.
+#[cfg(kforge_linux_7_3)]
+fn this_module() -> *mut bindings::module {
+    <LocalModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr()
+}
+
+/// See the other `this_module`: before 7.3, `module!` generates a `THIS_MODULE` static.
+#[cfg(not(kforge_linux_7_3))]
+fn this_module() -> *mut bindings::module {
+    THIS_MODULE.as_ptr()
 }
 
 #[kunit_tests(kforge_fifo)]
