@@ -271,11 +271,12 @@ pub fn spec_mismatches(spec: &spec::ToolchainSpec, config: &CompilerTexts) -> Ve
         reasons.push(format!("bindgen {}", spec.bindgen.version));
     }
     match (parse_cc(&config.cc), &spec.gcc) {
-        (Some(CcText::Gcc { command, version, .. }), Some(gcc)) => {
-            if gcc.version != version || !gcc.commands.contains(&command) {
-                reasons.push(format!("gcc {} ({})", gcc.version, gcc.commands.join(", ")));
-            }
+        (Some(CcText::Gcc { command, version, .. }), Some(gcc))
+            if gcc.version != version || !gcc.commands.contains(&command) =>
+        {
+            reasons.push(format!("gcc {} ({})", gcc.version, gcc.commands.join(", ")));
         }
+        (Some(CcText::Gcc { .. }), Some(_)) => {}
         (Some(CcText::Gcc { .. }), None) => reasons.push("no gcc".to_string()),
         (Some(CcText::Clang { version }), _) if version != spec.llvm.version => {
             reasons.push(format!("clang {}", spec.llvm.version));
