@@ -687,11 +687,12 @@ fn request_irq<'bound>(
     try_pin_init!(&this in EduInterrupt {
         vectors,
         registration <- {
-            // SAFETY: `this` points to the `EduInterrupt` being initialised in place (it is
-            // pinned, so it does not move), and its `vectors` field was initialised just above.
-            // The reference is only lent to `registration`, which is declared first and so is
-            // dropped (or, if a later initialiser fails, dropped by its guard) before `vectors`.
-            // Nothing takes `vectors` mutably while `registration` lives.
+            // SAFETY: `this` points to the `EduInterrupt` being initialised in place, which is
+            // pinned (it never moves), and its `vectors` field is initialised (fields are
+            // initialised in the order written here). The reference only serves to request the
+            // interrupt, which makes `registration` borrow `vectors`; `registration` is declared
+            // before `vectors`, so it is dropped first (at unbind, or by pin-init's guard if a
+            // later initialiser fails). `vectors` is not accessed mutably until it is dropped.
             let allocation: &'bound IrqVectors<'bound> = unsafe { &(*this.as_ptr()).vectors };
             pin_init::pin_init_scope(move || {
                 let request = irq::IrqRequest::from(allocation.index(0)?);
