@@ -81,7 +81,6 @@ use core::fmt::Write;
 use kernel::{
     bindings,
     device::{self, Bound, Core},
-    devres::Devres,
     dma::{Coherent, Device as _, DmaMask},
     fs::{File, Kiocb},
     io::{Io, poll::read_poll_timeout},
@@ -162,7 +161,16 @@ const MAX_LINE: usize = 16 * 1024;
 /// Most reply bytes a file may hold unread.
 const MAX_REPLY: usize = 64 * 1024;
 
-type EduBar = pci::Bar<'static, { regs::END }>;
+/// BAR 0, mapped as far as the registers we use, for the lifetime `'a` of a binding.
+type EduBar<'a> = pci::Bar<'a, { regs::END }>;
+
+/// The mapped BAR as `Edu` keeps it, revoked when the device is unbound. Linux 7.3 returns it as
+/// `pci::DevresBar` (a `DevresLt`, which lends the BAR out with the borrower's lifetime); before,
+/// it was a `Devres` of the BAR with a `'static` lifetime. Both are used the same way.
+#[cfg(kforge_linux_7_3)]
+type EduBarDevres = pci::DevresBar<{ regs::END }>;
+#[cfg(not(kforge_linux_7_3))]
+type EduBarDevres = kernel::devres::Devres<EduBar<'static>>;
 
 /// `1234:11e8`. QEMU's vendor ID 0x1234 is not in `include/linux/pci_ids.h`, and 7.2's
 /// `pci::Vendor` can only be one of those IDs (`Vendor::from_raw` is private), so
@@ -268,7 +276,7 @@ impl Events {
 struct Edu {
     pdev: ARef<pci::Device>,
     /// Revoked when the device is unbound.
-    bar: Devres<EduBar>,
+    bar: EduBarDevres,
     /// `None` when the kernel could not provide buffers the device can address.
     dma: Option<DmaBuffers>,
     irq_mode: IrqMode,
@@ -323,7 +331,7 @@ impl Edu {
     /// Runs `f` on the mapped BAR, or fails with `ENODEV` once the device is unbound.
     ///
     /// `f` runs in an RCU read-side critical section and must not sleep.
-    fn with_bar<R>(&self, f: impl FnOnce(&EduBar) -> R) -> Result<R> {
+    fn with_bar<R>(&self, f: impl FnOnce(&EduBar<'_>) -> R) -> Result<R> {
         self.bar.try_access_with(f).ok_or(ENODEV)
     }
 
@@ -338,7 +346,7 @@ impl Edu {
 
     /// Reads a register with `read` until `done(value)`, sleeping 100 us between reads; bounded
     /// by `OP_TIMEOUT`.
-    fn poll_until(&self, read: impl Fn(&EduBar) -> u32, done: impl Fn(u32) -> bool) -> Result {
+    fn poll_until(&self, read: impl Fn(&EduBar<'_>) -> u32, done: impl Fn(u32) -> bool) -> Result {
         read_poll_timeout(|| self.with_bar(&read), |value: &u32| done(*value), Delta::from_micros(100), OP_TIMEOUT)
             .map(|_| ())
     }
@@ -469,8 +477,8 @@ impl Edu {
             }
         }
 
-        let src_addr = u64::from(bufs.src.dma_handle());
-        let dst_addr = u64::from(bufs.dst.dma_handle());
+        let src_addr = dma_address(&bufs.src);
+        let dst_addr = dma_address(&bufs.dst);
         self.dma_transfer(src_addr, regs::DMA_BUF_ADDR, len, 0)?;
         self.dma_transfer(regs::DMA_BUF_ADDR, dst_addr, len, regs::DMA_TO_RAM)?;
 
@@ -527,18 +535,33 @@ impl Edu {
 
 /// Programs the DMA source and destination registers (64-bit registers; 4-byte writes store the
 /// zero-extended value, which is all a 32-bit kernel can address anyway).
+///
+/// The 64-bit writes are checked at run time: Linux 7.3 only knows a BAR to be 4-byte aligned at
+/// compile time and refuses `write64`; the BAR is page-aligned, so the check always passes.
 #[cfg(CONFIG_64BIT)]
-fn write_dma_addr(bar: &EduBar, src: u64, dst: u64) -> Result {
-    bar.write64(src, regs::DMA_SRC);
-    bar.write64(dst, regs::DMA_DST);
+fn write_dma_addr(bar: &EduBar<'_>, src: u64, dst: u64) -> Result {
+    bar.try_write64(src, regs::DMA_SRC)?;
+    bar.try_write64(dst, regs::DMA_DST)?;
     Ok(())
 }
 
 #[cfg(not(CONFIG_64BIT))]
-fn write_dma_addr(bar: &EduBar, src: u64, dst: u64) -> Result {
+fn write_dma_addr(bar: &EduBar<'_>, src: u64, dst: u64) -> Result {
     bar.write32(u32::try_from(src)?, regs::DMA_SRC);
     bar.write32(u32::try_from(dst)?, regs::DMA_DST);
     Ok(())
+}
+
+/// Reads a coherent buffer's device address (Linux 7.3 renamed `dma_handle` to `dma_address`).
+#[cfg(kforge_linux_7_3)]
+fn dma_address(buf: &Coherent<[u8]>) -> u64 {
+    u64::from(buf.dma_address())
+}
+
+/// See the other `dma_address`.
+#[cfg(not(kforge_linux_7_3))]
+fn dma_address(buf: &Coherent<[u8]>) -> u64 {
+    u64::from(buf.dma_handle())
 }
 
 /// The interrupt handler.
@@ -546,13 +569,10 @@ struct EduIrq {
     edu: Arc<Edu>,
 }
 
-impl irq::ThreadedHandler for EduIrq {
-    fn handle(&self, dev: &device::Device<Bound>) -> ThreadedIrqReturn {
+impl EduIrq {
+    /// The hard handler, on the mapped BAR.
+    fn handle_hard(&self, bar: &EduBar<'_>) -> ThreadedIrqReturn {
         let edu = &self.edu;
-        // The handler is registered with (and only runs while bound to) this very device.
-        let Ok(bar) = edu.bar.access(dev) else {
-            return ThreadedIrqReturn::None;
-        };
         let status = bar.read32(regs::IRQ_STATUS);
         if status == 0 {
             edu.irqs_not_ours.add(1, Relaxed);
@@ -565,7 +585,8 @@ impl irq::ThreadedHandler for EduIrq {
         ThreadedIrqReturn::WakeThread
     }
 
-    fn handle_threaded(&self, _dev: &device::Device<Bound>) -> IrqReturn {
+    /// The handler thread.
+    fn handle_thread(&self) -> IrqReturn {
         let edu = &self.edu;
         let bits = edu.latched.xchg(0, Full);
         if bits != 0 {
@@ -579,15 +600,143 @@ impl irq::ThreadedHandler for EduIrq {
     }
 }
 
-/// Per-device driver data.
+/// Linux 7.3's handlers no longer get the device, so the hard handler reaches the BAR through
+/// its revocable `Devres` (an RCU read-side section, which hard-irq context allows).
+#[cfg(kforge_linux_7_3)]
+impl irq::ThreadedHandler for EduIrq {
+    fn handle(&self) -> ThreadedIrqReturn {
+        self.edu.with_bar(|bar| self.handle_hard(bar)).unwrap_or(ThreadedIrqReturn::None)
+    }
+
+    fn handle_threaded(&self) -> IrqReturn {
+        self.handle_thread()
+    }
+}
+
+/// Before 7.3 both handlers get the bound device.
+#[cfg(not(kforge_linux_7_3))]
+impl irq::ThreadedHandler for EduIrq {
+    fn handle(&self, dev: &device::Device<Bound>) -> ThreadedIrqReturn {
+        // The handler is registered with (and only runs while bound to) this very device.
+        match self.edu.bar.access(dev) {
+            Ok(bar) => self.handle_hard(bar),
+            Err(_) => ThreadedIrqReturn::None,
+        }
+    }
+
+    fn handle_threaded(&self, _dev: &device::Device<Bound>) -> IrqReturn {
+        self.handle_thread()
+    }
+}
+
+/// The allocated interrupt vectors. Linux 7.3 returns an owned `IrqVectorRegistration` that frees
+/// them when dropped (so the binding must keep it); before, a range of vectors whose allocation
+/// devres frees at unbind.
+#[cfg(kforge_linux_7_3)]
+type IrqVectors<'bound> = pci::IrqVectorRegistration<'bound>;
+#[cfg(not(kforge_linux_7_3))]
+type IrqVectors<'bound> = core::ops::RangeInclusive<pci::IrqVector<'bound>>;
+
+/// The interrupt number of the first (the edu device's only) vector.
+#[cfg(kforge_linux_7_3)]
+fn irq_number(vectors: &IrqVectors<'_>) -> Result<u32> {
+    Ok(irq::IrqRequest::from(vectors.index(0)?).irq())
+}
+
+/// See the other `irq_number`.
+#[cfg(not(kforge_linux_7_3))]
+fn irq_number(vectors: &IrqVectors<'_>) -> Result<u32> {
+    let request: irq::IrqRequest<'_> = (*vectors.start()).try_into()?;
+    Ok(request.irq())
+}
+
+/// The requested interrupt: the handler registration and, from Linux 7.3 on, the vectors it was
+/// requested from. 7.3's `ThreadedRegistration` borrows the vector allocation for as long as it
+/// lives, so both live here, and the registration (which frees the interrupt, waiting for a
+/// running handler) is dropped first.
+#[cfg(kforge_linux_7_3)]
 #[pin_data]
-struct EduDriver {
+struct EduInterrupt<'bound> {
+    #[pin]
+    registration: irq::ThreadedRegistration<'bound, EduIrq>,
+    vectors: IrqVectors<'bound>,
+}
+
+/// See the other `EduInterrupt`: before 7.3 the vectors are devres-managed and the registration
+/// borrows nothing; `_bound` gives the type the same lifetime parameter.
+#[cfg(not(kforge_linux_7_3))]
+#[pin_data]
+struct EduInterrupt<'bound> {
+    #[pin]
+    registration: irq::ThreadedRegistration<EduIrq>,
+    _bound: core::marker::PhantomData<&'bound pci::Device<Bound>>,
+}
+
+/// Requests the interrupt of the first vector for `handler`, as a shared interrupt (an INTx line
+/// may be shared; the handler checks the status register).
+///
+/// Linux 7.3 removed `pci::Device::request_threaded_irq`: the request now comes from
+/// `IrqVectorRegistration::index`, and `ThreadedRegistration::new` is `unsafe` (it must not be
+/// leaked).
+#[cfg(kforge_linux_7_3)]
+fn request_irq<'bound>(
+    _pdev: &'bound pci::Device<Bound>,
+    vectors: IrqVectors<'bound>,
+    handler: EduIrq,
+) -> impl PinInit<EduInterrupt<'bound>, Error> + 'bound {
+    try_pin_init!(&this in EduInterrupt {
+        vectors,
+        registration <- {
+            // SAFETY: `this` points to the `EduInterrupt` being initialised in place, which is
+            // pinned (it never moves), and its `vectors` field is initialised (fields are
+            // initialised in the order written here). The reference only serves to request the
+            // interrupt, which makes `registration` borrow `vectors`; `registration` is declared
+            // before `vectors`, so it is dropped first (at unbind, or by pin-init's guard if a
+            // later initialiser fails). `vectors` is not accessed mutably until it is dropped.
+            let allocation: &'bound IrqVectors<'bound> = unsafe { &(*this.as_ptr()).vectors };
+            pin_init::pin_init_scope(move || {
+                let request = irq::IrqRequest::from(allocation.index(0)?);
+                // SAFETY: The registration is a field of the binding's driver data, which the
+                // driver core drops at unbind (or pin-init drops if probe fails); it is never
+                // leaked.
+                Ok(unsafe {
+                    irq::ThreadedRegistration::new(request, irq::Flags::SHARED, c"kforge_edu", Ok::<_, Error>(handler))
+                })
+            })
+        },
+    })
+}
+
+/// See the other `request_irq`.
+#[cfg(not(kforge_linux_7_3))]
+fn request_irq<'bound>(
+    pdev: &'bound pci::Device<Bound>,
+    vectors: IrqVectors<'bound>,
+    handler: EduIrq,
+) -> impl PinInit<EduInterrupt<'bound>, Error> + 'bound {
+    try_pin_init!(EduInterrupt {
+        registration <- pdev.request_threaded_irq(
+            *vectors.start(),
+            irq::Flags::SHARED,
+            c"kforge_edu",
+            Ok::<_, Error>(handler),
+        ),
+        _bound: core::marker::PhantomData,
+    })
+}
+
+/// The PCI driver.
+struct EduDriver;
+
+/// Per-device driver data; `'bound` is the time the device is bound to the driver.
+#[pin_data]
+struct EduBinding<'bound> {
     // Dropped first: no new opens once teardown starts.
     #[pin]
     miscdev: MiscDeviceRegistration<EduFile>,
     // Then the interrupt is freed (waiting for a running handler).
     #[pin]
-    irq: irq::ThreadedRegistration<EduIrq>,
+    irq: EduInterrupt<'bound>,
     edu: Arc<Edu>,
 }
 
@@ -630,15 +779,22 @@ fn setup_dma(pdev: &pci::Device<Core<'_>>, bits: u32) -> Option<DmaBuffers> {
     }
 }
 
+/// What `probe` gets for the matched ID table entry: Linux 7.3 passes `None` for an entry
+/// without driver data (a dynamic ID); the driver needs none either way.
+#[cfg(kforge_linux_7_3)]
+type ProbeIdInfo<'bound> = Option<&'bound ()>;
+#[cfg(not(kforge_linux_7_3))]
+type ProbeIdInfo<'bound> = &'bound ();
+
 impl pci::Driver for EduDriver {
     type IdInfo = ();
-    type Data<'bound> = Self;
+    type Data<'bound> = EduBinding<'bound>;
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
 
     fn probe<'bound>(
         pdev: &'bound pci::Device<Core<'_>>,
-        _info: &'bound Self::IdInfo,
-    ) -> impl PinInit<Self, Error> + 'bound {
+        _info: ProbeIdInfo<'bound>,
+    ) -> impl PinInit<EduBinding<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || {
             let dma_bits = dma_bits_param()?;
             pdev.enable_device_mem()?;
@@ -674,9 +830,7 @@ impl pci::Driver for EduDriver {
                     (IrqMode::Intx, pdev.alloc_irq_vectors(1, 1, intx)?)
                 }
             };
-            let vector = *vectors.start();
-            let request: irq::IrqRequest<'_> = vector.try_into()?;
-            let irq_number = request.irq();
+            let irq_number = irq_number(&vectors)?;
 
             let edu = Arc::pin_init(
                 try_pin_init!(Edu {
@@ -700,15 +854,9 @@ impl pci::Driver for EduDriver {
             )?;
             let handler = EduIrq { edu: edu.clone() };
 
-            Ok(try_pin_init!(EduDriver {
+            Ok(try_pin_init!(EduBinding {
                 edu,
-                // Shared: an INTx line may be shared; the handler checks the status register.
-                irq <- pdev.request_threaded_irq(
-                    vector,
-                    irq::Flags::SHARED,
-                    c"kforge_edu",
-                    Ok::<_, Error>(handler),
-                ),
+                irq <- request_irq(pdev, vectors, handler),
                 miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions {
                     name: c"kforge-edu",
                 }),
@@ -938,10 +1086,10 @@ impl MiscDevice for EduFile {
     fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<EduFile>>> {
         let misc = core::ptr::from_ref(misc).cast_mut();
         // SAFETY: Every `MiscDeviceRegistration<EduFile>` is the `miscdev` field of a pinned
-        // `EduDriver` (the driver data of a bound device). It stays alive during `open`:
-        // `misc_open()` holds `misc_mtx`, which `misc_deregister()` (run when `EduDriver` is
+        // `EduBinding` (the driver data of a bound device). It stays alive during `open`:
+        // `misc_open()` holds `misc_mtx`, which `misc_deregister()` (run when `EduBinding` is
         // dropped, before its other fields) also takes.
-        let driver = unsafe { &*kernel::container_of!(misc, EduDriver, miscdev) };
+        let driver = unsafe { &*kernel::container_of!(misc, EduBinding<'_>, miscdev) };
 
         // 7.2's Rust `MiscDeviceOptions` leaves `file_operations.owner` NULL, so the VFS does not
         // pin the module while the device is open. Take the reference ourselves (dropped in
