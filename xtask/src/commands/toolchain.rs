@@ -1,5 +1,6 @@
 //! `cargo xtask toolchain list | install | verify | shell | resolve`: pinned toolchain roots, and which one a kernel needs.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -245,7 +246,35 @@ fn run_resolve(
         }
     };
     let entry_id = entry.as_ref().map(|entry| entry.id.as_str());
-    let resolution = resolve::resolve(&rules, &tree, &specs, &arches, entry_id, preferred)?;
+    // A distro kernel is already built: only the compilers its config records can build modules for it.
+    let mut packaged = BTreeMap::new();
+    if let Some(entry) = &entry
+        && let KernelSource::DebianImage(image) = &entry.source
+    {
+        let fetcher = Toolchain::load(&context.repo, &entry.toolchain)?;
+        for arch in &arches {
+            if let Some(packages) = image.arches.get(arch.name) {
+                packaged.insert(arch.name, kernel::distro::packaged_compilers(&fetcher, packages, arch)?);
+            }
+        }
+    }
+    let distro_check = |arch: &Arch, spec: &spec::ToolchainSpec| -> Option<resolve::Failure> {
+        let KernelSource::DebianImage(image) = &entry.as_ref()?.source else {
+            return None;
+        };
+        match packaged.get(arch.name) {
+            Some(texts) => kernel::distro::compiler_failure(spec, texts),
+            None => Some(resolve::Failure {
+                rule: "distro-arch".to_string(),
+                explanation: "a distro kernel runs only on the arches it has packages for".to_string(),
+                detail: format!(
+                    "the kernel lists Debian packages for {} only",
+                    image.arches.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            }),
+        }
+    };
+    let resolution = resolve::resolve(&rules, &tree, &specs, &arches, entry_id, preferred, &distro_check)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&resolution)?);
     } else {

@@ -287,6 +287,53 @@ pub fn spec_mismatches(spec: &spec::ToolchainSpec, config: &CompilerTexts) -> Ve
     reasons
 }
 
+/// Rule id `toolchain resolve` reports when a toolchain's compilers are not the ones a distro kernel was built with.
+pub const COMPILERS_RULE: &str = "distro-compilers";
+
+/// `toolchain resolve`'s check for a distro kernel: `None` when `spec`'s pins
+/// are the compilers the config names, else the failure naming both sides.
+pub fn compiler_failure(
+    spec: &spec::ToolchainSpec,
+    config: &CompilerTexts,
+) -> Option<crate::toolchain::resolve::Failure> {
+    let mismatches = spec_mismatches(spec, config);
+    if mismatches.is_empty() {
+        return None;
+    }
+    Some(crate::toolchain::resolve::Failure {
+        rule: COMPILERS_RULE.to_string(),
+        explanation: "a module must be built by the compilers that built the kernel; the distro's config records them \
+                      (CONFIG_RUSTC_VERSION_TEXT, CONFIG_BINDGEN_VERSION_TEXT, CONFIG_CC_VERSION_TEXT)"
+            .to_string(),
+        detail: format!(
+            "the kernel was built with `{}`, `{}`, `{}`; {} has {}",
+            config.rustc,
+            config.bindgen,
+            config.cc,
+            spec.id,
+            mismatches.join(", ")
+        ),
+    })
+}
+
+/// The compilers Debian built `arch`'s image with, read from its headers package's `.config`
+/// (fetched with `toolchain`'s apt, verified against its pinned sha256).
+pub fn packaged_compilers(toolchain: &Toolchain, packages: &DebianImageArch, arch: &Arch) -> Result<CompilerTexts> {
+    let headers_deb = source::fetch_arch_package(toolchain, &packages.headers, arch.debian_arch)?;
+    let config =
+        std::env::temp_dir().join(format!("kforge-{}-{}.config", packages.headers.package, std::process::id()));
+    let extracted = source::extract_deb_files(&headers_deb, |path| {
+        let (_, file) = path.strip_prefix("usr/src/linux-headers-")?.split_once('/')?;
+        (file == ".config").then(|| config.clone())
+    });
+    let text = extracted.and_then(|_| {
+        fs_err::read_to_string(&config)
+            .with_context(|| format!("{} has no usr/src/linux-headers-<release>/.config", packages.headers.package))
+    });
+    let _ = fs_err::remove_file(&config);
+    compiler_texts(&text?, &format!("{}'s .config", packages.headers.package))
+}
+
 /// The refusal when the chosen toolchain does not match: the config's
 /// strings, what the toolchain printed, and what every pinned toolchain has.
 pub fn refusal(
@@ -724,6 +771,11 @@ CONFIG_LOCALVERSION="say \"hi\""
             ["sid", "sid-gcc", "trixie"].iter().map(|id| spec::load(&repo(), id).unwrap()).collect();
         assert!(spec_mismatches(&candidates[1], &texts()).is_empty());
         assert_eq!(spec_mismatches(&candidates[0], &texts()), ["no gcc"]);
+        assert!(compiler_failure(&candidates[1], &texts()).is_none());
+        let failure = compiler_failure(&candidates[0], &texts()).unwrap();
+        assert_eq!(failure.rule, COMPILERS_RULE);
+        assert!(failure.detail.contains("`x86_64-linux-gnu-gcc-16 (Debian 16.2.0-4) 16.2.0`"), "{}", failure.detail);
+        assert!(failure.detail.ends_with(&format!("{} has no gcc", candidates[0].id)), "{}", failure.detail);
         let mut found = texts();
         found.cc = "missing (sh: 1: x86_64-linux-gnu-gcc-16: not found)".into();
         let matches = match_texts(&texts(), &found);

@@ -801,6 +801,7 @@ pub fn resolve(
     arches: &[&'static Arch],
     kernel_entry: Option<&str>,
     preferred: Option<Preferred<'_>>,
+    extra_check: &dyn Fn(&Arch, &ToolchainSpec) -> Option<Failure>,
 ) -> Result<Resolution> {
     let mut choices = Vec::new();
     for arch in arches {
@@ -817,6 +818,9 @@ pub fn resolve(
                         detail: format!("toolchains/{}.toml [unsupported-arches] names {}", spec.id, arch.name),
                     },
                 );
+            }
+            if let Some(failure) = extra_check(arch, spec) {
+                outcome.failures.push(failure);
             }
             verdicts.push(Verdict { toolchain: spec.id.clone(), ok: outcome.failures.is_empty(), outcome });
         }
@@ -1101,6 +1105,7 @@ mod tests {
             &[arch("s390")],
             Some("7.3"),
             Some(own("experimental")),
+            &|_, _| None,
         )
         .unwrap();
         assert_eq!(resolution.arches[0].chosen.as_deref(), Some("experimental"));
@@ -1272,7 +1277,7 @@ mod tests {
         let tree = read_tree(&fixtures().join("linux-7.2")).unwrap();
         let specs = all_toolchains();
         let arches = [arch("x86_64"), arch("s390"), arch("loongarch")];
-        let resolution = resolve(&rules, &tree, &specs, &arches, Some("7.2"), Some(own("sid"))).unwrap();
+        let resolution = resolve(&rules, &tree, &specs, &arches, Some("7.2"), Some(own("sid")), &|_, _| None).unwrap();
         assert!(resolution.ok);
         let chosen: Vec<_> = resolution.arches.iter().map(|choice| choice.chosen.as_deref().unwrap()).collect();
         assert_eq!(chosen, ["sid", "sid", "sid"]);
@@ -1282,9 +1287,33 @@ mod tests {
         let text = resolution.render();
         assert!(text.contains("trixie on s390: `rustc-1.96-for-s390`: rustc 1.85.1 is not >= 1.96"), "{text}");
         // Without a preference, trixie (oldest rustc) serves x86_64; s390 needs sid.
-        let resolution = resolve(&rules, &tree, &specs, &arches, None, None).unwrap();
+        let resolution = resolve(&rules, &tree, &specs, &arches, None, None, &|_, _| None).unwrap();
         let chosen: Vec<_> = resolution.arches.iter().map(|choice| choice.chosen.as_deref().unwrap()).collect();
         assert_eq!(chosen, ["trixie", "sid", "sid"]);
+    }
+
+    #[test]
+    fn an_extra_check_refuses_like_a_rule_and_moves_the_pick() {
+        let rules = committed_rules();
+        let tree = read_tree(&fixtures().join("linux-7.2")).unwrap();
+        let only_not_sid = |_: &Arch, spec: &ToolchainSpec| {
+            (spec.id == "sid").then(|| Failure {
+                rule: "distro-compilers".into(),
+                explanation: "test".into(),
+                detail: "sid has no gcc".into(),
+            })
+        };
+        let resolution =
+            resolve(&rules, &tree, &all_toolchains(), &[arch("x86_64")], Some("7.2"), Some(own("sid")), &only_not_sid)
+                .unwrap();
+        let choice = &resolution.arches[0];
+        assert_ne!(choice.chosen.as_deref(), Some("sid"));
+        assert!(choice.reason.contains("sid breaks `distro-compilers`"), "{}", choice.reason);
+        assert!(
+            resolution.render().contains("sid on x86_64: `distro-compilers`: sid has no gcc"),
+            "{}",
+            resolution.render()
+        );
     }
 
     #[test]
@@ -1292,12 +1321,19 @@ mod tests {
         let rules = committed_rules();
         let specs = all_toolchains();
         let tree = read_tree(&fixtures().join("linux-6.12")).unwrap();
-        let resolution =
-            resolve(&rules, &tree, &specs, &[arch("x86_64"), arch("arm64")], Some("6.12"), Some(own("trixie")))
-                .unwrap();
+        let resolution = resolve(
+            &rules,
+            &tree,
+            &specs,
+            &[arch("x86_64"), arch("arm64")],
+            Some("6.12"),
+            Some(own("trixie")),
+            &|_, _| None,
+        )
+        .unwrap();
         assert!(resolution.arches.iter().all(|choice| choice.chosen.as_deref() == Some("trixie")));
         let tree = read_tree(&fixtures().join("linux-6.10")).unwrap();
-        let resolution = resolve(&rules, &tree, &specs, &[arch("x86_64")], None, None).unwrap();
+        let resolution = resolve(&rules, &tree, &specs, &[arch("x86_64")], None, None, &|_, _| None).unwrap();
         assert!(!resolution.ok);
         assert_eq!(resolution.arches[0].reason, "no pinned toolchain satisfies every rule");
         for verdict in &resolution.arches[0].verdicts {
