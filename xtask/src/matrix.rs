@@ -214,17 +214,7 @@ fn prepare(
         }
     };
 
-    if let Some(reason) = toolchain.spec.unsupported_arches.get(cell.arch.name) {
-        ui::status(
-            "Skipped",
-            format!("{}: toolchain {} cannot serve {}: {reason}", cell.id(), toolchain.id(), cell.arch.name),
-        );
-        result.status = Status::Skip;
-        result.message = Some(format!("toolchain {} cannot serve {}: {reason}", toolchain.id(), cell.arch.name));
-        return Err(Failed(Box::new(result)));
-    }
-
-    if let Some(reason) = crate::kernel::distro::arch_skip_reason(&cell.kernel, cell.arch) {
+    if let Some(reason) = pipeline::cell_skip_reason(&cell.kernel, cell.arch, &toolchain) {
         ui::status("Skipped", format!("{}: {reason}", cell.id()));
         result.status = Status::Skip;
         result.message = Some(reason);

@@ -49,6 +49,15 @@ pub fn ready_source(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<Sourc
         .stage(Category::Infrastructure, format!("source of kernel {} is unavailable", kernel.id))
 }
 
+/// Why a whole cell cannot run, if it cannot: its toolchain cannot serve the
+/// arch (`[unsupported-arches]`), or a distro kernel has no packages for it.
+pub fn cell_skip_reason(kernel: &KernelEntry, arch: &Arch, toolchain: &Toolchain) -> Option<String> {
+    if let Some(reason) = toolchain.spec.unsupported_arches.get(arch.name) {
+        return Some(format!("toolchain {} cannot serve {}: {reason}", toolchain.id(), arch.name));
+    }
+    distro::arch_skip_reason(kernel, arch)
+}
+
 /// Refuses a kernel/toolchain/arch triple that breaks a rule of
 /// `toolchains/rules.toml` (min-tool-version.sh included), before anything is built.
 pub fn check_toolchain_rules(

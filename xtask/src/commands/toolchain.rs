@@ -259,18 +259,13 @@ fn run_resolve(
         }
     }
     let distro_check = |arch: &Arch, spec: &spec::ToolchainSpec| -> Option<resolve::Failure> {
-        let KernelSource::DebianImage(image) = &entry.as_ref()?.source else {
-            return None;
-        };
+        let entry = entry.as_ref()?;
         match packaged.get(arch.name) {
             Some(texts) => kernel::distro::compiler_failure(spec, texts),
-            None => Some(resolve::Failure {
+            None => kernel::distro::arch_skip_reason(entry, arch).map(|detail| resolve::Failure {
                 rule: "distro-arch".to_string(),
                 explanation: "a distro kernel runs only on the arches it has packages for".to_string(),
-                detail: format!(
-                    "the kernel lists Debian packages for {} only",
-                    image.arches.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
+                detail,
             }),
         }
     };
