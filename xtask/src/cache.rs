@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::ui;
+use crate::progress;
 
 /// Hashes named inputs in order, so a key names exactly what went into it.
 #[derive(Clone)]
@@ -92,7 +92,7 @@ pub fn lock(entry: &Path) -> Result<EntryLock> {
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            ui::status("Waiting", format!("for another kforge to release {}", lock_path.display()));
+            progress::status("Waiting", format!("for another kforge to release {}", lock_path.display()));
             file.lock().with_context(|| format!("failed to lock {}", lock_path.display()))?;
         }
         Err(std::fs::TryLockError::Error(err)) => {

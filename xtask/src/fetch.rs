@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::{cache, error, paths, process, ui};
+use crate::{cache, error, paths, process, progress};
 
 /// Set once at start-up by `--offline` / `KFORGE_OFFLINE=1`.
 static OFFLINE: AtomicBool = AtomicBool::new(false);
@@ -54,7 +54,10 @@ pub fn check_entry(path: &Path, sha256: &str) -> Result<bool> {
     if found == sha256 {
         return Ok(true);
     }
-    ui::warn(format!("store entry {} is corrupted (sha256 {found}, expected {sha256}); removing it", path.display()));
+    progress::warn(format!(
+        "store entry {} is corrupted (sha256 {found}, expected {sha256}); removing it",
+        path.display()
+    ));
     fs_err::remove_file(path)?;
     Ok(false)
 }
@@ -103,7 +106,7 @@ pub fn fetch(url: &str, sha256: &str) -> Result<PathBuf> {
                 return Err(err);
             }
             Err(err) => {
-                ui::warn(format!("download of {url} failed (attempt {attempt} of 3): {err:#}"));
+                progress::warn(format!("download of {url} failed (attempt {attempt} of 3): {err:#}"));
                 last_error = Some(err);
                 std::thread::sleep(Duration::from_millis(500 * attempt));
             }
@@ -129,8 +132,8 @@ fn download(url: &str, destination: &Path) -> Result<String> {
         bail!("server answered {} for {url}", response.status());
     }
     let bar = match response.content_length() {
-        Some(length) => ui::bar(length, "Downloading"),
-        None => ui::spinner("Downloading"),
+        Some(length) => progress::bar(length, "Downloading"),
+        None => progress::spinner("Downloading"),
     };
     bar.set_message(file_name_of(url));
     let mut file = fs_err::File::create(destination)?;

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 
 use crate::process::{self, Cmd};
-use crate::{error, sandbox, ui};
+use crate::{error, progress, sandbox};
 
 /// A host program and the Debian packages it needs: the first provides the
 /// program, the others what it needs to be useful (they are installed without
@@ -56,7 +56,7 @@ pub fn ensure(tools: &[HostTool]) -> Result<()> {
     } else {
         return Err(error::user_hint(format!("{} not installed", programs.join(", ")), format!("run: {install_line}")));
     };
-    ui::status("Installing", format!("host packages {} with apt-get", packages.join(" ")));
+    progress::status("Installing", format!("host packages {} with apt-get", packages.join(" ")));
     let apt = |args: &[&str]| -> Result<String> {
         let mut argv: Vec<&str> = prefix.clone();
         argv.push("apt-get");

@@ -21,6 +21,7 @@ mod matrix;
 mod paths;
 mod pipeline;
 mod process;
+mod progress;
 mod project;
 mod qemu;
 mod report;
@@ -95,6 +96,7 @@ fn main() {
         ui::Verbosity::Normal
     };
     ui::init(verbosity);
+    progress::install(Box::new(ui::TerminalSink));
     process::install_interrupt_handler();
     fetch::set_offline(cli.global.offline());
     let global = cli.global.clone();

@@ -16,7 +16,7 @@ use crate::report::{CellResult, Results, RunSummary, Status, TestRecord, Timings
 use crate::stage::{self, Category};
 use crate::toolchain::Toolchain;
 use crate::toolchain::install::InstallOptions;
-use crate::{error, ktap, pipeline, process, ui};
+use crate::{error, ktap, pipeline, process, progress};
 
 /// One cell to run.
 #[derive(Debug, Clone)]
@@ -167,7 +167,7 @@ fn fail_cell(mut result: CellResult, err: anyhow::Error, log: Option<&Path>) -> 
     if let Some(log) = log {
         result.build_log = Some(log.display().to_string());
     }
-    ui::status("Failed", format!("{} ({})", result.id, category.as_str()));
+    progress::status("Failed", format!("{} ({})", result.id, category.as_str()));
     Failed(Box::new(result))
 }
 
@@ -183,7 +183,7 @@ fn prepare(
     if let Err(err) = crate::cache::remove_dir_if_exists(&dir).and_then(|_| Ok(fs_err::create_dir_all(&dir)?)) {
         return Err(fail_cell(result, err, None));
     }
-    ui::status("Preparing", format!("cell {}", cell.label()));
+    progress::status("Preparing", format!("cell {}", cell.label()));
 
     let toolchain = match shared.toolchains.get(&cell.kernel.toolchain) {
         Some(Ok(toolchain)) => toolchain.clone(),
@@ -215,7 +215,7 @@ fn prepare(
     };
 
     if let Some(reason) = pipeline::cell_skip_reason(&cell.kernel, cell.arch, &toolchain) {
-        ui::status("Skipped", format!("{}: {reason}", cell.id()));
+        progress::status("Skipped", format!("{}: {reason}", cell.id()));
         result.status = Status::Skip;
         result.message = Some(reason);
         return Err(Failed(Box::new(result)));
@@ -323,7 +323,7 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
         crate::arch::Runner::Qemu(_) => "in QEMU",
         crate::arch::Runner::Uml => "as a User Mode Linux process",
     };
-    ui::status("Booting", format!("{}/{} {runner}", result.kernel, result.arch));
+    progress::status("Booting", format!("{}/{} {runner}", result.kernel, result.arch));
     let booted = match qemu::boot(&boot, &console_log, timeout) {
         Ok(booted) => booted,
         Err(err) if error::is_interrupted(&err) => return Err(err),
@@ -351,7 +351,7 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
         Status::Fail => "Failed",
         Status::Error => "Errored",
     };
-    ui::status(
+    progress::status(
         verb,
         format!(
             "{}/{}: {} passed, {} failed, {} skipped, {} errors (boot {:.1}s)",

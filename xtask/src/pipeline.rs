@@ -18,7 +18,7 @@ use crate::project::{KernelEntry, KernelSource};
 use crate::stage::{Category, StageContext};
 use crate::toolchain::install::{self, InstallOptions};
 use crate::toolchain::{Provider, Toolchain, resolve, verify};
-use crate::{error, image, lock, ui};
+use crate::{error, image, lock, progress};
 
 /// Loads the toolchain, installs it if missing, and verifies every pin.
 pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Result<Toolchain> {
@@ -39,7 +39,7 @@ pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Resul
     }
     lock::check_root_if_locked(repo, &toolchain)
         .stage(Category::Toolchain, format!("toolchain {id} differs from kforge.lock"))?;
-    ui::detail(format!("toolchain {id} verified ({} checks)", report.checks.len()));
+    progress::detail(format!("toolchain {id} verified ({} checks)", report.checks.len()));
     Ok(toolchain)
 }
 
@@ -103,7 +103,7 @@ pub fn build_kernel(
     log: &Path,
     parallel: Parallel<'_>,
 ) -> Result<KernelBuild> {
-    ui::status("Building", format!("kernel {}/{} (log: {})", plan.kernel_id, plan.arch.name, log.display()));
+    progress::status("Building", format!("kernel {}/{} (log: {})", plan.kernel_id, plan.arch.name, log.display()));
     let started = std::time::Instant::now();
     let build = match &plan.distro {
         Some(distro_plan) => distro::build(plan, distro_plan, toolchain, source, log, parallel)?,
@@ -111,7 +111,7 @@ pub fn build_kernel(
     };
     let wall = started.elapsed().as_secs_f64();
     if build.compiled_steps == 0 {
-        ui::status(
+        progress::status(
             "Fresh",
             format!(
                 "kernel {}/{}: up to date, nothing compiled ({})",
@@ -121,7 +121,7 @@ pub fn build_kernel(
             ),
         );
     } else {
-        ui::status(
+        progress::status(
             "Built",
             format!(
                 "kernel {}/{}: {} steps in {wall:.0} s wall, {:.0} s CPU ({})",
@@ -148,7 +148,7 @@ pub fn build_drivers(
 ) -> Result<Vec<BuiltDriver>> {
     let mut built = Vec::new();
     for item in drivers {
-        ui::status("Compiling", format!("driver {} for {}", item.name, arch.name));
+        progress::status("Compiling", format!("driver {} for {}", item.name, arch.name));
         built.push(driver::build(item, arch, toolchain, source, kernel, out_dir, parallel)?);
     }
     Ok(built)

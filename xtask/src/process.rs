@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::error::{Interrupted, ProcessError};
-use crate::ui;
+use crate::progress;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -27,7 +27,7 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 pub fn install_interrupt_handler() {
     let installed = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
     if let Err(err) = installed {
-        ui::warn(format!("cannot install the Ctrl-C handler: {err}"));
+        progress::warn(format!("cannot install the Ctrl-C handler: {err}"));
     }
 }
 
@@ -142,7 +142,7 @@ impl Cmd {
 
     /// Starts a supervised child with stdin closed and stdout/stderr piped.
     fn spawn_piped(&self) -> Result<Child> {
-        ui::detail(format!("$ {}", self.display()));
+        progress::detail(format!("$ {}", self.display()));
         check_interrupt()?;
         self.supervised_command()
             .stdin(Stdio::null())
@@ -187,7 +187,7 @@ impl Cmd {
     /// Runs attached to the terminal (shells, interactive QEMU). Ctrl-C goes
     /// to the child; kforge only waits for it.
     pub fn run_interactive(&self) -> Result<ExitStatus> {
-        ui::detail(format!("$ {}", self.display()));
+        progress::detail(format!("$ {}", self.display()));
         let status = self.command().status().map_err(|err| self.spawn_error(err))?;
         INTERRUPTED.store(false, Ordering::SeqCst);
         Ok(status)

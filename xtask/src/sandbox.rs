@@ -271,7 +271,7 @@ fn probe_backend() -> Result<Backend, String> {
                 Err(err) => err.to_string(),
             };
             if is_root() && crate::process::which("unshare").is_some() {
-                crate::ui::warn(format!("bubblewrap cannot run here ({reason}); using chroot instead"));
+                crate::progress::warn(format!("bubblewrap cannot run here ({reason}); using chroot instead"));
                 Ok(Backend::Chroot)
             } else {
                 Err(format!(

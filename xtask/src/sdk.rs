@@ -20,7 +20,7 @@ use crate::dist::Entry;
 use crate::driver::Driver;
 use crate::kernel::config;
 use crate::toolchain::{Toolchain, ToolchainSpec};
-use crate::{cache, dist, error, paths, ui};
+use crate::{cache, dist, error, paths, progress};
 
 /// The manifest's name at the top of an SDK.
 pub const MANIFEST: &str = "sdk.json";
@@ -358,7 +358,10 @@ pub fn unpack(archive: &Path) -> Result<Unpacked> {
         extract_verified(archive, work).with_context(|| format!("failed to unpack SDK {}", archive.display()))
     })?;
     if unpacked {
-        ui::status("Unpacked", format!("SDK {} (every file verified) into {}", archive.display(), entry.display()));
+        progress::status(
+            "Unpacked",
+            format!("SDK {} (every file verified) into {}", archive.display(), entry.display()),
+        );
     }
     let manifest = read_manifest(&entry.join(MANIFEST))?;
     Ok(Unpacked { dir: entry, manifest })
@@ -559,14 +562,14 @@ pub fn buildable(sdk: &Unpacked, drivers: Vec<Driver>) -> Result<Vec<Driver>> {
             )));
         }
         if !driver.meta.in_tree_modules.is_empty() {
-            ui::warn(format!(
+            progress::warn(format!(
                 "driver {} also loads in-tree modules ({}); they come from a kernel build, not from the SDK",
                 driver.name,
                 driver.meta.in_tree_modules.join(", ")
             ));
         }
         if let Some(reason) = driver.skip_reason(arch, &sdk.manifest.kernel.version) {
-            ui::status("Skipping", format!("{} on {}: {reason}", driver.name, arch.name));
+            progress::status("Skipping", format!("{} on {}: {reason}", driver.name, arch.name));
             continue;
         }
         let missing = missing_options(&driver, &dot_config);
@@ -653,7 +656,7 @@ fn walk(root: &Path, dir: &str, pruned: &dyn Fn(&str) -> bool, out: &mut Vec<Str
             match std::fs::metadata(&host) {
                 Ok(target) if target.is_file() => out.push(path),
                 Ok(_) => anyhow::bail!("{} is a symlink to a directory, which an SDK cannot carry", host.display()),
-                Err(_) => ui::detail(format!("skipping dangling symlink {}", host.display())),
+                Err(_) => progress::detail(format!("skipping dangling symlink {}", host.display())),
             }
         }
     }

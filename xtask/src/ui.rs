@@ -147,3 +147,31 @@ pub fn spinner(prefix: &str) -> ProgressBar {
 pub fn progress_enabled() -> bool {
     printer().progress
 }
+
+/// The terminal as the lower layers' progress sink (installed by `main`).
+pub struct TerminalSink;
+
+impl crate::progress::Sink for TerminalSink {
+    fn status(&self, verb: &str, message: &str) {
+        status(verb, message);
+    }
+
+    fn warn(&self, message: &str) {
+        warn(message);
+    }
+
+    fn detail(&self, message: &str) {
+        detail(message);
+    }
+
+    fn bar(&self, length: Option<u64>, prefix: &str) -> ProgressBar {
+        match length {
+            Some(length) => bar(length, prefix),
+            None => spinner(prefix),
+        }
+    }
+
+    fn bars_enabled(&self) -> bool {
+        progress_enabled()
+    }
+}

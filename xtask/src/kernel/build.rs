@@ -17,7 +17,7 @@ use crate::jobserver::Parallel;
 use crate::process::{Cmd, Control, Outcome};
 use crate::stage::{Category, StageContext};
 use crate::toolchain::Toolchain;
-use crate::{cache, error, paths, process, ui};
+use crate::{cache, error, paths, process, progress};
 
 /// Everything decided before building.
 #[derive(Debug, Clone)]
@@ -280,7 +280,7 @@ fn label(plan: &KernelPlan) -> String {
 }
 
 fn configure(plan: &KernelPlan, dir: &Path, log: &Path, jail: &crate::sandbox::Jail<'_>) -> Result<()> {
-    ui::status("Configuring", format!("kernel {} ({} fragments)", label(plan), plan.fragments.len()));
+    progress::status("Configuring", format!("kernel {} ({} fragments)", label(plan), plan.fragments.len()));
     let fragment_dir = dir.join("kforge-fragments");
     cache::remove_dir_if_exists(&fragment_dir)?;
     fs_err::create_dir_all(&fragment_dir)?;
@@ -378,8 +378,8 @@ fn estimate_steps(arch: &Arch) -> Option<u64> {
 /// returns the number of steps run and their CPU seconds.
 pub fn run_make(cmd: &Cmd, log: &Path, label: &str, estimate: Option<u64>) -> Result<(usize, f64)> {
     let bar = match estimate {
-        Some(total) => ui::bar(total, "Building"),
-        None => ui::spinner("Building"),
+        Some(total) => progress::bar(total, "Building"),
+        None => progress::spinner("Building"),
     };
     let started = Instant::now();
     let mut last_report = Instant::now();
@@ -401,9 +401,9 @@ pub fn run_make(cmd: &Cmd, log: &Path, label: &str, estimate: Option<u64>) -> Re
             bar.inc(1);
             bar.set_message(format!("{label}: {}", line.trim()));
         }
-        if !ui::progress_enabled() && last_report.elapsed() > Duration::from_secs(60) {
+        if !progress::bars_enabled() && last_report.elapsed() > Duration::from_secs(60) {
             last_report = Instant::now();
-            ui::info(format!("    building {label}: {steps} steps, {}s", started.elapsed().as_secs()));
+            progress::status("Building", format!("{label}: {steps} steps, {}s", started.elapsed().as_secs()));
         }
         Control::Continue
     })?;

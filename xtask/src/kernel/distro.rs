@@ -26,7 +26,7 @@ use crate::process::{Control, Outcome};
 use crate::project::{DebianImage, DebianImageArch, KernelEntry, KernelSource};
 use crate::stage::{Category, StageContext};
 use crate::toolchain::{Toolchain, spec};
-use crate::{cache, error, paths, ui};
+use crate::{cache, error, paths, progress};
 
 /// Bumped when the way the metadata is regenerated changes.
 const RECIPE: &str = "kforge-distro-1";
@@ -558,9 +558,9 @@ pub fn build(
             .stage(Category::Toolchain, format!("no matching toolchain for {label}"));
     }
     for item in &matches {
-        ui::detail(format!("{label}: {} matches the kernel's: {}", item.tool, item.found));
+        progress::detail(format!("{label}: {} matches the kernel's: {}", item.tool, item.found));
         if let Some(note) = &item.note {
-            ui::warn(format!("{label}: {}: {note}", item.tool));
+            progress::warn(format!("{label}: {}: {note}", item.tool));
         }
     }
     let variables = kernel_variables(&fs_err::read_to_string(&files.variables)?);
@@ -582,7 +582,7 @@ pub fn build(
     let make = make_command(plan.arch, "/src", "/build", &vars);
 
     // Configure: Debian's config as is; olddefconfig must not change it.
-    ui::status("Configuring", format!("kernel {label} with Debian's config ({})", packages.headers.package));
+    progress::status("Configuring", format!("kernel {label} with Debian's config ({})", packages.headers.package));
     fs_err::copy(&files.config, dir.join(".config"))?;
     let config_log = kbuild::config_log_path(log);
     let cmd = jail(None).command(&[make.clone(), vec!["olddefconfig".to_string()]].concat())?;
@@ -596,7 +596,7 @@ pub fn build(
     let (accepted, unexpected): (Vec<&ConfigChange>, Vec<&ConfigChange>) =
         changes.iter().partition(|change| cc_note && change.name == "CONFIG_CC_VERSION_TEXT");
     for change in &accepted {
-        ui::warn(format!("{label}: olddefconfig changed {}: {} -> {}", change.name, change.before, change.after));
+        progress::warn(format!("{label}: olddefconfig changed {}: {} -> {}", change.name, change.before, change.after));
     }
     if !unexpected.is_empty() {
         let lines: Vec<String> = unexpected
@@ -655,7 +655,7 @@ pub fn build(
     let compiled = steps + header_steps;
     fs_err::write(dir.join(COMPLETE_MARKER), format!("{{\"steps\": {compiled}}}\n"))?;
     fs_err::rename(&dir, &plan.entry)?;
-    ui::detail(format!("{label}: Rust metadata regenerated in {:.0} s", started.elapsed().as_secs_f64()));
+    progress::detail(format!("{label}: Rust metadata regenerated in {:.0} s", started.elapsed().as_secs_f64()));
     Ok(KernelBuild {
         image: plan.entry.join(DISTRO_DIR).join("vmlinuz"),
         dir: plan.entry.clone(),

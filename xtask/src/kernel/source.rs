@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::project::{DebianPackage, KernelEntry, KernelSource};
 use crate::toolchain::{Toolchain, mirror};
-use crate::{cache, error, fetch, paths, ui};
+use crate::{cache, error, fetch, paths, progress};
 
 /// A source tree ready to build from (read-only from here on).
 #[derive(Debug, Clone)]
@@ -93,7 +93,7 @@ pub fn prepare(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<SourceTree
             let entry = unpacked_entry(kernel, &identity)?;
             let dir = unpack_once(&entry, |work| {
                 let archive = fetch::fetch(url, sha256)?;
-                ui::status("Unpacking", format!("{} (kernel {})", fetch::file_name_of(url), kernel.id));
+                progress::status("Unpacking", format!("{} (kernel {})", fetch::file_name_of(url), kernel.id));
                 unpack_tarball(&archive, work)
             })?;
             Ok(SourceTree { dir })
@@ -102,7 +102,7 @@ pub fn prepare(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<SourceTree
             let entry = unpacked_entry(kernel, &identity)?;
             let dir = unpack_once(&entry, |work| {
                 let deb = fetch_debian_package(toolchain, package, version, "all", sha256)?;
-                ui::status("Unpacking", format!("{package}={version} (kernel {})", kernel.id));
+                progress::status("Unpacking", format!("{package}={version} (kernel {})", kernel.id));
                 unpack_linux_source_deb(&deb, work)
             })?;
             Ok(SourceTree { dir })
@@ -112,7 +112,7 @@ pub fn prepare(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<SourceTree
             let entry = unpacked_entry(kernel, &identity)?;
             let dir = unpack_once(&entry, |work| {
                 let deb = fetch_debian_package(toolchain, package, version, "all", sha256)?;
-                ui::status("Unpacking", format!("{package}={version} (kernel {})", kernel.id));
+                progress::status("Unpacking", format!("{package}={version} (kernel {})", kernel.id));
                 unpack_linux_source_deb(&deb, work)
             })?;
             Ok(SourceTree { dir })
@@ -207,7 +207,7 @@ fn fetch_debian_package(
     }
     let download_dir = paths::cache_dir()?.join("downloads").join(format!("{package}-{}", std::process::id()));
     cache::remove_dir_if_exists(&download_dir)?;
-    ui::status("Fetching", format!("{package}={version} with the {} toolchain's apt", toolchain.id()));
+    progress::status("Fetching", format!("{package}={version} with the {} toolchain's apt", toolchain.id()));
     // A foreign architecture's package is asked for as `name:arch` (the root has every arch configured).
     let request = if debian_arch == "all" {
         format!("{package}={version}")

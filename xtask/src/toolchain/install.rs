@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 
 use super::{Provider, Toolchain, debian_arches, mirror, rustup};
 use crate::process::{Cmd, Control, Outcome, shell_quote};
-use crate::{cache, error, fetch, hostdeps, process, ui};
+use crate::{cache, error, fetch, hostdeps, process, progress};
 
 /// mmdebstrap's hooks that make a `file://` repository visible inside the root while it is built.
 const FILE_MIRROR_HOOKS: &str = "/usr/share/mmdebstrap/hooks/file-mirror-automount";
@@ -111,7 +111,7 @@ pub fn install(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool> 
         Provider::Rustup => rustup::install(toolchain, options)
             .with_context(|| format!("failed to install toolchain {}", toolchain.id())),
         Provider::Host => {
-            ui::detail(format!("toolchain {} uses the host's own tools: nothing to install", toolchain.id()));
+            progress::detail(format!("toolchain {} uses the host's own tools: nothing to install", toolchain.id()));
             Ok(false)
         }
     }
@@ -135,14 +135,14 @@ fn install_root(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool>
         // mmdebstrap wants to create the directory itself (or find it empty).
         cache::remove_dir_if_exists(work)?;
         let cmd = mmdebstrap_command(toolchain, work, options)?;
-        ui::status("Installing", format!("toolchain {} ({}) into {}", toolchain.id(), toolchain.spec.description, toolchain.root.display()));
-        let spinner = ui::spinner("mmdebstrap");
+        progress::status("Installing", format!("toolchain {} ({}) into {}", toolchain.id(), toolchain.spec.description, toolchain.root.display()));
+        let spinner = progress::spinner("mmdebstrap");
         let mut last_stage = String::new();
         let outcome = cmd.stream(&log, None, &mut |line| {
             if let Some(stage) = line.strip_prefix("I: ") {
                 spinner.set_message(stage.to_string());
-                if !ui::progress_enabled() && stage != last_stage {
-                    ui::detail(format!("mmdebstrap: {stage}"));
+                if !progress::bars_enabled() && stage != last_stage {
+                    progress::detail(format!("mmdebstrap: {stage}"));
                 }
                 last_stage = stage.to_string();
             }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{Toolchain, debian_arches};
-use crate::{cache, error, fetch, paths, ui};
+use crate::{cache, error, fetch, paths, progress};
 
 /// The component every kforge repository uses.
 const COMPONENT: &str = "main";
@@ -100,7 +100,7 @@ pub fn populate(toolchain: &Toolchain) -> Result<Vec<DebFile>> {
         if intact {
             return Ok(debs);
         }
-        ui::warn(format!(
+        progress::warn(format!(
             "re-fetching the packages of toolchain {}: some store entries were missing or corrupted",
             toolchain.id()
         ));
@@ -113,7 +113,7 @@ pub fn populate(toolchain: &Toolchain) -> Result<Vec<DebFile>> {
     let download_dir =
         paths::cache_dir()?.join("downloads").join(format!("{}-{}", dist_name(toolchain), std::process::id()));
     cache::remove_dir_if_exists(&download_dir)?;
-    ui::status("Fetching", format!("{} packages of toolchain {} with its apt", wanted.len(), toolchain.id()));
+    progress::status("Fetching", format!("{} packages of toolchain {} with its apt", wanted.len(), toolchain.id()));
     apt_download(toolchain, &wanted, &download_dir)?;
 
     let mut files = Vec::new();

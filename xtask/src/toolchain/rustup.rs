@@ -16,7 +16,7 @@ use super::spec::{RustupSettings, ToolchainSpec};
 use super::verify::version_after;
 use crate::error::{self, ProcessError};
 use crate::process::{self, Cmd, Control, Outcome};
-use crate::{cache, fetch, ui};
+use crate::{cache, fetch, progress};
 
 /// Bounds `rustup run ... --print sysroot` and `bindgen --version`.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -170,7 +170,10 @@ fn run_rustup(toolchain: &Toolchain, cmd: Cmd, what: &str) -> Result<()> {
     }
     let log = cache::sibling(&toolchain.dir, "install.log");
     let timeout = rustup_timeout()?;
-    ui::status("Running", format!("{} (at most {}s; log {})", command_line(&cmd), timeout.as_secs(), log.display()));
+    progress::status(
+        "Running",
+        format!("{} (at most {}s; log {})", command_line(&cmd), timeout.as_secs(), log.display()),
+    );
     let (outcome, lines) = stream_bounded(&cmd, &log, timeout, "rustup")?;
     if outcome_ok(outcome) {
         return Ok(());
@@ -203,7 +206,7 @@ fn install_bindgen(toolchain: &Toolchain, name: &str, force: bool) -> Result<boo
     let log = cache::sibling(&root, "install.log");
     cache::ensure_dir(&root, |work| {
         let cmd = bindgen_install_command(name, version, work);
-        ui::status(
+        progress::status(
             "Installing",
             format!("{BINDGEN_CRATE} {version} with cargo +{name} into {} (log {})", root.display(), log.display()),
         );
@@ -244,13 +247,13 @@ pub fn installed_bindgen_version(toolchain: &Toolchain) -> Option<String> {
 /// Streams `cmd` into `log` under a spinner, stopping it at `timeout`.
 /// Returns how it ended and the log's last lines.
 fn stream_bounded(cmd: &Cmd, log: &Path, timeout: Duration, label: &str) -> Result<(Outcome, Vec<String>)> {
-    let spinner = ui::spinner(label);
+    let spinner = progress::spinner(label);
     let outcome = cmd.stream(log, Some(timeout), &mut |line| {
         let line = line.trim();
         if !line.is_empty() {
             spinner.set_message(line.chars().take(100).collect::<String>());
-            if !ui::progress_enabled() {
-                ui::detail(format!("{label}: {line}"));
+            if !progress::bars_enabled() {
+                progress::detail(format!("{label}: {line}"));
             }
         }
         Control::Continue
