@@ -4,12 +4,19 @@
 //! partial one (`complete: false`), an empty one and an expected cell that
 //! no input holds each become a problem line naming the file or cell, and
 //! make the merged run incomplete (exit code 2).
+//!
+//! A cell's own verdict is not trusted either: its status and totals are
+//! recomputed from its tests ([`inconsistency`]). A cell whose claim
+//! disagrees (`pass` with a failing test, totals that do not add up) is
+//! kept as `error` with the reason, and is a problem naming the cell and
+//! its file, so the merge exits 2.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::report::{CellResult, Results, RunSummary, Status};
+use crate::report::{CellResult, Results, RunSummary, Status, Totals};
+use crate::stage::Category;
 use crate::{cache, error};
 
 /// The Markdown summary's file name, next to results.json and junit.xml.
@@ -58,7 +65,14 @@ pub fn merge(inputs: &[PathBuf], expect: &[String]) -> Result<Merged> {
         if results.cells.is_empty() {
             problems.push(format!("{}: holds no cells", path.display()));
         }
-        for cell in results.cells {
+        for mut cell in results.cells {
+            if let Some(reason) = inconsistency(&cell) {
+                problems.push(format!("{}: cell {}: {reason}; refusing its verdict", path.display(), cell.id));
+                cell.status = Status::Error;
+                cell.category = Some(Category::Infrastructure);
+                cell.message = Some(format!("inconsistent results.json ({}): {reason}", path.display()));
+                cell.recount();
+            }
             if let Some(index) = cells.iter().position(|known| known.id == cell.id) {
                 let message = if origins[index] == path {
                     format!("cell {} appears twice in {}", cell.id, path.display())
@@ -85,6 +99,50 @@ pub fn merge(inputs: &[PathBuf], expect: &[String]) -> Result<Merged> {
     let mut results = Results::with_summary(cells, RunSummary::default());
     results.complete = problems.is_empty();
     Ok(Merged { results, problems })
+}
+
+/// What is wrong with a cell's own status and totals, judged against its
+/// tests the way `matrix::evaluate` derives them: any failing or errored
+/// test makes the cell `fail` or `error`; `pass` needs a test and only
+/// passing or skipped tests; `skip` only skipped tests; `fail` and `error`
+/// need a failing test or a category saying why; `pass` and `skip` carry
+/// no category; the totals are the counts of the tests.
+pub fn inconsistency(cell: &CellResult) -> Option<String> {
+    let count = |status: Status| cell.tests.iter().filter(|test| test.status == status).count();
+    let recounted = Totals {
+        pass: count(Status::Pass),
+        fail: count(Status::Fail),
+        skip: count(Status::Skip),
+        error: count(Status::Error),
+    };
+    let failing = cell.tests.iter().find(|test| matches!(test.status, Status::Fail | Status::Error));
+    let passing = cell.tests.iter().find(|test| test.status == Status::Pass);
+    let claimed = cell.status.as_str();
+    match (cell.status, failing, cell.category) {
+        (Status::Pass | Status::Skip, Some(test), _) => {
+            return Some(format!("says `{claimed}` but test {} says `{}`", test.name, test.status.as_str()));
+        }
+        (Status::Pass | Status::Skip, None, Some(category)) => {
+            return Some(format!("says `{claimed}` but has failure category `{}`", category.as_str()));
+        }
+        (Status::Pass, None, None) if cell.tests.is_empty() => {
+            return Some("says `pass` but holds no tests".to_string());
+        }
+        (Status::Fail | Status::Error, None, None) => {
+            return Some(format!("says `{claimed}` but no test failed and no category says why"));
+        }
+        _ => {}
+    }
+    if let (Status::Skip, Some(test)) = (cell.status, passing) {
+        return Some(format!("says `skip` but test {} says `pass`", test.name));
+    }
+    if cell.totals != recounted {
+        let show = |totals: Totals| {
+            format!("pass {} fail {} skip {} error {}", totals.pass, totals.fail, totals.skip, totals.error)
+        };
+        return Some(format!("totals ({}) disagree with its tests ({})", show(cell.totals), show(recounted)));
+    }
+    None
 }
 
 /// Reads one results.json; the error is the problem line.
@@ -182,8 +240,7 @@ fn fenced<'a>(lines: impl Iterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{TestRecord, Timings, Totals};
-    use crate::stage::Category;
+    use crate::report::{TestRecord, Timings};
 
     fn test(name: &str, status: Status, diagnostics: &[&str]) -> TestRecord {
         TestRecord {
@@ -387,6 +444,58 @@ mod tests {
         );
         assert!(!summary.contains("#### 7.2-x86_64"), "{summary}");
         assert!(!summary.contains("Incomplete"), "{summary}");
+    }
+
+    #[test]
+    fn a_cell_whose_claim_disagrees_with_its_tests_is_refused() {
+        let consistent = cells();
+        for cell in &consistent {
+            assert_eq!(inconsistency(cell), None, "{}", cell.id);
+        }
+        let forged = |edit: &dyn Fn(&mut CellResult)| {
+            let mut cell = consistent[1].clone();
+            edit(&mut cell);
+            inconsistency(&cell).expect("a forged cell is caught")
+        };
+        let pass_with_failure = forged(&|cell| {
+            cell.status = Status::Pass;
+            cell.category = None;
+        });
+        assert_eq!(pass_with_failure, "says `pass` but test fifo.roundtrip says `fail`");
+        assert!(forged(&|cell| cell.totals.fail = 0).starts_with("totals (pass 1 fail 0 skip 0 error 0) disagree"));
+        let unexplained = forged(&|cell| {
+            cell.tests[1].status = Status::Pass;
+            cell.category = None;
+        });
+        assert_eq!(unexplained, "says `fail` but no test failed and no category says why");
+        let mut skip = consistent[2].clone();
+        skip.status = Status::Pass;
+        assert_eq!(inconsistency(&skip), None, "a pass with skipped tests only is allowed");
+        skip.status = Status::Skip;
+        skip.tests.push(test("edu.io", Status::Pass, &[]));
+        skip.recount();
+        assert_eq!(inconsistency(&skip).unwrap(), "says `skip` but test edu.io says `pass`");
+        let mut empty = consistent[0].clone();
+        empty.tests.clear();
+        empty.recount();
+        assert_eq!(inconsistency(&empty).unwrap(), "says `pass` but holds no tests");
+
+        let base = scratch("forged");
+        let mut cells = cells();
+        cells[1].status = Status::Pass;
+        cells[1].category = None;
+        let inputs = per_cell_dirs(&base, &cells);
+        let merged = merge(&inputs, &[]).unwrap();
+        assert_eq!(merged.problems.len(), 1, "{:?}", merged.problems);
+        let expected = format!(
+            "{}: cell 7.2-arm64: says `pass` but test fifo.roundtrip says `fail`",
+            inputs[1].join("results.json").display()
+        );
+        assert!(merged.problems[0].starts_with(&expected), "{:?}", merged.problems);
+        let arm64 = &merged.results.cells[1];
+        assert_eq!((arm64.status, arm64.category), (Status::Error, Some(Category::Infrastructure)));
+        assert_eq!(merged.results.exit_code(), 2);
+        let _ = std::fs::remove_dir_all(base);
     }
 
     #[test]
