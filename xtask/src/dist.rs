@@ -243,6 +243,14 @@ pub fn tar_gz(prefix: &str, entries: &[Entry], mtime: u64, level: flate2::Compre
     Ok(gz.finish()?)
 }
 
+/// Reads a file a build produced for packing: a symlink or anything but a
+/// regular file is refused, never followed (see `safefs`).
+pub fn read_packed(path: &Path) -> Result<Vec<u8>> {
+    Ok(crate::safefs::read_regular(path)
+        .with_context(|| format!("cannot put {} into the dist archive", path.display()))?
+        .data)
+}
+
 /// Reads an archive back as path -> bytes (for comparing two builds).
 pub fn read_archive(archive: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let file = fs_err::File::open(archive)?;

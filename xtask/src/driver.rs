@@ -146,6 +146,10 @@ pub fn discover(repo: &Path) -> Result<Vec<Driver>> {
         let manifest: Manifest = project::load_toml(&manifest_path)?;
         let Some(meta) = manifest.package.metadata.and_then(|metadata| metadata.kforge) else { continue };
         let dir = manifest_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        crate::names::check("driver", &package.name, &manifest_path)?;
+        if let Some(module) = &meta.module {
+            crate::names::check("module", module, &manifest_path)?;
+        }
         for test in meta.tests.iter().chain(&meta.test_programs) {
             if !dir.join(test).is_file() {
                 return Err(error::user(format!("{}: test `{test}` does not exist", manifest_path.display())));

@@ -136,8 +136,12 @@ pub struct ImageInput {
 /// /kforge/drivers/<name>/{modules,test-list,<module>.ko...,tests/*}.
 pub fn layout(input: &ImageInput) -> Result<Cpio> {
     let mut cpio = Cpio::new();
-    let read =
-        |path: &Path| fs_err::read(path).with_context(|| format!("cannot put {} into the image", path.display()));
+    // Never follows a symlink a build left (safefs): a link where a file is expected is refused.
+    let read = |path: &Path| {
+        crate::safefs::read_regular(path)
+            .map(|file| file.data)
+            .with_context(|| format!("cannot put {} into the image", path.display()))
+    };
     if !input.busybox.is_file() {
         bail!("busybox is missing at {} (reinstall the toolchain)", input.busybox.display());
     }
@@ -172,7 +176,16 @@ pub fn layout(input: &ImageInput) -> Result<Cpio> {
             for entry in fs_err::read_dir(&built.tests_dir)? {
                 let path = entry?.path();
                 let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-                if path.is_file() && !name.ends_with(".c") && !name.ends_with(".h") {
+                if name.ends_with(".c") || name.ends_with(".h") {
+                    continue;
+                }
+                // A symlink the build made is packed as a symlink (the guest
+                // resolves it inside the image), never followed on the host.
+                let kind = fs_err::symlink_metadata(&path)?.file_type();
+                if kind.is_symlink() {
+                    let target = fs_err::read_link(&path)?.to_string_lossy().into_owned();
+                    cpio.add(&format!("{base}/tests/{name}"), Node::Symlink(target));
+                } else if kind.is_file() {
                     cpio.add_file(&format!("{base}/tests/{name}"), 0o755, read(&path)?);
                 }
             }
@@ -221,6 +234,36 @@ mod tests {
             gzip(&cpio.to_newc(0)).unwrap()
         };
         assert_eq!(build(), build());
+    }
+
+    #[test]
+    fn symlinks_a_build_left_are_packed_as_links_or_refused_never_followed() {
+        use crate::driver::{BuiltDriver, Driver, DriverMeta, ModuleFile};
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        fs_err::write(path("init"), "#!/bin/sh\n").unwrap();
+        fs_err::write(path("busybox"), "elf").unwrap();
+        fs_err::create_dir(path("tests")).unwrap();
+        fs_err::write(path("tests/basic.sh"), "#!/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", path("tests/leak")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", path("evil.ko")).unwrap();
+        let meta: DriverMeta = toml::from_str("module = \"evil\"\ntests = []").unwrap();
+        let driver = Driver { name: "evil".into(), version: "0.1.0".into(), dir: dir.path().to_path_buf(), meta };
+        let built = |ko: &str| BuiltDriver {
+            driver: driver.clone(),
+            modules: vec![ModuleFile { name: "evil".into(), ko: path(ko), params: vec![] }],
+            tests_dir: path("tests"),
+        };
+        let input = |ko: &str| ImageInput { busybox: path("busybox"), init: path("init"), drivers: vec![built(ko)] };
+
+        let message = format!("{:#}", layout(&input("evil.ko")).err().unwrap());
+        assert!(message.contains("evil.ko is a symlink (to `/etc/passwd`)"), "{message}");
+
+        fs_err::write(path("real.ko"), "ko").unwrap();
+        let cpio = layout(&input("real.ko")).unwrap();
+        let node = |name: &str| cpio.entries.get(name).cloned();
+        assert_eq!(node("kforge/drivers/evil/tests/leak"), Some(Node::Symlink("/etc/passwd".into())));
+        assert!(matches!(node("kforge/drivers/evil/tests/basic.sh"), Some(Node::File { .. })));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod analyzer;
 mod arch;
+mod archive;
 mod browser;
 mod cache;
 mod ci;
@@ -18,6 +19,7 @@ mod kernel;
 mod ktap;
 mod lock;
 mod matrix;
+mod names;
 mod paths;
 mod pipeline;
 mod process;
@@ -25,6 +27,7 @@ mod progress;
 mod project;
 mod qemu;
 mod report;
+mod safefs;
 mod sandbox;
 mod scaffold;
 mod sdk;

@@ -142,6 +142,10 @@ impl Project {
     }
 
     fn validate(&self) -> Result<()> {
+        for kernel in &self.kernels {
+            crate::names::check("kernel", &kernel.id, &self.path)?;
+            crate::names::check("toolchain", &kernel.toolchain, &self.path)?;
+        }
         for (index, kernel) in self.kernels.iter().enumerate() {
             if self.kernels[..index].iter().any(|earlier| earlier.id == kernel.id) {
                 return Err(error::user(format!(

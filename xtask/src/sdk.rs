@@ -241,9 +241,12 @@ pub fn export(input: &ExportInput<'_>, archive: &Path) -> Result<Exported> {
     let spec = &input.toolchain.spec;
     let mut entries = Vec::new();
     for file in &selected {
-        let data = fs_err::read(&file.host)?;
-        let mode = if is_executable(&file.host)? { 0o755 } else { 0o644 };
-        entries.push(Entry { path: file.path.clone(), mode, data });
+        // Never follows a link out of the tree it came from (safefs).
+        let root = if file.path.starts_with("src/") { input.source_dir } else { input.build_dir };
+        let read = crate::safefs::read_within(&file.host, root)
+            .with_context(|| format!("cannot put {} into the SDK", file.host.display()))?;
+        let mode = if read.mode & 0o111 != 0 { 0o755 } else { 0o644 };
+        entries.push(Entry { path: file.path.clone(), mode, data: read.data });
     }
     entries.push(Entry { path: "build/Makefile".to_string(), mode: 0o644, data: BUILD_MAKEFILE.as_bytes().to_vec() });
     let manifest = Manifest {
@@ -601,6 +604,7 @@ fn read_text(path: &Path) -> Result<String> {
     fs_err::read_to_string(path).map_err(anyhow::Error::from)
 }
 
+#[cfg(test)]
 fn is_executable(path: &Path) -> Result<bool> {
     use std::os::unix::fs::PermissionsExt;
     Ok(fs_err::metadata(path)?.permissions().mode() & 0o111 != 0)
@@ -639,7 +643,8 @@ fn dirs_named(root: &Path, dir: &str, name: &str, skip: &str) -> Result<Vec<Stri
 
 /// Every file below `root/dir` (paths relative to `root`), skipping entries
 /// whose name `pruned` matches at any depth (find's `-prune`). Symlinks to
-/// files count as files (the SDK stores their contents); dangling ones are skipped.
+/// files inside `root` count as files (the SDK stores their contents); a
+/// link out of `root` is refused; dangling ones are skipped.
 fn walk(root: &Path, dir: &str, pruned: &dyn Fn(&str) -> bool, out: &mut Vec<String>) -> Result<()> {
     for name in sorted_names(&root.join(dir))? {
         if pruned(&name) {
@@ -654,7 +659,10 @@ fn walk(root: &Path, dir: &str, pruned: &dyn Fn(&str) -> bool, out: &mut Vec<Str
             out.push(path);
         } else if kind.is_symlink() {
             match std::fs::metadata(&host) {
-                Ok(target) if target.is_file() => out.push(path),
+                Ok(target) if target.is_file() => {
+                    crate::safefs::resolve_within(&host, root)?;
+                    out.push(path)
+                }
                 Ok(_) => anyhow::bail!("{} is a symlink to a directory, which an SDK cannot carry", host.display()),
                 Err(_) => progress::detail(format!("skipping dangling symlink {}", host.display())),
             }
@@ -740,6 +748,16 @@ mod tests {
         }
         touch(&build, "include/config/auto.conf", auto_conf);
         (source, build)
+    }
+
+    #[test]
+    fn a_symlink_out_of_the_tree_is_refused_not_followed() {
+        let base = tempfile::tempdir().unwrap();
+        let (source, build) = fake_tree(base.path(), "CONFIG_RUST=y\n");
+        std::os::unix::fs::symlink("/etc/passwd", source.join("include/linux/evil.h")).unwrap();
+        let message = format!("{:#}", select(&source, &build, "x86").unwrap_err());
+        assert!(message.contains("evil.h leads to /etc/passwd, outside"), "{message}");
+        assert!(message.contains("does not follow a symlink out of the tree"), "{message}");
     }
 
     #[test]

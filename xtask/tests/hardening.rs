@@ -102,3 +102,38 @@ fn ci_merge_recomputes_each_cell_and_refuses_a_forged_verdict() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let _ = std::fs::remove_dir_all(scratch);
 }
+
+/// A copy of the repository's inputs (kforge.toml, toolchains/, kernel-config/, kforge.lock) under `scratch/project`.
+fn project_copy(scratch: &Path) -> PathBuf {
+    let project = scratch.join("project");
+    for dir in ["toolchains", "kernel-config"] {
+        std::fs::create_dir_all(project.join(dir)).unwrap();
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, project.join(dir).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    for file in ["kforge.toml", "kforge.lock"] {
+        std::fs::copy(repo().join(file), project.join(file)).unwrap();
+    }
+    project
+}
+
+#[test]
+fn ids_that_would_escape_as_paths_are_refused_naming_the_file() {
+    let scratch = scratch("ids");
+    let project = project_copy(&scratch);
+    let text = std::fs::read_to_string(project.join("kforge.toml")).unwrap();
+    for (from, to, kind, id) in [
+        ("id = \"7.2\"", "id = \"../../7.2\"", "kernel", "../../7.2"),
+        ("toolchain = \"sid\"", "toolchain = \"../sid\"", "toolchain", "../sid"),
+    ] {
+        assert!(text.contains(from), "kforge.toml has {from}");
+        std::fs::write(project.join("kforge.toml"), text.replacen(from, to, 1)).unwrap();
+        let output = xtask(&scratch, &["ci", "matrix"], &[("KFORGE_ROOT", &project)]);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        let message = format!("{}: {kind} id `{id}` is not a plain name", project.join("kforge.toml").display());
+        assert!(stderr(&output).contains(&message), "{}", stderr(&output));
+    }
+    let _ = std::fs::remove_dir_all(scratch);
+}

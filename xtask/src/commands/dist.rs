@@ -104,11 +104,11 @@ fn dist_cell(
         pipeline::build_image(&toolchain, cell.arch, &context.repo, built.clone(), &work.join("initramfs.cpio.gz"))?;
 
     let image_name = cell.arch.kernel_image.rsplit('/').next().unwrap_or(cell.arch.kernel_image);
-    let config = fs_err::read(build.dir.join(".config"))?;
+    let config = dist::read_packed(&build.dir.join(".config"))?;
     let mut entries = vec![
-        Entry { path: format!("boot/{image_name}"), mode: 0o644, data: fs_err::read(&build.image)? },
+        Entry { path: format!("boot/{image_name}"), mode: 0o644, data: dist::read_packed(&build.image)? },
         Entry { path: "boot/config".to_string(), mode: 0o644, data: config.clone() },
-        Entry { path: "initramfs.cpio.gz".to_string(), mode: 0o644, data: fs_err::read(&initramfs)? },
+        Entry { path: "initramfs.cpio.gz".to_string(), mode: 0o644, data: dist::read_packed(&initramfs)? },
     ];
     let mut driver_facts = Vec::new();
     for item in &built {
@@ -116,7 +116,7 @@ fn dist_cell(
             entries.push(Entry {
                 path: format!("modules/{}/{}.ko", item.driver.name, module.name),
                 mode: 0o644,
-                data: fs_err::read(&module.ko)?,
+                data: dist::read_packed(&module.ko)?,
             });
         }
         driver_facts.push(DriverFacts {

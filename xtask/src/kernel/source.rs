@@ -320,17 +320,8 @@ fn decompressor<'a>(name: &str, input: impl Read + 'a) -> Result<Box<dyn Read + 
 }
 
 fn unpack_tar(input: impl Read, target: &Path) -> Result<()> {
-    let mut archive = tar::Archive::new(input);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_overwrite(true);
-    for entry in archive.entries()? {
-        crate::process::check_interrupt()?;
-        let mut entry = entry?;
-        // `unpack_in` refuses paths that escape `target` (.. or absolute).
-        entry.unpack_in(target)?;
-    }
-    Ok(())
+    // Archives are untrusted: `archive` refuses escaping paths and links and strips setuid/setgid.
+    crate::archive::unpack_tar(input, target)
 }
 
 #[cfg(test)]

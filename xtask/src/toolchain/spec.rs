@@ -291,7 +291,9 @@ pub fn list_ids(repo: &Path) -> Result<Vec<String>> {
             && let Some(stem) = path.file_stem()
             && stem != RULES_STEM
         {
-            ids.push(stem.to_string_lossy().into_owned());
+            let id = stem.to_string_lossy().into_owned();
+            crate::names::check("toolchain", &id, &path)?;
+            ids.push(id);
         }
     }
     ids.sort();
@@ -300,6 +302,9 @@ pub fn list_ids(repo: &Path) -> Result<Vec<String>> {
 
 /// Loads `toolchains/<id>.toml`, or says which ids exist.
 pub fn load(repo: &Path, id: &str) -> Result<ToolchainSpec> {
+    if !crate::names::is_plain(id) {
+        return Err(error::unknown("toolchain", id, &list_ids(repo)?));
+    }
     let path = repo.join("toolchains").join(format!("{id}.toml"));
     if !path.is_file() || id == RULES_STEM {
         return Err(error::unknown("toolchain", id, &list_ids(repo)?));
