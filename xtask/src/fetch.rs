@@ -74,8 +74,52 @@ pub fn file_name_of(url: &str) -> String {
     if name.is_empty() { "download".to_string() } else { name.to_string() }
 }
 
+/// How long a download may wait, and how often it tries.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// To open the TCP (and TLS) connection.
+    pub connect: Duration,
+    /// With no byte arriving (headers or body) before the attempt is abandoned.
+    pub read: Duration,
+    /// Attempts in all; a 4xx answer (but 408 and 429) is never retried.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled for each further one.
+    pub backoff: Duration,
+    /// Whether to stop (Ctrl-C): checked every [`POLL`] while waiting.
+    pub cancelled: fn() -> bool,
+}
+
+/// What `fetch` uses.
+pub const LIMITS: Limits = Limits {
+    connect: Duration::from_secs(15),
+    read: Duration::from_secs(30),
+    attempts: 4,
+    backoff: Duration::from_millis(500),
+    cancelled: process::interrupted,
+};
+
+fn check_cancelled(limits: &Limits) -> Result<()> {
+    if (limits.cancelled)() { Err(error::Interrupted.into()) } else { Ok(()) }
+}
+
+/// How often a waiting download looks at the interrupt flag.
+const POLL: Duration = Duration::from_millis(100);
+
 /// Returns the verified store entry for `url`, downloading it if absent.
 pub fn fetch(url: &str, sha256: &str) -> Result<PathBuf> {
+    fetch_with(url, sha256, &LIMITS)
+}
+
+/// `fetch` with explicit timeouts and retries.
+///
+/// The bytes go to `<entry>.part` first. A broken transfer keeps that file
+/// and the next attempt (or the next run) asks for the rest with `Range`;
+/// a server that ignores the range sends the whole file again. A 404 (any
+/// 4xx but 408/429) fails at once; 5xx answers, timeouts and broken
+/// connections are retried up to `limits.attempts` times with doubling
+/// waits. Ctrl-C is noticed within [`POLL`] at any point, also while the
+/// server sends nothing.
+pub fn fetch_with(url: &str, sha256: &str, limits: &Limits) -> Result<PathBuf> {
     let sha256 = sha256.to_ascii_lowercase();
     if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(error::user(format!("`{sha256}` is not a sha256 (64 hex digits) for {url}")));
@@ -90,68 +134,202 @@ pub fn fetch(url: &str, sha256: &str) -> Result<PathBuf> {
     }
     let partial = cache::sibling(&target, "part");
     let mut last_error = None;
-    for attempt in 1..=3 {
-        process::check_interrupt()?;
-        match download(url, &partial) {
-            Ok(found) if found == sha256 => {
+    for attempt in 1..=limits.attempts {
+        check_cancelled(limits)?;
+        if attempt > 1 {
+            sleep_interruptibly(limits.backoff * 2u32.saturating_pow(attempt - 2), limits)?;
+        }
+        match download(url, &partial, limits) {
+            Ok((found, _)) if found == sha256 => {
                 fs_err::rename(&partial, &target)?;
                 return Ok(target);
             }
-            Ok(found) => {
+            Ok((found, true)) => {
+                // The kept partial file was not a prefix of this file: fetch it whole.
+                let _ = fs_err::remove_file(&partial);
+                progress::warn(format!("resumed download of {url} has sha256 {found}; downloading it whole"));
+                last_error = Some(anyhow::anyhow!("checksum mismatch after resuming (sha256 {found})"));
+            }
+            Ok((found, false)) => {
                 let _ = fs_err::remove_file(&partial);
                 bail!("checksum mismatch for {url}: expected sha256 {sha256}, got {found}; the file was not used");
             }
-            Err(err) if crate::error::is_interrupted(&err) => {
+            Err(err) if crate::error::is_interrupted(&err) => return Err(err),
+            Err(err) if err.downcast_ref::<Permanent>().is_some() => {
                 let _ = fs_err::remove_file(&partial);
-                return Err(err);
+                return Err(err).with_context(|| format!("failed to download {url} (not retried)"));
             }
             Err(err) => {
-                progress::warn(format!("download of {url} failed (attempt {attempt} of 3): {err:#}"));
+                progress::warn(format!("download of {url} failed (attempt {attempt} of {}): {err:#}", limits.attempts));
                 last_error = Some(err);
-                std::thread::sleep(Duration::from_millis(500 * attempt));
             }
         }
     }
-    let _ = fs_err::remove_file(&partial);
+    // The partial file stays: the next run resumes it.
     Err(last_error.unwrap_or_else(|| anyhow::anyhow!("download failed")))
-        .with_context(|| format!("failed to download {url}"))
+        .with_context(|| format!("failed to download {url} after {} attempts", limits.attempts))
 }
 
-/// Streams `url` into `destination`, hashing as it goes; returns the sha256.
-fn download(url: &str, destination: &Path) -> Result<String> {
+/// An answer that retrying cannot change (404 and other 4xx).
+#[derive(Debug, thiserror::Error)]
+#[error("server answered {status} for {url}")]
+struct Permanent {
+    status: u16,
+    url: String,
+}
+
+fn sleep_interruptibly(duration: Duration, limits: &Limits) -> Result<()> {
+    let end = std::time::Instant::now() + duration;
+    while std::time::Instant::now() < end {
+        check_cancelled(limits)?;
+        std::thread::sleep(POLL.min(end.saturating_duration_since(std::time::Instant::now())));
+    }
+    Ok(())
+}
+
+/// What the network thread hands to the writing thread.
+enum Chunk {
+    Head { status: u16, length: Option<u64>, range_start: Option<u64> },
+    Data(Vec<u8>),
+    End,
+    Failed(anyhow::Error),
+}
+
+/// Streams `url` into `destination` (resuming what it already holds),
+/// hashing as it goes; returns the sha256 of the whole file.
+///
+/// The network I/O runs on its own thread so that this one can check for
+/// Ctrl-C and for a stall while a read blocks; a thread left blocked after
+/// an interrupt ends with its own read timeout.
+fn download(url: &str, destination: &Path, limits: &Limits) -> Result<(String, bool)> {
     if let Some(parent) = destination.parent() {
         fs_err::create_dir_all(parent)?;
     }
+    let have = fs_err::metadata(destination).map(|meta| meta.len()).unwrap_or(0);
     let client = reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(None)
+        .connect_timeout(limits.connect)
+        .timeout(limits.read + limits.connect)
         .user_agent(concat!("kforge/", env!("CARGO_PKG_VERSION")))
         .build()?;
-    let mut response = client.get(url).send().with_context(|| format!("cannot connect for {url}"))?;
-    if !response.status().is_success() {
-        bail!("server answered {} for {url}", response.status());
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Chunk>(8);
+    let owned_url = url.to_string();
+    std::thread::spawn(move || network(client, owned_url, have, sender));
+
+    // The headers may take the connect time too; body chunks only the read timeout.
+    let receive = |allowed: Duration| -> Result<Chunk> {
+        let waited = std::time::Instant::now();
+        loop {
+            check_cancelled(limits)?;
+            match receiver.recv_timeout(POLL) {
+                Ok(chunk) => return Ok(chunk),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if waited.elapsed() >= allowed {
+                        bail!("no data from the server for {:.0} s (read timeout)", waited.elapsed().as_secs_f64());
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("the download thread stopped"),
+            }
+        }
+    };
+    let (status, length, range_start) = match receive(limits.connect + limits.read)? {
+        Chunk::Head { status, length, range_start } => (status, length, range_start),
+        Chunk::Failed(err) => return Err(err),
+        Chunk::Data(_) | Chunk::End => bail!("the download thread sent data before the headers"),
+    };
+    let resumed = status == 206 && have > 0 && range_start == Some(have);
+    if status == 416 && have > 0 {
+        // What we hold is not a prefix the server knows: start over next attempt.
+        fs_err::remove_file(destination)?;
+        bail!("server refused to resume {url} at byte {have}; starting over");
     }
-    let bar = match response.content_length() {
-        Some(length) => progress::bar(length, "Downloading"),
+    if !(200..300).contains(&status) || (status == 206 && !resumed) {
+        if (400..500).contains(&status) && status != 408 && status != 429 {
+            return Err(Permanent { status, url: url.to_string() }.into());
+        }
+        bail!("server answered {status} for {url}");
+    }
+    let mut hasher = Sha256::new();
+    let mut file = if resumed {
+        let mut existing = fs_err::File::open(destination)?;
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            let read = existing.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+        progress::detail(format!("resuming {} at byte {have}", file_name_of(url)));
+        fs_err::OpenOptions::new().append(true).open(destination)?
+    } else {
+        fs_err::File::create(destination)?
+    };
+    let already = if resumed { have } else { 0 };
+    let bar = match length {
+        Some(length) => progress::bar(already + length, "Downloading"),
         None => progress::spinner("Downloading"),
     };
+    bar.inc(already);
     bar.set_message(file_name_of(url));
-    let mut file = fs_err::File::create(destination)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
     loop {
-        process::check_interrupt()?;
-        let read = response.read(&mut buffer).with_context(|| format!("connection broke while downloading {url}"))?;
-        if read == 0 {
-            break;
+        match receive(limits.read)? {
+            Chunk::Data(data) => {
+                hasher.update(&data);
+                file.write_all(&data)?;
+                bar.inc(data.len() as u64);
+            }
+            Chunk::End => break,
+            Chunk::Failed(err) => {
+                file.sync_all()?;
+                return Err(err);
+            }
+            Chunk::Head { .. } => bail!("the download thread sent two headers"),
         }
-        hasher.update(&buffer[..read]);
-        file.write_all(&buffer[..read])?;
-        bar.inc(read as u64);
     }
     file.sync_all()?;
     bar.finish_and_clear();
-    Ok(cache::hex(&hasher.finalize()))
+    Ok((cache::hex(&hasher.finalize()), resumed))
+}
+
+/// The network side of `download`: sends the head, then the body in chunks.
+fn network(client: reqwest::blocking::Client, url: String, have: u64, sender: std::sync::mpsc::SyncSender<Chunk>) {
+    let mut request = client.get(&url);
+    if have > 0 {
+        request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    }
+    let mut response = match request.send() {
+        Ok(response) => response,
+        Err(err) => {
+            let what = if err.is_connect() { "cannot connect" } else { "no answer" };
+            let _ = sender.send(Chunk::Failed(anyhow::Error::new(err).context(format!("{what} for {url}"))));
+            return;
+        }
+    };
+    let range_start = response
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("bytes "))
+        .and_then(|value| value.split('-').next())
+        .and_then(|start| start.parse().ok());
+    let head = Chunk::Head { status: response.status().as_u16(), length: response.content_length(), range_start };
+    if sender.send(head).is_err() || !response.status().is_success() {
+        return;
+    }
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let chunk = match response.read(&mut buffer) {
+            Ok(0) => Chunk::End,
+            Ok(read) => Chunk::Data(buffer[..read].to_vec()),
+            Err(err) => {
+                Chunk::Failed(anyhow::Error::new(err).context(format!("connection broke while downloading {url}")))
+            }
+        };
+        let last = !matches!(chunk, Chunk::Data(_));
+        if sender.send(chunk).is_err() || last {
+            return;
+        }
+    }
 }
 
 /// Moves an already-downloaded file into the store after checking its hash.
@@ -193,6 +371,168 @@ pub mod tests {
             }
         });
         (format!("http://{address}/pub/linux-fixture.tar.gz"), handle)
+    }
+
+    /// An HTTP server on 127.0.0.1 whose answer to the n-th request (from 0)
+    /// `answer` writes; returns the URL, the server thread and the request heads seen.
+    pub fn serve_with(
+        requests: usize,
+        answer: impl Fn(usize, &str, &mut std::net::TcpStream) + Send + 'static,
+    ) -> (String, std::thread::JoinHandle<()>, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        let handle = std::thread::spawn(move || {
+            for (index, stream) in listener.incoming().take(requests).enumerate() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
+                    head.push_str(&line);
+                    line.clear();
+                }
+                seen.lock().unwrap().push(head.clone());
+                answer(index, &head, &mut stream);
+            }
+        });
+        (format!("http://{address}/pub/linux-fixture.tar.gz"), handle, heads)
+    }
+
+    fn quick(attempts: u32) -> Limits {
+        Limits {
+            connect: Duration::from_secs(2),
+            read: Duration::from_millis(800),
+            attempts,
+            backoff: Duration::from_millis(50),
+            cancelled: || false,
+        }
+    }
+
+    static CANCEL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    #[test]
+    fn ctrl_c_stops_a_stalled_download_at_once_and_keeps_the_partial_file() {
+        with_cache("cancel", || {
+            let (url, server, _) = serve_with(1, |_, _, stream| {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nfirst");
+                std::thread::sleep(Duration::from_secs(2));
+            });
+            // A read timeout far beyond the test: only the cancellation can end it.
+            let limits =
+                Limits { read: Duration::from_secs(600), cancelled: || CANCEL.load(Ordering::SeqCst), ..quick(3) };
+            let canceller = std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_millis(500));
+                CANCEL.store(true, Ordering::SeqCst);
+            });
+            let started = std::time::Instant::now();
+            let sha = cache::sha256_hex(b"never");
+            let err = fetch_with(&url, &sha, &limits).unwrap_err();
+            let took = started.elapsed();
+            canceller.join().unwrap();
+            assert!(crate::error::is_interrupted(&err), "{err:#}");
+            assert!(took < Duration::from_millis(900), "stopped {took:?} after the start (cancelled at 500 ms)");
+            let partial = cache::sibling(&store_path(&sha, "linux-fixture.tar.gz").unwrap(), "part");
+            assert_eq!(std::fs::read(partial).unwrap(), b"first", "kept for the next run to resume");
+            server.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_404_is_not_retried() {
+        with_cache("404", || {
+            let (url, server, heads) = serve_with(1, |_, _, stream| {
+                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            });
+            let started = std::time::Instant::now();
+            let message = format!("{:#}", fetch_with(&url, &cache::sha256_hex(b"x"), &quick(4)).unwrap_err());
+            assert!(message.contains("not retried") && message.contains("404"), "{message}");
+            assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+            server.join().unwrap();
+            assert_eq!(heads.lock().unwrap().len(), 1, "one request only");
+        });
+    }
+
+    #[test]
+    fn a_stalled_server_times_out_within_the_bound_and_5xx_is_retried() {
+        with_cache("stall", || {
+            let body = b"kernel fixture bytes".to_vec();
+            let sha = cache::sha256_hex(&body);
+            let served = body.clone();
+            let (url, server, heads) = serve_with(3, move |index, _, stream| match index {
+                // Headers, 5 bytes, then silence (the connection stays open).
+                0 => {
+                    let header = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", served.len());
+                    let _ = stream.write_all(header.as_bytes());
+                    let _ = stream.write_all(&served[..5]);
+                    // Held open on its own thread, so that the server answers the retry meanwhile.
+                    let held = stream.try_clone().unwrap();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs(3));
+                        drop(held);
+                    });
+                }
+                1 => {
+                    let _ = stream.write_all(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                }
+                _ => {
+                    // Resumes: the first 5 bytes were kept.
+                    let header = format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 5-{}/{}\r\nContent-Length: {}\r\n\r\n",
+                        served.len() - 1,
+                        served.len(),
+                        served.len() - 5
+                    );
+                    let _ = stream.write_all(header.as_bytes());
+                    let _ = stream.write_all(&served[5..]);
+                }
+            });
+            let started = std::time::Instant::now();
+            let stored = fetch_with(&url, &sha, &quick(3)).unwrap();
+            let took = started.elapsed();
+            assert_eq!(std::fs::read(&stored).unwrap(), body);
+            // One read timeout (0.8 s) and two short backoffs.
+            assert!(took < Duration::from_millis(2500), "took {took:?}");
+            server.join().unwrap();
+            let heads = heads.lock().unwrap();
+            assert_eq!(heads.len(), 3, "{heads:?}");
+            assert!(heads[1].to_ascii_lowercase().contains("range: bytes=5-"), "{}", heads[1]);
+            assert!(heads[2].to_ascii_lowercase().contains("range: bytes=5-"), "{}", heads[2]);
+        });
+    }
+
+    #[test]
+    fn a_body_cut_short_is_resumed_and_a_server_ignoring_range_starts_over() {
+        with_cache("resume", || {
+            let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+            let sha = cache::sha256_hex(&body);
+            let served = body.clone();
+            let (url, server, heads) = serve_with(3, move |index, _, stream| {
+                let header =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", served.len());
+                let _ = stream.write_all(header.as_bytes());
+                match index {
+                    // Drops the connection half way.
+                    0 => {
+                        let _ = stream.write_all(&served[..40_000]);
+                    }
+                    // Ignores the Range header, cut again.
+                    1 => {
+                        let _ = stream.write_all(&served[..60_000]);
+                    }
+                    _ => {
+                        let _ = stream.write_all(&served);
+                    }
+                }
+            });
+            let stored = fetch_with(&url, &sha, &quick(3)).unwrap();
+            assert_eq!(std::fs::read(&stored).unwrap(), body);
+            server.join().unwrap();
+            let heads = heads.lock().unwrap();
+            assert!(heads[1].to_ascii_lowercase().contains("range: bytes=40000-"), "{}", heads[1]);
+            assert!(heads[2].to_ascii_lowercase().contains("range: bytes=60000-"), "{}", heads[2]);
+        });
     }
 
     fn with_cache<T>(name: &str, body: impl FnOnce() -> T) -> T {
