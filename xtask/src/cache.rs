@@ -82,23 +82,50 @@ pub struct EntryLock {
     _file: File,
 }
 
-/// Takes the lock for a cache entry, waiting (and saying so) if another kforge holds it.
+/// Takes the lock for a cache entry, waiting (and saying so, once) if another kforge holds it.
+/// Ctrl-C ends the wait: it polls the lock every [`LOCK_POLL`] instead of blocking.
 pub fn lock(entry: &Path) -> Result<EntryLock> {
+    lock_with(entry, crate::process::interrupted)
+}
+
+/// How often a waiting `lock` tries again and looks at the interrupt flag.
+pub const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn lock_with(entry: &Path, cancelled: fn() -> bool) -> Result<EntryLock> {
+    use std::io::Write;
     let lock_path = sibling(entry, "lock");
     if let Some(parent) = lock_path.parent() {
         fs_err::create_dir_all(parent)?;
     }
-    let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?.into_file();
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            progress::status("Waiting", format!("for another kforge to release {}", lock_path.display()));
-            file.lock().with_context(|| format!("failed to lock {}", lock_path.display()))?;
-        }
-        Err(std::fs::TryLockError::Error(err)) => {
-            return Err(err).with_context(|| format!("failed to lock {}", lock_path.display()));
+    let mut file =
+        fs_err::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path)?.into_file();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if !told {
+                    let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+                    let holder =
+                        if holder.trim().is_empty() { "another kforge".to_string() } else { holder.trim().to_string() };
+                    progress::status(
+                        "Waiting",
+                        format!("for {holder} to release {} (Ctrl-C stops)", lock_path.display()),
+                    );
+                    told = true;
+                }
+                if cancelled() {
+                    return Err(crate::error::Interrupted.into());
+                }
+                std::thread::sleep(LOCK_POLL);
+            }
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(err).with_context(|| format!("failed to lock {}", lock_path.display()));
+            }
         }
     }
+    // Who holds it, for the next waiter's message (best effort: the lock is what counts).
+    let _ = file.set_len(0).and_then(|()| write!(file, "kforge pid {}", std::process::id()));
     Ok(EntryLock { _file: file })
 }
 
@@ -161,6 +188,33 @@ mod tests {
         second.input("ab", "c");
         assert_ne!(first.finish(), second.finish());
         assert_eq!(first.short().len(), 16);
+    }
+
+    static CANCEL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    #[test]
+    fn a_wait_for_a_held_lock_ends_on_ctrl_c() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("thing-1234");
+        let held = lock(&entry).unwrap();
+        assert_eq!(
+            fs_err::read_to_string(sibling(&entry, "lock")).unwrap(),
+            format!("kforge pid {}", std::process::id())
+        );
+        let canceller = std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            CANCEL.store(true, Ordering::SeqCst);
+        });
+        let started = std::time::Instant::now();
+        let waited = lock_with(&entry, || CANCEL.load(Ordering::SeqCst));
+        let took = started.elapsed();
+        canceller.join().unwrap();
+        assert!(waited.is_err_and(|err| crate::error::is_interrupted(&err)));
+        assert!(took < std::time::Duration::from_millis(300) + LOCK_POLL * 3, "{took:?}");
+        drop(held);
+        // Released: the next taker gets it at once.
+        lock_with(&entry, || false).unwrap();
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod ktap;
 mod lock;
 mod matrix;
 mod names;
+mod outdir;
 mod paths;
 mod pipeline;
 mod process;

@@ -137,3 +137,120 @@ fn ids_that_would_escape_as_paths_are_refused_naming_the_file() {
     }
     let _ = std::fs::remove_dir_all(scratch);
 }
+
+/// Spawns xtask with stderr captured line by line.
+fn spawn(scratch: &Path, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(repo())
+        .env("KFORGE_CACHE_DIR", scratch.join("cache"))
+        .env("KFORGE_OUTPUT_DIR", scratch.join("out"))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    (child, receiver)
+}
+
+/// Waits (at most `seconds`) for a line containing `text`; returns every line seen.
+fn wait_for(lines: &std::sync::mpsc::Receiver<String>, text: &str, seconds: u64) -> Vec<String> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let mut seen = Vec::new();
+    while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(text);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {text:?} within {seconds} s; saw:\n{}", seen.join("\n"));
+}
+
+/// Sends SIGINT (Ctrl-C) and returns the exit code and how long the process took to exit.
+fn interrupt(child: &mut std::process::Child) -> (Option<i32>, std::time::Duration) {
+    let started = std::time::Instant::now();
+    // SAFETY: a plain kill(2) of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let end = started + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code(), started.elapsed());
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("xtask did not stop within 10 s of SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_runs_on_one_output_directory_one_refused_and_ctrl_c_ends_a_lock_wait() {
+    let scratch = scratch("concurrent");
+    // The previous run's verdict: a complete pass.
+    cell_results(
+        &scratch.join("out"),
+        "7.2-x86_64",
+        "pass",
+        serde_json::json!([{"name": "fifo.load", "status": "pass"}]),
+        [1, 0, 0, 0],
+    );
+    // The toolchain root the run will install, and its lock, which this test holds:
+    // the first run takes the output directory, then waits on the cache lock.
+    let plan = xtask(&scratch, &["toolchain", "install", "--dry-run", "sid"], &[]);
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned() + &stderr(&plan);
+    let root = PathBuf::from(text.split_whitespace().last().unwrap().trim_matches('\''));
+    assert!(root.starts_with(scratch.join("cache")), "{text}");
+    std::fs::create_dir_all(root.parent().unwrap()).unwrap();
+    let mut name = root.file_name().unwrap().to_os_string();
+    name.push(".lock");
+    let held = std::fs::File::create(root.with_file_name(name)).unwrap();
+    held.lock().unwrap();
+
+    let args = ["test", "--kernel", "7.2", "--arch", "x86_64"];
+    let (mut first, first_lines) = spawn(&scratch, &args);
+    wait_for(&first_lines, "Waiting", 120);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.join("out/results.json")).unwrap()).unwrap();
+    assert_eq!(results["complete"], false, "the old verdict is gone while the run runs: {results}");
+    assert_eq!(results["cells"].as_array().map(Vec::len), Some(0));
+
+    // A second run in the same output directory is refused at once, naming the first.
+    let started = std::time::Instant::now();
+    let second = xtask(&scratch, &args, &[]);
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let holder = format!("is in use by kforge pid {} (`cargo xtask test`)", first.id());
+    assert!(stderr(&second).contains(&holder), "{}", stderr(&second));
+
+    // Ctrl-C ends the first run's wait on the cache lock.
+    let (code, took) = interrupt(&mut first);
+    assert_eq!(code, Some(130));
+    assert!(took < std::time::Duration::from_secs(2), "stopped {took:?} after SIGINT");
+
+    // The directory is free again: a third run takes it (and waits on the cache lock in turn).
+    let (mut third, third_lines) = spawn(&scratch, &args);
+    wait_for(&third_lines, "Waiting", 120);
+    let (code, _) = interrupt(&mut third);
+    assert_eq!(code, Some(130));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.join("out/results.json")).unwrap()).unwrap();
+    assert_eq!(results["complete"], false, "an interrupted run leaves no verdict standing");
+    drop(held);
+    let _ = std::fs::remove_dir_all(scratch);
+}

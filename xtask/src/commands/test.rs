@@ -42,6 +42,8 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
     };
     let labels: Vec<String> = cells.iter().map(Cell::label).collect();
     ui::status("Testing", format!("{} cell(s): {}", cells.len(), labels.join(", ")));
+    // One run per output directory; the old verdict is gone until this one is written.
+    let _output = crate::outdir::claim(&context.output, "cargo xtask test")?;
     let results = matrix::run(&cells, &options)?;
     let [json, junit, html] = results.write(&context.output)?;
     ui::info("");
