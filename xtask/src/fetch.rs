@@ -432,7 +432,8 @@ pub mod tests {
             let took = started.elapsed();
             canceller.join().unwrap();
             assert!(crate::error::is_interrupted(&err), "{err:#}");
-            assert!(took < Duration::from_millis(900), "stopped {took:?} after the start (cancelled at 500 ms)");
+            // Cancelled at 500 ms; the read timeout (600 s) plays no part. Slack for a loaded machine.
+            assert!(took < Duration::from_secs(3), "stopped {took:?} after the start (cancelled at 500 ms)");
             let partial = cache::sibling(&store_path(&sha, "linux-fixture.tar.gz").unwrap(), "part");
             assert_eq!(std::fs::read(partial).unwrap(), b"first", "kept for the next run to resume");
             server.join().unwrap();
@@ -492,8 +493,8 @@ pub mod tests {
             let stored = fetch_with(&url, &sha, &quick(3)).unwrap();
             let took = started.elapsed();
             assert_eq!(std::fs::read(&stored).unwrap(), body);
-            // One read timeout (0.8 s) and two short backoffs.
-            assert!(took < Duration::from_millis(2500), "took {took:?}");
+            // One read timeout (0.8 s) and two short backoffs; slack for a loaded machine.
+            assert!(took < Duration::from_secs(5), "took {took:?}");
             server.join().unwrap();
             let heads = heads.lock().unwrap();
             assert_eq!(heads.len(), 3, "{heads:?}");

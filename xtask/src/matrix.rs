@@ -120,7 +120,12 @@ fn run_cell(cell: &Cell, options: &RunOptions, shared: &Shared, jobserver: &Jobs
         prepare(cell, options, shared, Parallel::Shared(jobserver))
     };
     match prepared {
-        Ok(Some(prepared)) => boot_and_evaluate(prepared, Duration::from_secs(options.boot.timeout_seconds)),
+        Ok(Some(prepared)) => {
+            // A fault in this cell's own output (full disk) fails this cell only.
+            let fallback = prepared.result.clone();
+            boot_and_evaluate(prepared, Duration::from_secs(options.boot.timeout_seconds))
+                .or_else(|err| crate::outdir::contain_cell_fault(fallback, err))
+        }
         Ok(None) => Err(anyhow::Error::new(error::Interrupted)),
         Err(Failed(result)) => Ok(*result),
     }

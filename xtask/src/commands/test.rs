@@ -43,6 +43,7 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
     let labels: Vec<String> = cells.iter().map(Cell::label).collect();
     ui::status("Testing", format!("{} cell(s): {}", cells.len(), labels.join(", ")));
     // One run per output directory; the old verdict is gone until this one is written.
+    crate::cache::check_writable(&crate::paths::cache_dir()?)?;
     let _output = crate::outdir::claim(&context.output, "cargo xtask test")?;
     let results = matrix::run(&cells, &options)?;
     let [json, junit, html] = results.write(&context.output)?;
