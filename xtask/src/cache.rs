@@ -186,13 +186,72 @@ pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     Ok(())
 }
 
-/// `rm -rf`, quiet when the path does not exist.
+/// `rm -rf`, quiet when the path does not exist. Mounts below `path` (a
+/// toolchain root that a killed mmdebstrap left with /proc or /dev mounted)
+/// are detached first, so that the removal neither fails on them nor
+/// descends into what they show.
 pub fn remove_dir_if_exists(path: &Path) -> Result<()> {
+    unmount_below(path)?;
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(err).with_context(|| format!("failed to remove {}", path.display())),
     }
+}
+
+/// Detaches (`umount -l`) every mount at or below `path`, deepest first.
+fn unmount_below(path: &Path) -> Result<()> {
+    let Ok(root) = std::fs::canonicalize(path) else { return Ok(()) };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return Ok(()) };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(unescape_mountinfo(point)))
+        .filter(|point| point.starts_with(&root))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+    points.dedup();
+    for point in points {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c_path) = std::ffi::CString::new(point.as_os_str().as_bytes()) else { continue };
+        // SAFETY: umount2(2) with a valid NUL-terminated path; no memory is shared.
+        if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(crate::error::user_hint(
+                format!(
+                    "cannot unmount {} (left by an interrupted run) before removing {}: {err}",
+                    point.display(),
+                    path.display()
+                ),
+                format!("unmount it by hand (umount -l {}), then run again", point.display()),
+            ));
+        }
+        progress::detail(format!("unmounted {} left by an interrupted run", point.display()));
+    }
+    Ok(())
+}
+
+/// /proc/self/mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let octal = bytes
+            .get(index + 1..index + 4)
+            .and_then(|digits| std::str::from_utf8(digits).ok().and_then(|digits| u8::from_str_radix(digits, 8).ok()));
+        match (bytes[index], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                index += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -235,6 +294,27 @@ mod tests {
         drop(held);
         // Released: the next taker gets it at once.
         lock_with(&entry, || false).unwrap();
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/tmp/a\\040b/proc"), "/tmp/a b/proc");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    #[ignore = "mounts a tmpfs: needs root (CI runs it with --include-ignored)"]
+    fn a_stale_work_directory_with_mounts_is_unmounted_then_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("sid-1234.tmp");
+        let proc_dir = work.join("root/proc");
+        fs_err::create_dir_all(&proc_dir).unwrap();
+        crate::process::Cmd::new("mount").args(["-t", "tmpfs", "kforge-test"]).arg(&proc_dir).run().unwrap();
+        fs_err::write(proc_dir.join("inside-the-mount"), "x").unwrap();
+        remove_dir_if_exists(&work).unwrap();
+        assert!(!work.exists());
+        let mounts = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&proc_dir.display().to_string()), "the mount is gone");
     }
 
     #[test]
