@@ -430,6 +430,7 @@ pub mod tests {
             let sha = cache::sha256_hex(b"never");
             let err = fetch_with(&url, &sha, &limits).unwrap_err();
             let took = started.elapsed();
+            eprintln!("cancelled at 500 ms, stopped after {took:?}");
             canceller.join().unwrap();
             assert!(crate::error::is_interrupted(&err), "{err:#}");
             // Cancelled at 500 ms; the read timeout (600 s) plays no part. Slack for a loaded machine.
@@ -492,6 +493,7 @@ pub mod tests {
             let started = std::time::Instant::now();
             let stored = fetch_with(&url, &sha, &quick(3)).unwrap();
             let took = started.elapsed();
+            eprintln!("stall, 503, resume: {took:?}");
             assert_eq!(std::fs::read(&stored).unwrap(), body);
             // One read timeout (0.8 s) and two short backoffs; slack for a loaded machine.
             assert!(took < Duration::from_secs(5), "took {took:?}");

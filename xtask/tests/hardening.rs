@@ -240,6 +240,7 @@ fn two_runs_on_one_output_directory_one_refused_and_ctrl_c_ends_a_lock_wait() {
 
     // Ctrl-C ends the first run's wait on the cache lock.
     let (code, took) = interrupt(&mut first);
+    eprintln!("SIGINT to exit while waiting on a cache lock: {took:?}");
     assert_eq!(code, Some(130));
     assert!(took < std::time::Duration::from_secs(2), "stopped {took:?} after SIGINT");
 
