@@ -134,7 +134,7 @@ fn install_root(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool>
     cache::ensure_dir(&toolchain.root, |work| {
         // mmdebstrap wants to create the directory itself (or find it empty).
         cache::remove_dir_if_exists(work)?;
-        let cmd = mmdebstrap_command(toolchain, work, options)?;
+        let cmd = contained(mmdebstrap_command(toolchain, work, options)?, crate::sandbox::is_root());
         progress::status("Installing", format!("toolchain {} ({}) into {}", toolchain.id(), toolchain.spec.description, toolchain.root.display()));
         let spinner = progress::spinner("mmdebstrap");
         let mut last_stage = String::new();
@@ -172,6 +172,27 @@ fn install_root(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool>
     .with_context(|| format!("failed to install toolchain {}", toolchain.id()))
 }
 
+/// `cmd` in a PID and mount namespace of its own, when kforge runs as root.
+///
+/// kforge gives its direct child `PR_SET_PDEATHSIG`, which reaches
+/// mmdebstrap alone, not its apt and dpkg workers, and as root mmdebstrap
+/// mounts /proc, /sys and /dev in the new root of the host's mount
+/// namespace. Under `unshare --pid --fork --kill-child --mount`, the
+/// unshare process is kforge's child: when kforge dies (even by `kill -9`)
+/// unshare gets SIGKILL, `--kill-child` kills the namespace's first process,
+/// and with it every process in the namespace; the mounts were never
+/// visible outside it and go with it. Without root mmdebstrap runs in its
+/// own user namespace (`--mode=auto` picks unshare mode) and nothing is
+/// mounted on the host.
+fn contained(cmd: Cmd, root: bool) -> Cmd {
+    if !root {
+        return cmd;
+    }
+    Cmd::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "--mount", "--propagation", "private", "--mount-proc"])
+        .args(cmd.argv())
+}
+
 /// The lines of a failed mmdebstrap log worth showing: apt's errors first, else the tail.
 fn error_lines(log: &Path) -> Vec<String> {
     let tail = process::log_tail(log, 400);
@@ -183,6 +204,29 @@ fn error_lines(log: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn as_root_mmdebstrap_runs_in_its_own_pid_and_mount_namespace() {
+        let cmd = Cmd::new("mmdebstrap").args(["--variant=minbase", "sid", "/cache/root.tmp"]);
+        assert_eq!(contained(cmd.clone(), false), cmd);
+        assert_eq!(
+            contained(cmd, true).argv(),
+            [
+                "unshare",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount",
+                "--propagation",
+                "private",
+                "--mount-proc",
+                "mmdebstrap",
+                "--variant=minbase",
+                "sid",
+                "/cache/root.tmp"
+            ]
+        );
+    }
 
     #[test]
     fn mmdebstrap_plan_pins_packages_and_fetches_busybox_per_arch() {
