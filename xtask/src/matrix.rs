@@ -16,7 +16,7 @@ use crate::report::{CellResult, Results, RunSummary, Status, TestRecord, Timings
 use crate::stage::{self, Category};
 use crate::toolchain::Toolchain;
 use crate::toolchain::install::InstallOptions;
-use crate::{error, ktap, pipeline, process, progress};
+use crate::{console, error, ktap, pipeline, process, progress};
 
 /// One cell to run.
 #[derive(Debug, Clone)]
@@ -60,6 +60,8 @@ struct Prepared {
     result: CellResult,
     boot: process::Cmd,
     active: Vec<Driver>,
+    /// This boot's verdict-channel nonce.
+    nonce: String,
 }
 
 /// Runs every cell. Toolchains and sources are made ready first, one at a
@@ -233,6 +235,7 @@ fn prepare(
                 status: Status::Skip,
                 reason: Some(reason.clone()),
                 diagnostics: vec![],
+                category: None,
             });
         }
     }
@@ -245,7 +248,9 @@ fn prepare(
         result.timings.build_cpu_seconds = kernel.cpu_seconds;
         let (runnable, kunit_skips) = pipeline::without_missing_kunit(&cell.kernel, &kernel, &active);
         for (name, reason) in kunit_skips {
-            result.tests.push(TestRecord { name, status: Status::Skip, reason: Some(reason), diagnostics: vec![] });
+            let skip =
+                TestRecord { name, status: Status::Skip, reason: Some(reason), diagnostics: vec![], category: None };
+            result.tests.push(skip);
         }
         let built =
             pipeline::build_drivers(&runnable, cell.arch, &toolchain, &source, &kernel, &drivers_dir, parallel)?;
@@ -296,12 +301,17 @@ fn prepare(
             return Err(fail_cell(result, err, None));
         }
     }
-    let spec = BootSpec { arch: cell.arch, memory: &options.boot.memory, devices: &devices, interactive: false };
+    let nonce = match qemu::new_nonce() {
+        Ok(nonce) => nonce,
+        Err(err) => return Err(fail_cell(result, err, None)),
+    };
+    let memory = &options.boot.memory;
+    let spec = BootSpec { arch: cell.arch, memory, devices: &devices, interactive: false, nonce: &nonce };
     let boot = match toolchain.sandbox().and_then(|sandbox| qemu::command(&sandbox, &spec, &kernel_image, &initrd)) {
         Ok(boot) => boot,
         Err(err) => return Err(fail_cell(result, err, None)),
     };
-    Ok(Some(Prepared { arch: cell.arch, result, boot, active }))
+    Ok(Some(Prepared { arch: cell.arch, result, boot, active, nonce }))
 }
 
 /// The log that explains a failed stage: the driver's build log, else the kernel's.
@@ -317,14 +327,14 @@ fn failed_log(err: &anyhow::Error, kernel_log: &Path, drivers_dir: &Path) -> Pat
 }
 
 fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult> {
-    let Prepared { arch, mut result, boot, active } = prepared;
+    let Prepared { arch, mut result, boot, active, nonce } = prepared;
     let console_log = PathBuf::from(&result.log);
     let runner = match arch.runner {
         crate::arch::Runner::Qemu(_) => "in QEMU",
         crate::arch::Runner::Uml => "as a User Mode Linux process",
     };
     progress::status("Booting", format!("{}/{} {runner}", result.kernel, result.arch));
-    let booted = match qemu::boot(&boot, &console_log, timeout) {
+    let booted = match qemu::boot(&boot, &console_log, timeout, &nonce) {
         Ok(booted) => booted,
         Err(err) if error::is_interrupted(&err) => return Err(err),
         Err(err) => {
@@ -336,14 +346,16 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
     };
     result.timings.boot_seconds = booted.seconds;
     let console = String::from_utf8_lossy(&fs_err::read(&console_log)?).into_owned();
-    let (main, dmesg) = qemu::split_dmesg(&console);
+    let split = qemu::split_console(&console, Some(&nonce));
     let dir = console_log.parent().map(Path::to_path_buf).unwrap_or_default();
-    fs_err::write(dir.join("dmesg.log"), &dmesg)?;
-    let report = ktap::parse(&main);
+    fs_err::write(dir.join("dmesg.log"), &split.dmesg)?;
+    let mut report = ktap::parse(&split.verdicts);
+    let findings = Findings::of(&split, &nonce);
+    report.events = findings.all();
     let ktap_path = dir.join("ktap.json");
     fs_err::write(&ktap_path, serde_json::to_string_pretty(&report)? + "\n")?;
     result.ktap = Some(ktap_path.display().to_string());
-    evaluate(&mut result, &report, &active, booted.end, booted.seconds, &booted.last_line);
+    evaluate(&mut result, &report, &findings, &active, &booted);
     result.recount();
     let verb = match result.status {
         Status::Pass => "Passed",
@@ -367,18 +379,52 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
     Ok(result)
 }
 
-/// Turns the parsed console into tests, a status and a category.
+/// The kernel reports a boot produced, placed in test windows where possible.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Findings {
+    /// Whether /init's raw dmesg dump arrived (else reports come from the console alone).
+    pub dmesg_dumped: bool,
+    pub attribution: console::Attribution,
+}
+
+impl Findings {
+    /// From the dmesg dump when /init sent one (kernel-origin lines only, attributed by the
+    /// nonce's test markers); else from the console, all outside any test (the guest died
+    /// before it could dump its log).
+    pub fn of(split: &qemu::SplitConsole, nonce: &str) -> Findings {
+        if !split.dmesg.is_empty() {
+            return Findings { dmesg_dumped: true, attribution: console::attribute(&split.dmesg, nonce) };
+        }
+        let outside = console::scan(&split.console);
+        Findings { dmesg_dumped: false, attribution: console::Attribution { in_tests: vec![], outside } }
+    }
+
+    pub fn all(&self) -> Vec<console::Finding> {
+        self.attribution.all()
+    }
+}
+
+/// The tests a package must report, each exactly once: `load`, its tests, `unload` (KUnit
+/// suites report their own cases, checked for presence only).
+fn expected_tests(driver: &Driver) -> Vec<String> {
+    let names = ["load".to_string()].into_iter().chain(driver.test_names()).chain(["unload".to_string()]);
+    names.map(|test| format!("{}.{test}", driver.name)).collect()
+}
+
+/// Turns the parsed verdict channel and the kernel's reports into tests, a status and a
+/// category.
 pub fn evaluate(
     result: &mut CellResult,
     report: &ktap::Report,
+    findings: &Findings,
     active: &[Driver],
-    end: BootEnd,
-    seconds: f64,
-    last_line: &str,
+    booted: &qemu::Boot,
 ) {
+    let (end, seconds, last_line) = (booted.end, booted.seconds, booted.last_line.as_str());
     // Only our init's document counts (its top-level tests are the packages);
     // KTAP the kernel printed at boot is reported through the owning package's
     // KUnit suites instead, and stays in ktap.json.
+    let first_new = result.tests.len();
     for (name, case) in report.leaves() {
         let package = name.split('.').next().unwrap_or_default();
         if !active.iter().any(|driver| driver.name == package) {
@@ -389,6 +435,7 @@ pub fn evaluate(
             status: case.status,
             reason: case.directive.clone(),
             diagnostics: case.diagnostics.clone(),
+            category: None,
         });
     }
     for driver in active {
@@ -399,23 +446,56 @@ pub fn evaluate(
                 status: Status::Error,
                 reason: None,
                 diagnostics: vec!["the guest never reported this driver's tests".to_string()],
+                category: None,
             });
+            continue;
+        }
+        check_expected(result, first_new, driver);
+    }
+    // A kernel report inside a test's window fails that test with the detector's category.
+    for (test_name, finding) in &findings.attribution.in_tests {
+        match result.tests.iter_mut().find(|test| &test.name == test_name) {
+            Some(test) => {
+                if matches!(test.status, Status::Pass | Status::Skip) {
+                    test.status = Status::Fail;
+                    test.reason = None;
+                }
+                if test.category.is_none() || finding.detector.category() != Category::Warning {
+                    let better =
+                        test.category.is_none_or(|known| known == Category::Warning || known == Category::Panic);
+                    if better {
+                        test.category = Some(finding.detector.category());
+                    }
+                }
+                test.diagnostics.extend(finding.describe().lines().map(str::to_string));
+            }
+            None => result.tests.push(TestRecord {
+                name: test_name.clone(),
+                status: Status::Fail,
+                reason: None,
+                diagnostics: finding.describe().lines().map(str::to_string).collect(),
+                category: Some(finding.detector.category()),
+            }),
         }
     }
-    let crash = report.events.iter().find(|event| event.kind != ktap::EventKind::Warning);
-    let warning = report.events.iter().find(|event| event.kind == ktap::EventKind::Warning);
-    let describe = |event: &ktap::ConsoleEvent| {
-        let mut text = format!("console line {}: {}", event.line_number, event.line.trim());
-        for line in event.context.iter().take(10) {
-            text.push_str(&format!("\n  {}", line.trim_end()));
-        }
-        text
+    let all = findings.all();
+    let primary = console::primary(&all);
+    let outside = console::primary(&findings.attribution.outside);
+    let cap = match end {
+        BootEnd::Capped(cap) => Some(cap),
+        _ => report.cap,
     };
-    let (status, category, message) = match (end, crash) {
-        (BootEnd::Crashed, _) | (BootEnd::Exited, Some(_)) | (BootEnd::Finished, Some(_)) => {
-            let text = crash.map(describe).unwrap_or_else(|| format!("kernel crash: {last_line}"));
+    let (status, category, message) = match (end, primary) {
+        _ if cap.is_some() => (
+            Status::Error,
+            Some(Category::Infrastructure),
+            cap.map(|cap| format!("the guest's output hit the {}; the cell's results are incomplete", cap.describe())),
+        ),
+        (BootEnd::Crashed, _) | (BootEnd::Exited, Some(_)) => {
+            let category = primary.map_or(Category::Panic, |f| f.detector.category());
+            let text = primary.map(console::Finding::describe).unwrap_or_else(|| format!("kernel crash: {last_line}"));
             let status = if result.tests.is_empty() { Status::Error } else { Status::Fail };
-            (status, Some(Category::Panic), Some(format!("kernel crashed: {text}")))
+            (status, Some(category), Some(format!("kernel crashed: {text}")))
         }
         (BootEnd::TimedOut, _) => (
             Status::Error,
@@ -427,15 +507,18 @@ pub fn evaluate(
             Some(Category::Infrastructure),
             Some(format!("QEMU exited before the end marker; last line: {last_line}")),
         ),
-        (BootEnd::Finished, None) => {
-            if result.tests.iter().any(|test| matches!(test.status, Status::Fail | Status::Error)) {
-                (Status::Fail, Some(Category::TestFail), None)
-            } else if let Some(event) = warning {
+        (BootEnd::Finished | BootEnd::Capped(_), _) => {
+            let failing = result.tests.iter().find(|test| matches!(test.status, Status::Fail | Status::Error));
+            if let Some(finding) = outside {
+                let text = finding.describe();
                 (
                     Status::Fail,
-                    Some(Category::TestFail),
-                    Some(format!("kernel warning during the tests: {}", describe(event))),
+                    Some(finding.detector.category()),
+                    Some(format!("kernel report outside any test: {text}")),
                 )
+            } else if let Some(test) = failing {
+                let category = primary.map(|f| f.detector.category()).or(test.category).unwrap_or(Category::TestFail);
+                (Status::Fail, Some(category), None)
             } else if !result.tests.is_empty() && result.tests.iter().all(|test| test.status == Status::Skip) {
                 (Status::Skip, None, None)
             } else {
@@ -446,4 +529,43 @@ pub fn evaluate(
     result.status = status;
     result.category = category;
     result.message = message;
+}
+
+/// Checks `driver`'s reported tests (from index `first` on) against its expected list:
+/// each expected test exactly once (a missing one is an error), and every KUnit suite present.
+fn check_expected(result: &mut CellResult, first: usize, driver: &Driver) {
+    for name in expected_tests(driver) {
+        let count = result.tests[first..].iter().filter(|test| test.name == name).count();
+        if count == 0 {
+            result.tests.push(TestRecord {
+                name,
+                status: Status::Error,
+                reason: None,
+                diagnostics: vec![
+                    "missing: this expected test never reported (checked against the package's test list)".into(),
+                ],
+                category: None,
+            });
+        } else if count > 1 {
+            for test in result.tests[first..].iter_mut().filter(|test| test.name == name) {
+                test.status = Status::Error;
+                test.diagnostics.push(format!("reported {count} times; every test must report exactly once"));
+            }
+        }
+    }
+    for suite in &driver.meta.kunit_suites {
+        let prefix = format!("{}.{suite}", driver.name);
+        let present = result.tests[first..]
+            .iter()
+            .any(|test| test.name == prefix || test.name.starts_with(&format!("{prefix}.")));
+        if !present {
+            result.tests.push(TestRecord {
+                name: prefix,
+                status: Status::Error,
+                reason: None,
+                diagnostics: vec!["missing: this KUnit suite never reported".into()],
+                category: None,
+            });
+        }
+    }
 }
