@@ -195,12 +195,17 @@ pub fn classify(text: &str) -> Option<Detector> {
         "WARNING: suspicious RCU usage",
         "BUG: Invalid wait context",
         "BUG: lock held when returning to user space!",
+        "WARNING: chain_key collision",
     ];
     const ATOMIC_SLEEP: &[&str] =
         &["BUG: sleeping function called from invalid context", "BUG: scheduling while atomic"];
-    const HANG: &[&str] = &["INFO: task ", "watchdog: BUG: soft lockup", "watchdog: Watchdog detected hard LOCKUP"];
     let starts = |prefixes: &[&str]| prefixes.iter().any(|p| text.starts_with(p));
-    if starts(LOCKDEP) {
+    // `WARNING: HARDIRQ-safe -> HARDIRQ-unsafe lock order detected`, `WARNING: x/1 still has locks held!`
+    let lockdep_formatted = text.strip_prefix("WARNING: ").is_some_and(|rest| {
+        (rest.contains("-safe -> ") && rest.ends_with("lock order detected"))
+            || rest.ends_with(" still has locks held!")
+    });
+    if starts(LOCKDEP) || lockdep_formatted {
         Some(Detector::Lockdep)
     } else if text.starts_with("BUG: KASAN: ") {
         Some(Detector::Kasan)
@@ -208,11 +213,9 @@ pub fn classify(text: &str) -> Option<Detector> {
         Some(Detector::AtomicSleep)
     } else if text.starts_with("rust_kernel: panicked at ") || text.starts_with("panicked at ") {
         Some(Detector::RustPanic)
-    } else if text.starts_with("unreferenced object 0x") || is_kmemleak_summary(text) {
+    } else if (text.starts_with("unreferenced object") && text.contains(" 0x")) || is_kmemleak_summary(text) {
         Some(Detector::Memleak)
-    } else if (starts(HANG) && (!text.starts_with("INFO: task ") || text.contains(" blocked for more than ")))
-        || is_rcu_stall(text)
-    {
+    } else if is_hang(text) {
         Some(Detector::Hang)
     } else if text.starts_with("Kernel panic - not syncing") {
         Some(Detector::Panic)
@@ -232,6 +235,18 @@ fn is_kmemleak_summary(text: &str) -> bool {
     text.strip_prefix("kmemleak: ")
         .map(|rest| rest.trim_start_matches(|c: char| c.is_ascii_digit()))
         .is_some_and(|rest| rest.starts_with(" new suspected memory leak"))
+}
+
+/// `INFO: task sh:1 blocked for more than 120 seconds.` (kernel/hung_task.c), a soft or hard
+/// lockup (kernel/watchdog.c, `watchdog: ` prefix), an RCU stall.
+fn is_hang(text: &str) -> bool {
+    let hung = text
+        .strip_prefix("INFO: task ")
+        .is_some_and(|rest| rest.contains(" blocked") && rest.contains(" for more than "));
+    let watchdog = text
+        .strip_prefix("watchdog: ")
+        .is_some_and(|rest| rest.starts_with("BUG: soft lockup") || rest.contains("Watchdog detected hard LOCKUP"));
+    hung || watchdog || is_rcu_stall(text)
 }
 
 /// `rcu: INFO: rcu_sched self-detected stall on CPU`, `rcu: INFO: rcu_preempt detected stalls`.
@@ -415,6 +430,10 @@ mod tests {
             ("rcu: INFO: rcu_sched self-detected stall on CPU", "hang"),
             ("rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:", "hang"),
             ("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [sh:1]", "hang"),
+            ("watchdog: CPU1: Watchdog detected hard LOCKUP on cpu 0", "hang"),
+            ("INFO: task insmod:90 blocked in I/O wait for more than 30 seconds.", "hang"),
+            ("WARNING: HARDIRQ-safe -> HARDIRQ-unsafe lock order detected", "lockdep"),
+            ("unreferenced object (percpu) 0xffff888003a1c000 (size 8):", "memleak"),
             ("Kernel panic - not syncing: Fatal exception", "panic"),
             ("Oops: 0000 [#1] PREEMPT SMP NOPTI", "oops"),
             ("Internal error: Oops: 0000000096000004 [#1] SMP", "oops"),
