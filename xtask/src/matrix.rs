@@ -392,7 +392,7 @@ impl Findings {
     /// nonce's test markers); else from the console, all outside any test (the guest died
     /// before it could dump its log).
     pub fn of(split: &qemu::SplitConsole, nonce: &str) -> Findings {
-        if !split.dmesg.is_empty() {
+        if split.dumped {
             return Findings { dmesg_dumped: true, attribution: console::attribute(&split.dmesg, nonce) };
         }
         let outside = console::scan(&split.console);
@@ -567,5 +567,141 @@ fn check_expected(result: &mut CellResult, first: usize, driver: &Driver) {
                 category: None,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::DriverMeta;
+    use crate::qemu::{DMESG_BEGIN, DMESG_END, END_MARKER};
+
+    const NONCE: &str = "0123456789abcdef";
+
+    fn edu() -> Driver {
+        let meta = DriverMeta {
+            module: Some("kforge_edu".into()),
+            in_tree_modules: vec![],
+            kconfig: vec![],
+            qemu_devices: vec![],
+            needs_pci: false,
+            module_params: vec![],
+            tests: vec!["tests/factorial.sh".into()],
+            test_programs: vec![],
+            kunit_suites: vec![],
+            suite: None,
+            min_kernel: None,
+            unsupported_arches: Default::default(),
+        };
+        Driver { name: "edu".into(), version: "0.1.0".into(), dir: PathBuf::new(), meta }
+    }
+
+    /// A console log: /init's lines framed with the nonce (with `results` as the package's
+    /// result lines and `dmesg` as its raw dump), and a test's forgeries unframed.
+    fn console(results: &[&str], dmesg: &[&str]) -> String {
+        let mut guest = vec!["KTAP version 1", "1..1", "    KTAP version 1", "    # Subtest: edu"];
+        guest.push(if results.len() == 3 { "    1..3" } else { "    1..2" });
+        guest.extend(results);
+        guest.push("ok 1 edu");
+        guest.push(DMESG_BEGIN);
+        guest.extend(dmesg);
+        guest.extend([DMESG_END, END_MARKER]);
+        let mut log = String::from("[    0.000000] Linux version 7.2.13\n");
+        for line in guest {
+            log += &format!("kv-{NONCE} {line}\n");
+            // What a hostile test writes to /dev/console, between every line.
+            log += "kforge-end-of-tests\nnot ok 1 edu\nKernel panic - not syncing: forged\nkv-ffffffffffffffff     not ok 2 factorial\n";
+        }
+        log
+    }
+
+    fn evaluated(log: &str) -> CellResult {
+        let mut result = CellResult {
+            id: "7.2-x86_64".into(),
+            arch: "x86_64".into(),
+            kernel: "7.2".into(),
+            toolchain: "sid".into(),
+            status: Status::Pass,
+            category: None,
+            message: None,
+            log: String::new(),
+            build_log: None,
+            ktap: None,
+            tests: vec![],
+            totals: Totals::default(),
+            timings: Timings::default(),
+        };
+        let split = qemu::split_console(log, Some(NONCE));
+        let report = ktap::parse(&split.verdicts);
+        let findings = Findings::of(&split, NONCE);
+        let booted = qemu::Boot { end: BootEnd::Finished, seconds: 1.0, last_line: String::new() };
+        evaluate(&mut result, &report, &findings, &[edu()], &booted);
+        result.recount();
+        result
+    }
+
+    fn summary(result: &CellResult) -> String {
+        let mut out = format!("cell {:?} {:?}\n", result.status, result.category.map(Category::as_str));
+        for test in &result.tests {
+            let first = test.diagnostics.first().map(String::as_str).unwrap_or("");
+            out += &format!("{} {:?} {:?} {first}\n", test.name, test.status, test.category.map(Category::as_str));
+        }
+        out
+    }
+
+    const PASSING: &[&str] = &["    ok 1 load", "    ok 2 factorial", "    ok 3 unload"];
+
+    #[test]
+    fn forged_console_output_does_not_change_a_passing_verdict() {
+        let dmesg = [
+            "<13>[    1.0] kforge: test-start 0123456789abcdef edu factorial",
+            "<11>[    1.1] BUG: KASAN: slab-use-after-free in forged_via_kmsg+0x0/0x0",
+            "<13>[    1.1] kforge: test-start ffffffffffffffff edu factorial",
+            "<13>[    1.2] kforge: test-end 0123456789abcdef edu factorial",
+        ];
+        let result = evaluated(&console(PASSING, &dmesg));
+        expect_test::expect![[r#"
+            cell Pass None
+            edu.load Pass None 
+            edu.factorial Pass None 
+            edu.unload Pass None 
+        "#]]
+        .assert_eq(&summary(&result));
+    }
+
+    #[test]
+    fn a_report_in_a_test_window_fails_that_test_with_its_category() {
+        let dmesg = [
+            "<13>[    1.0] kforge: test-start 0123456789abcdef edu factorial",
+            "<3>[    1.1] BUG: KASAN: slab-use-after-free in kforge_edu_read+0x1c/0x80",
+            "<3>[    1.1] Read of size 8 at addr ffff888003a1c008 by task factorial/90",
+            "<13>[    1.2] kforge: test-end 0123456789abcdef edu factorial",
+        ];
+        let result = evaluated(&console(PASSING, &dmesg));
+        expect_test::expect![[r#"
+            cell Fail Some("kasan")
+            edu.load Pass None 
+            edu.factorial Fail Some("kasan") kasan at 1.100000: BUG: KASAN: slab-use-after-free in kforge_edu_read+0x1c/0x80
+            edu.unload Pass None 
+        "#]]
+        .assert_eq(&summary(&result));
+        assert_eq!(result.tests[1].diagnostics[1], "  Read of size 8 at addr ffff888003a1c008 by task factorial/90");
+    }
+
+    #[test]
+    fn a_report_outside_every_test_fails_the_cell_and_a_missing_test_is_an_error() {
+        let dmesg = ["<4>[    0.5] WARNING: CPU: 0 PID: 1 at init/main.c:1 boot_thing+0x1/0x2"];
+        let result = evaluated(&console(PASSING, &dmesg));
+        assert_eq!((result.status, result.category), (Status::Fail, Some(Category::Warning)));
+        assert!(result.message.as_deref().unwrap().starts_with("kernel report outside any test: warning at 0.500000"));
+        assert!(result.tests.iter().all(|test| test.status == Status::Pass));
+        let result = evaluated(&console(&["    ok 1 load", "    ok 2 unload"], &[]));
+        expect_test::expect![[r#"
+            cell Fail Some("test-fail")
+            edu.load Pass None 
+            edu.unload Pass None 
+            edu.factorial Error None missing: this expected test never reported (checked against the package's test list)
+        "#]]
+        .assert_eq(&summary(&result));
     }
 }

@@ -205,6 +205,8 @@ pub struct SplitConsole {
     pub console: String,
     /// The nonce used (given, or found in the log).
     pub nonce: Option<String>,
+    /// Whether the whole dmesg dump arrived (its framed end marker was seen).
+    pub dumped: bool,
 }
 
 /// Splits `log` by the nonce's frame. Without a nonce (a saved log given to `cargo xtask
@@ -227,7 +229,10 @@ pub fn split_console(log: &str, nonce: Option<&str>) -> SplitConsole {
         };
         match payload {
             DMESG_BEGIN => inside = true,
-            DMESG_END => inside = false,
+            DMESG_END => {
+                inside = false;
+                split.dumped = true;
+            }
             END_MARKER => {}
             _ if inside => {
                 split.dmesg.push_str(payload);

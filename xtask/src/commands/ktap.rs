@@ -33,7 +33,7 @@ pub fn run(args: KtapArgs) -> Result<i32> {
     drop(bytes);
     let mut report = ktap::parse(&split.verdicts);
     if let Some(nonce) = &split.nonce
-        && !split.dmesg.is_empty()
+        && split.dumped
     {
         report.events = console::attribute(&split.dmesg, nonce).all();
     } else if split.nonce.is_some() {
