@@ -113,7 +113,7 @@ pub const ARCHES: &[Arch] = &[
         headers_arch: "arm64",
         kernel_image: "arch/arm64/boot/Image",
         console: "ttyAMA0",
-        verdict_port: None,
+        verdict_port: Some("ttyAMA1"),
         config_fragment: "arm64.config",
         pci: true,
         devices: PCI_TEST_DEVICES,

@@ -273,7 +273,7 @@ mod tests {
     fn arm64_interactive_boot_plan() {
         let arch = Arch::find("arm64").unwrap();
         let spec = BootSpec { arch, memory: "512M", devices: &[], interactive: true, nonce: "0123456789abcdef" };
-        expect_test::expect!["qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial mon:stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.interactive"]
+        expect_test::expect!["qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial mon:stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1 kforge.interactive"]
             .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
     }
 
@@ -290,7 +290,7 @@ mod tests {
         expect_test::expect![[r#"
             [
                 "qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1",
-                "qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
+                "qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1",
                 "qemu-system-arm -M virt,highmem=off -cpu cortex-a15 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
                 "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
                 "qemu-system-loongarch64 -M virt -cpu la464 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
