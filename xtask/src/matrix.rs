@@ -480,6 +480,15 @@ pub fn evaluate(
     }
     let all = findings.all();
     let primary = console::primary(&all);
+    // The guest died before its dump: no windows. The crash belongs to the first test that
+    // never reported (the one running when the kernel went down).
+    if !findings.dmesg_dumped
+        && let Some(finding) = primary
+        && let Some(test) = result.tests[first_new..].iter_mut().find(|test| test.status == Status::Error)
+    {
+        test.category = Some(finding.detector.category());
+        test.diagnostics.extend(finding.describe().lines().map(str::to_string));
+    }
     let outside = console::primary(&findings.attribution.outside);
     let cap = match end {
         BootEnd::Capped(cap) => Some(cap),
@@ -686,6 +695,28 @@ mod tests {
         "#]]
         .assert_eq(&summary(&result));
         assert_eq!(result.tests[1].diagnostics[1], "  Read of size 8 at addr ffff888003a1c008 by task factorial/90");
+    }
+
+    #[test]
+    fn a_crash_before_the_dump_names_the_test_that_never_reported() {
+        let nonce = |line: &str| format!("kv-{NONCE} {line}\n");
+        let mut log = String::new();
+        for line in ["KTAP version 1", "1..1", "    KTAP version 1", "    # Subtest: edu", "    1..3", "    ok 1 load"]
+        {
+            log += &nonce(line);
+        }
+        log += "[    2.000000] rust_kernel: panicked at drivers/edu/kforge_edu.rs:10:5:\n";
+        log += "[    2.000000] attempt to multiply with overflow\n";
+        log += "[    2.000100] Kernel panic - not syncing: Fatal exception\n";
+        let mut result = evaluated(&log);
+        let split = qemu::split_console(&log, Some(NONCE));
+        let booted = qemu::Boot { end: BootEnd::Crashed, seconds: 1.0, last_line: String::new() };
+        result.tests.clear();
+        evaluate(&mut result, &ktap::parse(&split.verdicts), &Findings::of(&split, NONCE), &[edu()], &booted);
+        assert_eq!((result.status, result.category), (Status::Fail, Some(Category::Overflow)));
+        let crashed = result.tests.iter().find(|test| test.category.is_some()).unwrap();
+        assert_eq!(crashed.name, "edu.missing-tests-2..3");
+        assert!(crashed.diagnostics.iter().any(|line| line.contains("attempt to multiply with overflow")));
     }
 
     #[test]
