@@ -10,14 +10,19 @@
 //!   belong to the next result line at their level. Data after `#` on a result line that is
 //!   not `SKIP`/`TODO` (e.g. `# TIMEOUT 30 seconds`) becomes the test's last diagnostic.
 //! - `# TODO` counts as Skip: a known-broken test is neither a pass nor a failure.
-//! - Planned tests that never reported become `missing-test-<N>` errors. A subtest block that
+//! - Planned tests that never reported become ONE error record per block (`missing-test-<N>`
+//!   or `missing-tests-<A>..<B>`, its `missing` field the count; totals count each, like
+//!   kunit.py), so a declared plan costs nothing until its tests report. A subtest block that
 //!   never got its own result line is an Error test that keeps its children: we never derive
 //!   its status from them, since a lost result line means the test did not finish.
-//! - Unnamed results are named `test-<N>`. Plans above [`MAX_PLAN`] and nesting deeper than
-//!   [`MAX_DEPTH`] are ignored, so hostile input cannot exhaust memory or the stack.
+//! - Unnamed results are named `test-<N>`. Plans above [`MAX_PLAN`] are ignored. Nesting
+//!   deeper than [`MAX_DEPTH`], more than [`MAX_TESTS`] results, names over [`MAX_NAME_BYTES`]
+//!   and lines over [`MAX_LINE_BYTES`] set [`Report::cap`] (the cell becomes `error`) and are
+//!   left out, so hostile input cannot exhaust memory or the stack.
+//! - A failed parent whose subtests show no failure counts as one failure (as kunit.py does).
 //! - Diagnostics that belong to no test (a document's header and trailer) are dropped.
-//! - Console markers on KTAP diagnostic lines (`# ...`) are not events. `render()` lists the
-//!   events after the tests.
+//! - Kernel reports are `console::classify`'s whole-line findings (never a diagnostic line);
+//!   `render()` lists them after the tests.
 use serde::{Deserialize, Serialize};
 
 use crate::console::{self, Cap, MAX_DEPTH, MAX_LINE_BYTES, MAX_NAME_BYTES, MAX_TESTS};

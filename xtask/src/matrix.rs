@@ -460,12 +460,15 @@ pub fn evaluate(
                     test.status = Status::Fail;
                     test.reason = None;
                 }
-                if test.category.is_none() || finding.detector.category() != Category::Warning {
-                    let better =
-                        test.category.is_none_or(|known| known == Category::Warning || known == Category::Panic);
-                    if better {
-                        test.category = Some(finding.detector.category());
-                    }
+                // A named detector beats a generic crash, which beats a warning; else the first.
+                let rank = |category: Category| match category {
+                    Category::Warning => 2,
+                    Category::Panic => 1,
+                    _ => 0,
+                };
+                let new = finding.detector.category();
+                if test.category.is_none_or(|known| rank(new) < rank(known)) {
+                    test.category = Some(new);
                 }
                 test.diagnostics.extend(finding.describe().lines().map(str::to_string));
             }
