@@ -5,7 +5,7 @@
 # modules with their parameters, report its KUnit suites (from debugfs), run
 # its tests, rmmod the modules, and print the results as nested KTAP.
 # Then dump dmesg between markers and print the end marker the harness waits
-# for. A test exits 0 to pass, 4 to skip (its last output line is the
+# for, all on the verdict channel (below). A test exits 0 to pass, 4 to skip (its last output line is the
 # reason), anything else to fail; its output becomes KTAP diagnostics.
 # With `kforge.interactive` on the kernel command line it then opens a shell.
 
@@ -19,6 +19,40 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 # From here only warnings and worse reach the console, so kernel messages
 # cannot split KTAP lines; everything is in the dmesg dump at the end.
 echo 5 > /proc/sys/kernel/printk
+
+# The verdict channel (docs/reliability.md, "Verdicts and bounds"): everything this
+# script prints goes, each line framed with this boot's nonce, to the port named by
+# kforge.verdicts= (a second serial port only /init opens), else to the console. The
+# harness counts no other line, so what a test writes to /dev/console is only output.
+# The nonce never enters the environment, and the command line is hidden from tests.
+cmdline=$(cat /proc/cmdline)
+nonce=""
+verdicts=console
+for arg in $cmdline; do
+    case "$arg" in
+        kforge.nonce=*) nonce=${arg#kforge.nonce=} ;;
+        kforge.verdicts=*) verdicts=${arg#kforge.verdicts=} ;;
+    esac
+done
+mount -o bind /dev/null /proc/cmdline 2>/dev/null
+[ -c "/dev/$verdicts" ] || verdicts=console
+frame() {
+    while IFS= read -r line; do
+        printf 'kv-%s %s\n' "$nonce" "$line"
+    done
+}
+mkfifo /tmp/.kforge-verdicts
+frame < /tmp/.kforge-verdicts > "/dev/$verdicts" &
+framer=$!
+exec 3>&1 4>&2 > /tmp/.kforge-verdicts 2>&1
+rm -f /tmp/.kforge-verdicts
+
+# mark start|end PACKAGE TEST: a test window in the kernel log (level 5: not on the
+# console), ordered against the kernel's own reports; the harness attributes every
+# report between a start and its end to that test. Only markers with the nonce count.
+mark() {
+    echo "<5>kforge: test-$1 $nonce $2 $3" > /dev/kmsg
+}
 
 TEST_TIMEOUT=${KFORGE_TEST_TIMEOUT:-120}
 
@@ -37,6 +71,7 @@ find_orphans() {
         pid=${status#/proc/}
         pid=${pid%/status}
         [ "$pid" = 1 ] && continue
+        [ "$pid" = "$framer" ] && continue
         ppid=""
         state=""
         {
@@ -102,6 +137,7 @@ for driver in $drivers; do
     # Load every module of the package in order (`<name> <params...>` lines).
     loaded=1
     unload=""
+    mark start "$driver" load
     while read -r module params; do
         # shellcheck disable=SC2086 # params are word-split on purpose
         if out=$(insmod "$dir/$module.ko" $params 2>&1); then
@@ -112,6 +148,7 @@ for driver in $drivers; do
         printf '%s\n' "$out" | grep -v '^$' | diag "    "
         [ "$loaded" = 1 ] || break
     done < "$dir/modules"
+    mark end "$driver" load
     if [ "$loaded" = 1 ]; then
         echo "    ok $number load"
     else
@@ -151,9 +188,11 @@ for driver in $drivers; do
             *.sh) runner="sh" ;;
             *) runner="" ;;
         esac
+        mark start "$driver" "$name"
         out=$(cd /tmp && KFORGE_DRIVER=$driver KFORGE_MODULE=$first_module \
             timeout "$TEST_TIMEOUT" $runner "$dir/tests/$file" </dev/null 2>&1)
         status=$?
+        mark end "$driver" "$name"
         printf '%s\n' "$out" | grep -v '^$' | diag "    "
         if [ "$status" = 0 ]; then
             echo "    ok $number $name"
@@ -168,6 +207,7 @@ for driver in $drivers; do
         fi
     done < "$dir/test-list"
     number=$((number + 1))
+    mark start "$driver" unload
     settle
     # Unload in reverse order, even after a failed load (what did load).
     unload_failed=0
@@ -177,6 +217,7 @@ for driver in $drivers; do
             unload_failed=1
         fi
     done
+    mark end "$driver" unload
     if [ "$loaded" != 1 ]; then
         echo "    ok $number unload # SKIP the module did not load"
     elif [ "$unload_failed" = 0 ]; then
@@ -192,12 +233,17 @@ for driver in $drivers; do
     fi
 done
 
+# Raw (`<facility*8+level>` prefixes): tells the kernel's own reports from lines user
+# space wrote to /dev/kmsg.
 echo "kforge-dmesg-begin"
-dmesg
+dmesg -r
 echo "kforge-dmesg-end"
 echo "kforge-end-of-tests"
+exec 1>&3 2>&4 3>&- 4>&-
+wait "$framer"
 
-if grep -q 'kforge.interactive' /proc/cmdline; then
+case " $cmdline " in *" kforge.interactive "*) interactive=1 ;; *) interactive=0 ;; esac
+if [ "$interactive" = 1 ]; then
     echo "kforge: interactive shell (leave with: poweroff -f)"
     setsid cttyhack sh
 fi

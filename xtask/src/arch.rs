@@ -54,6 +54,11 @@ pub struct Arch {
     pub kernel_image: &'static str,
     /// Console device for `console=`.
     pub console: &'static str,
+    /// The verdict channel: a second serial port (guest device name) that only the guest's
+    /// /init opens, carrying KTAP and the nonce-framed markers; tests' output and kernel
+    /// messages stay on `console`. `None`: the nonce-framed lines share the console
+    /// (see docs/reliability.md "Verdicts and bounds").
+    pub verdict_port: Option<&'static str>,
     /// The config fragment in `kernel-config/` for this arch.
     pub config_fragment: &'static str,
     /// Whether the machine has a PCI bus (drivers with `needs-pci` are skipped otherwise).
@@ -83,6 +88,7 @@ pub const ARCHES: &[Arch] = &[
         headers_arch: "x86",
         kernel_image: "arch/x86/boot/bzImage",
         console: "ttyS0",
+        verdict_port: Some("ttyS1"),
         config_fragment: "x86_64.config",
         pci: true,
         devices: PCI_TEST_DEVICES,
@@ -107,6 +113,7 @@ pub const ARCHES: &[Arch] = &[
         headers_arch: "arm64",
         kernel_image: "arch/arm64/boot/Image",
         console: "ttyAMA0",
+        verdict_port: Some("ttyAMA1"),
         config_fragment: "arm64.config",
         pci: true,
         devices: PCI_TEST_DEVICES,
@@ -131,6 +138,7 @@ pub const ARCHES: &[Arch] = &[
         headers_arch: "arm",
         kernel_image: "arch/arm/boot/zImage",
         console: "ttyAMA0",
+        verdict_port: None,
         config_fragment: "arm.config",
         pci: true,
         devices: PCI_TEST_DEVICES,
@@ -156,6 +164,7 @@ pub const ARCHES: &[Arch] = &[
         headers_arch: "riscv",
         kernel_image: "arch/riscv/boot/Image",
         console: "ttyS0",
+        verdict_port: None,
         config_fragment: "riscv.config",
         pci: true,
         devices: PCI_TEST_DEVICES,
@@ -181,6 +190,7 @@ pub const ARCHES: &[Arch] = &[
         headers_arch: "loongarch",
         kernel_image: "arch/loongarch/boot/vmlinux.elf",
         console: "ttyS0",
+        verdict_port: None,
         config_fragment: "loongarch.config",
         // It has PCI, but Debian's qemu-system-loongarch64 builds neither edu nor pci-testdev.
         pci: true,
@@ -206,6 +216,7 @@ pub const ARCHES: &[Arch] = &[
         headers_arch: "s390",
         kernel_image: "arch/s390/boot/bzImage",
         console: "ttysclp0",
+        verdict_port: None,
         config_fragment: "s390.config",
         // zPCI exists, but qemu-system-s390x has neither edu nor pci-testdev.
         pci: true,
@@ -231,6 +242,7 @@ pub const ARCHES: &[Arch] = &[
         headers_arch: "um",
         kernel_image: "linux",
         console: "tty0",
+        verdict_port: None,
         config_fragment: "um.config",
         pci: false,
         devices: &[],

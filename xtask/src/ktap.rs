@@ -10,15 +10,22 @@
 //!   belong to the next result line at their level. Data after `#` on a result line that is
 //!   not `SKIP`/`TODO` (e.g. `# TIMEOUT 30 seconds`) becomes the test's last diagnostic.
 //! - `# TODO` counts as Skip: a known-broken test is neither a pass nor a failure.
-//! - Planned tests that never reported become `missing-test-<N>` errors. A subtest block that
+//! - Planned tests that never reported become ONE error record per block (`missing-test-<N>`
+//!   or `missing-tests-<A>..<B>`, its `missing` field the count; totals count each, like
+//!   kunit.py), so a declared plan costs nothing until its tests report. A subtest block that
 //!   never got its own result line is an Error test that keeps its children: we never derive
 //!   its status from them, since a lost result line means the test did not finish.
-//! - Unnamed results are named `test-<N>`. Plans above [`MAX_PLAN`] and nesting deeper than
-//!   [`MAX_DEPTH`] are ignored, so hostile input cannot exhaust memory or the stack.
+//! - Unnamed results are named `test-<N>`. Plans above [`MAX_PLAN`] are ignored. Nesting
+//!   deeper than [`MAX_DEPTH`], more than [`MAX_TESTS`] results, names over [`MAX_NAME_BYTES`]
+//!   and lines over [`MAX_LINE_BYTES`] set [`Report::cap`] (the cell becomes `error`) and are
+//!   left out, so hostile input cannot exhaust memory or the stack.
+//! - A failed parent whose subtests show no failure counts as one failure (as kunit.py does).
 //! - Diagnostics that belong to no test (a document's header and trailer) are dropped.
-//! - Console markers on KTAP diagnostic lines (`# ...`) are not events. `render()` lists the
-//!   events after the tests.
+//! - Kernel reports are `console::classify`'s whole-line findings (never a diagnostic line);
+//!   `render()` lists them after the tests.
 use serde::{Deserialize, Serialize};
+
+use crate::console::{self, Cap, MAX_DEPTH, MAX_LINE_BYTES, MAX_NAME_BYTES, MAX_TESTS};
 
 /// Status of a test (and, in results.json, of a cell).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,26 +60,14 @@ pub struct TestCase {
     pub diagnostics: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subtests: Vec<TestCase>,
+    /// For the one record that stands for a run of planned tests that never reported: how
+    /// many it stands for (totals count each, like kunit.py). 0 for every other test.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub missing: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    Panic,
-    Oops,
-    Bug,
-    Warning,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConsoleEvent {
-    pub kind: EventKind,
-    /// 1-based line number in the console log.
-    pub line_number: usize,
-    /// The line as logged (timestamp kept, line ending removed).
-    pub line: String,
-    /// Up to [`CONTEXT_LINES`] lines that followed it.
-    pub context: Vec<String>,
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -89,46 +84,50 @@ impl Totals {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     /// Top-level tests of every KTAP document in the log, in order.
     pub tests: Vec<TestCase>,
-    pub events: Vec<ConsoleEvent>,
-    /// Counts of LEAF tests only (tests without subtests).
+    /// Kernel reports (crashes, bug detectors) found in the parsed log.
+    pub events: Vec<console::Finding>,
+    /// Counts of LEAF tests (tests without subtests), plus each failed parent whose subtests
+    /// all passed (it failed on its own; kunit.py counts it too).
     pub totals: Totals,
+    /// The first cap the log hit (parsing went on without what exceeded it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap: Option<Cap>,
 }
 
 /// Diagnostic of a planned test that never reported.
 pub const MISSING: &str = "missing: the log ended (or the kernel crashed) before this test reported";
 /// Diagnostic of a subtest block whose own result line never came.
 pub const NO_RESULT: &str = "missing: this subtest block never got its own result line";
-pub const CONTEXT_LINES: usize = 20;
+/// Largest plan believed; a larger `1..N` counts as no plan.
 pub const MAX_PLAN: usize = 100_000;
-pub const MAX_DEPTH: usize = 32;
 
 pub fn parse(console: &str) -> Report {
-    let lines: Vec<&str> = console.lines().map(|l| l.trim_end_matches('\r')).collect();
-    let (mut parser, mut events) = (Parser::default(), Vec::new());
-    for (i, raw) in lines.iter().enumerate() {
-        let text = strip_timestamp(raw);
-        if let Some(kind) = event_kind(text) {
-            let after = lines.iter().skip(i + 1).take(CONTEXT_LINES);
-            let context = after.map(|l| l.to_string()).collect();
-            let line = raw.to_string();
-            events.push(ConsoleEvent { kind, line_number: i + 1, line, context });
+    let (mut parser, mut classifier) = (Parser::default(), console::Classifier::default());
+    for raw in console.lines() {
+        let raw = raw.trim_end_matches('\r');
+        classifier.feed(raw);
+        let (_, text) = console::split_timestamp(raw);
+        if text.len() > MAX_LINE_BYTES {
+            parser.hit(Cap::LineLength);
+            continue;
         }
         parser.feed(text);
     }
+    let cap = parser.cap;
     let tests = parser.finish();
     let mut totals = Totals::default();
     count_leaves(&tests, &mut totals);
-    Report { tests, events, totals }
+    Report { tests, events: classifier.finish(), totals, cap }
 }
 
 impl Report {
-    /// true when any event is a panic, oops or bug (not a mere warning).
+    /// true when any kernel report other than a plain warning was found.
     pub fn crashed(&self) -> bool {
-        self.events.iter().any(|e| e.kind != EventKind::Warning)
+        self.events.iter().any(|e| e.detector != console::Detector::Warning)
     }
 
     /// Leaf tests flattened with dotted names: "suite.sub.leaf".
@@ -158,9 +157,11 @@ impl Report {
             out += &format!("{}{label:<6}{name}{reason}\n", "  ".repeat(depth));
         });
         for e in &self.events {
-            let kind = format!("{:?}", e.kind).to_lowercase();
-            let text = strip_timestamp(&e.line).trim();
-            out += &format!("{kind} at line {}: {text}\n", e.line_number);
+            let text = e.lines.first().map_or("", |l| l.trim());
+            out += &format!("{} at line {}: {text}\n", e.detector.as_str(), e.line_number);
+        }
+        if let Some(cap) = self.cap {
+            out += &format!("error: the log hit the {}\n", cap.describe());
         }
         let t = &self.totals;
         out += &format!("{} tests: {} passed, {} failed, ", t.total(), t.pass, t.fail);
@@ -178,62 +179,25 @@ fn walk<'a>(tests: &'a [TestCase], prefix: &str, depth: usize, f: &mut dyn FnMut
     }
 }
 
+/// Counts leaf tests, and (like kunit.py) a failed or errored parent whose subtests show no
+/// failure or error as one failure or error itself. Depth is bounded by [`MAX_DEPTH`].
 fn count_leaves(tests: &[TestCase], totals: &mut Totals) {
-    walk(tests, "", 0, &mut |_, t, _| match t.status {
-        _ if !t.subtests.is_empty() => {}
-        Status::Pass => totals.pass += 1,
-        Status::Fail => totals.fail += 1,
-        Status::Skip => totals.skip += 1,
-        Status::Error => totals.error += 1,
-    });
-}
-
-/// Removes a printk prefix: `[    1.234567] `, optionally with a caller id `[    T1] `.
-fn strip_timestamp(line: &str) -> &str {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let is_time = |body: &str| body.trim_start().split_once('.').is_some_and(|(s, us)| digits(s) && digits(us));
-    let is_caller = |body: &str| body.trim_start().strip_prefix(['T', 'C']).is_some_and(digits);
-    let Some(rest) = strip_bracket(line, is_time) else { return line };
-    let rest = strip_bracket(rest, is_caller).unwrap_or(rest);
-    rest.strip_prefix(' ').unwrap_or(rest)
-}
-
-/// Strips a leading `[body]` when `accept(body)`.
-fn strip_bracket(s: &str, accept: impl Fn(&str) -> bool) -> Option<&str> {
-    let (body, rest) = s.strip_prefix('[')?.split_once(']')?;
-    accept(body).then_some(rest)
-}
-
-fn event_kind(text: &str) -> Option<EventKind> {
-    let trimmed = text.trim_start();
-    // Diagnostics may quote markers; "---[ end Kernel panic ..." repeats the panic line.
-    if diagnostic(trimmed).is_some() || trimmed.starts_with("---[ end") {
-        return None;
+    for t in tests {
+        if !t.subtests.is_empty() {
+            let before = totals.fail + totals.error;
+            count_leaves(&t.subtests, totals);
+            if totals.fail + totals.error > before {
+                continue;
+            }
+        }
+        match t.status {
+            _ if !t.subtests.is_empty() && !matches!(t.status, Status::Fail | Status::Error) => {}
+            Status::Pass => totals.pass += 1,
+            Status::Fail => totals.fail += 1,
+            Status::Skip => totals.skip += 1,
+            Status::Error => totals.error += t.missing.max(1),
+        }
     }
-    let oops_next = |c: Option<char>| matches!(c, None | Some(':' | ' '));
-    if text.contains("Kernel panic - not syncing") {
-        Some(EventKind::Panic)
-    } else if has_word(text, "Oops", oops_next) {
-        Some(EventKind::Oops)
-    } else if has_word(text, "BUG:", |_| true) || text.contains("kernel BUG at") {
-        Some(EventKind::Bug)
-    } else if text.contains("Unable to handle kernel") || text.contains("general protection fault") {
-        Some(EventKind::Oops)
-    } else if has_word(text, "WARNING:", |_| true) {
-        Some(EventKind::Warning)
-    } else {
-        None
-    }
-}
-
-/// Whether `word` occurs not glued to a preceding word character ("DEBUG:" is not "BUG:")
-/// and followed by a character `next_ok` accepts.
-fn has_word(text: &str, word: &str, next_ok: impl Fn(Option<char>) -> bool) -> bool {
-    text.match_indices(word).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let glued = before.is_some_and(|c| c.is_alphanumeric() || c == '_');
-        !glued && next_ok(text[at + word.len()..].chars().next())
-    })
 }
 
 /// `# text` or a lone `#`, but not `#PF: ...` (x86 fault details) or other `#word`.
@@ -304,7 +268,7 @@ fn parse_result(content: &str) -> Option<ResultLine<'_>> {
 }
 
 fn error_test(name: String, diagnostics: Vec<String>, subtests: Vec<TestCase>) -> TestCase {
-    TestCase { name, status: Status::Error, directive: None, diagnostics, subtests }
+    TestCase { name, status: Status::Error, directive: None, diagnostics, subtests, missing: 0 }
 }
 
 /// An open block (the document, or a subtest block) at one indentation.
@@ -329,8 +293,14 @@ impl Frame {
 
     /// Name, children (with `missing-test-<N>` for an unfinished plan) and own diagnostics.
     fn into_parts(mut self) -> (Option<String>, Vec<TestCase>, Vec<String>) {
-        for n in self.tests.len() + 1..=self.plan.unwrap_or(0) {
-            let missing = error_test(format!("missing-test-{n}"), vec![MISSING.into()], vec![]);
+        // One record for the whole run of missing tests, so a plan costs nothing until its
+        // tests really report (twenty `1..100000` plans stay twenty records).
+        let (first, last) = (self.tests.len() + 1, self.plan.unwrap_or(0));
+        if first <= last {
+            let name =
+                if first == last { format!("missing-test-{first}") } else { format!("missing-tests-{first}..{last}") };
+            let mut missing = error_test(name, vec![MISSING.into()], vec![]);
+            missing.missing = last - first + 1;
             self.tests.push(missing);
         }
         self.header.append(&mut self.pending);
@@ -347,9 +317,40 @@ struct Parser {
     /// fed: the unprefixed lines KUnit prints after it at that indent ("Expected a == b,
     /// but ...") are kept as diagnostics too.
     failure_detail_indent: Option<usize>,
+    /// Tests recorded so far (bounded by [`MAX_TESTS`]).
+    count: usize,
+    /// The first cap hit.
+    cap: Option<Cap>,
 }
 
 impl Parser {
+    fn hit(&mut self, cap: Cap) {
+        self.cap.get_or_insert(cap);
+    }
+
+    /// Whether one more test may be recorded (else the tests cap is hit).
+    fn admit(&mut self) -> bool {
+        if self.count >= MAX_TESTS {
+            self.hit(Cap::Tests);
+            return false;
+        }
+        self.count += 1;
+        true
+    }
+
+    /// A test or suite name, cut to [`MAX_NAME_BYTES`] (hitting that cap).
+    fn name(&mut self, name: &str) -> String {
+        if name.len() <= MAX_NAME_BYTES {
+            return name.to_string();
+        }
+        self.hit(Cap::NameLength);
+        let mut end = MAX_NAME_BYTES;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name[..end].to_string()
+    }
+
     fn feed(&mut self, text: &str) {
         let text = text.trim_end();
         let content = text.trim_start_matches([' ', '\t']);
@@ -382,11 +383,11 @@ impl Parser {
 
     fn push_block(&mut self, indent: usize, name: Option<&str>) {
         if self.stack.len() >= MAX_DEPTH {
-            return;
+            return self.hit(Cap::NestingDepth);
         }
         // Diagnostics just before a block describe the test the block belongs to.
         let header = self.stack.last_mut().map(|p| std::mem::take(&mut p.pending)).unwrap_or_default();
-        let name = name.filter(|n| !n.is_empty()).map(str::to_string);
+        let name = name.filter(|n| !n.is_empty()).map(|n| self.name(n));
         self.stack.push(Frame { indent, name, header, ..Frame::default() });
     }
 
@@ -401,10 +402,14 @@ impl Parser {
     fn close_unfinished(&mut self) {
         let Some(frame) = self.stack.pop() else { return };
         let (name, subtests, mut diagnostics) = frame.into_parts();
-        let Some(parent) = self.stack.last_mut() else {
+        if self.stack.is_empty() {
             self.done.extend(subtests);
             return;
-        };
+        }
+        if !self.admit() {
+            return;
+        }
+        let Some(parent) = self.stack.last_mut() else { return };
         diagnostics.push(NO_RESULT.to_string());
         let name = name.unwrap_or_else(|| format!("test-{}", parent.tests.len() + 1));
         parent.tests.push(error_test(name, diagnostics, subtests));
@@ -426,12 +431,13 @@ impl Parser {
         if indent <= doc_indent {
             return self.on_diag(indent, &format!("Subtest: {name}"));
         }
+        let kept = Some(name).filter(|n| !n.is_empty()).map(|n| self.name(n));
         if let Some(top) = self.stack.last_mut()
             && indent == top.indent
             && top.name.is_none()
             && top.fresh()
         {
-            top.name = Some(name.to_string()).filter(|n| !n.is_empty());
+            top.name = kept;
             return;
         }
         self.close_from(indent);
@@ -464,6 +470,10 @@ impl Parser {
             top.indent = indent; // a subtest block's results indented deeper than its header
         }
         let Some(level) = self.stack.iter().position(|f| f.indent == indent) else { return };
+        if !self.admit() {
+            return;
+        }
+        let result_name = self.name(result.name);
         // Blocks deeper than our direct child never got their result lines; the direct child
         // (if any) is the block this result line closes.
         while self.stack.len() > level + 2 {
@@ -479,13 +489,13 @@ impl Parser {
         if status == Status::Pass && subtests.iter().any(|t| matches!(t.status, Status::Fail | Status::Error)) {
             status = Status::Fail;
         }
-        let name = match (result.name, block_name) {
+        let name = match (result_name.as_str(), block_name) {
             ("", Some(block)) => block,
             ("", None) => format!("test-{}", result.number),
-            (name, _) => name.to_string(),
+            _ => result_name,
         };
         let directive = result.directive;
-        frame.tests.push(TestCase { name, status, directive, diagnostics, subtests });
+        frame.tests.push(TestCase { name, status, directive, diagnostics, subtests, missing: 0 });
         self.finish_complete_document();
     }
 
@@ -519,8 +529,9 @@ mod tests {
         let mut out = String::new();
         dump(&report.tests, 0, &mut out);
         for e in &report.events {
-            let first = e.context.first().map(String::as_str).unwrap_or("");
-            out += &format!("{:?} @{}: {} (+{}: {first})\n", e.kind, e.line_number, e.line, e.context.len());
+            let (head, next) = (&e.lines[0], e.lines.get(1).map(String::as_str).unwrap_or(""));
+            let (detector, n) = (e.detector.as_str(), e.lines.len() - 1);
+            out += &format!("{detector} @{}: {head} (+{n}: {next})\n", e.line_number);
         }
         out += &format!("{:?}\n", report.totals);
         expected.assert_eq(&out);
@@ -631,7 +642,7 @@ mod tests {
     fn json_shape() {
         let report = parse("KTAP version 1\n1..2\n  KTAP version 1\n  1..1\n  ok 1 leaf # SKIP no hw\nok 1 suite\n");
         let json = serde_json::to_string(&report).expect("serialisable");
-        expect![[r#"{"tests":[{"name":"suite","status":"pass","subtests":[{"name":"leaf","status":"skip","directive":"no hw"}]},{"name":"missing-test-2","status":"error","diagnostics":["missing: the log ended (or the kernel crashed) before this test reported"]}],"events":[],"totals":{"pass":0,"fail":0,"skip":1,"error":1}}"#]].assert_eq(&json);
+        expect![[r#"{"tests":[{"name":"suite","status":"pass","subtests":[{"name":"leaf","status":"skip","directive":"no hw"}]},{"name":"missing-test-2","status":"error","diagnostics":["missing: the log ended (or the kernel crashed) before this test reported"],"missing":1}],"events":[],"totals":{"pass":0,"fail":0,"skip":1,"error":1}}"#]].assert_eq(&json);
     }
 
     #[test]
@@ -739,24 +750,21 @@ ok 3 after the plan was complete
                 Error fifo
                   # missing: this subtest block never got its own result line
                   Pass fifo_roundtrip
-                  Error missing-test-2
-                    # missing: the log ended (or the kernel crashed) before this test reported
-                  Error missing-test-3
+                  Error missing-tests-2..3
                     # missing: the log ended (or the kernel crashed) before this test reported
                 Error missing-test-2
                   # missing: the log ended (or the kernel crashed) before this test reported
-                Panic @7: [    0.512500] Kernel panic - not syncing: kforge: fifo corrupted (+4: [    0.512501] CPU: 0 PID: 1 Comm: swapper/0 Not tainted 7.2.0 #1)
+                panic @7: Kernel panic - not syncing: kforge: fifo corrupted (+4: CPU: 0 PID: 1 Comm: swapper/0 Not tainted 7.2.0 #1)
                 Totals { pass: 1, fail: 0, skip: 0, error: 3 }
             "#]],
         );
         let report = parse(PANIC);
         assert!(report.crashed());
-        assert_eq!(report.events[0].context.len(), 4);
+        assert_eq!(report.events[0].lines.len(), 5);
         expect![[r#"
             ERROR fifo
               ok    fifo.fifo_roundtrip
-              ERROR fifo.missing-test-2
-              ERROR fifo.missing-test-3
+              ERROR fifo.missing-tests-2..3
             ERROR missing-test-2
             panic at line 7: Kernel panic - not syncing: kforge: fifo corrupted
             4 tests: 1 passed, 0 failed, 0 skipped, 3 errors
@@ -783,8 +791,8 @@ ok 2 survivor
                 Fail crashy
                   # crashy: try faulted: last line seen drivers/kforge/fifo.rs:12
                 Pass survivor
-                Bug @3: [    2.000000] BUG: kernel NULL pointer dereference, address: 0000000000000008 (+6: [    2.000001] #PF: supervisor read access in kernel mode)
-                Oops @5: [    2.000002] Oops: 0000 [#1] PREEMPT SMP NOPTI (+4: [    2.000003] RIP: 0010:kforge_fifo_pop+0x12/0x40)
+                bug @3: BUG: kernel NULL pointer dereference, address: 0000000000000008 (+1: #PF: supervisor read access in kernel mode)
+                oops @5: Oops: 0000 [#1] PREEMPT SMP NOPTI (+4: RIP: 0010:kforge_fifo_pop+0x12/0x40)
                 Totals { pass: 1, fail: 1, skip: 0, error: 0 }
             "#]],
         );
@@ -807,7 +815,7 @@ ok 1 warned
             expect![[r#"
                 Pass warned
                   # a diagnostic quoting Kernel panic - not syncing is not an event
-                Warning @4: [    3.2] WARNING: CPU: 0 PID: 1 at drivers/kforge/fifo.rs:99 kforge_fifo_push+0x5/0x9 (+4: [    3.3] kforge: DEBUG: fifo depth 3)
+                warning @4: WARNING: CPU: 0 PID: 1 at drivers/kforge/fifo.rs:99 kforge_fifo_push+0x5/0x9 (+4: kforge: DEBUG: fifo depth 3)
                 Totals { pass: 1, fail: 0, skip: 0, error: 0 }
             "#]],
         );
@@ -961,5 +969,92 @@ ok 1 old
         }
         let deep: String = (0..5000).map(|i| format!("{}KTAP version 1\n", " ".repeat(i))).collect();
         assert!(parse(&deep).render().starts_with("ERROR test-1\n  ERROR test-1.test-1\n"));
+    }
+
+    /// Twenty nested `1..100000` plans: about 500 bytes that used to become two million
+    /// `missing-test-<N>` records (880 MB). Now one record per unfinished block.
+    #[test]
+    fn amplifying_plans_cost_nothing_until_tests_report() {
+        let log: String = (0..20).map(|depth| format!("{}KTAP version 1\n{0}1..100000\n", " ".repeat(depth))).collect();
+        assert!(log.len() < 1000);
+        let report = parse(&log);
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.len() < 20_000, "JSON of {} bytes", json.len());
+        let mut records = 0;
+        walk(&report.tests, "", 0, &mut |_, _, _| records += 1);
+        assert!(records <= 40, "{records} records");
+        // kunit.py counts every planned test that never reported.
+        assert_eq!(report.totals.error, 20 * 99_999 + 1);
+    }
+
+    #[test]
+    fn caps_on_tests_names_and_depth_are_reported() {
+        let many: String = (1..=MAX_TESTS + 10).map(|n| format!("ok {n} t{n}\n")).collect();
+        let report = parse(&format!("KTAP version 1\n1..{}\n{many}", MAX_TESTS + 10));
+        assert_eq!((report.cap, report.totals.pass), (Some(Cap::Tests), MAX_TESTS));
+        let long_name = "n".repeat(MAX_NAME_BYTES + 1);
+        let report = parse(&format!("KTAP version 1\n1..1\nok 1 {long_name}\n"));
+        assert_eq!((report.cap, report.tests[0].name.len()), (Some(Cap::NameLength), MAX_NAME_BYTES));
+        let deep: String = (0..40).map(|i| format!("{}KTAP version 1\n", " ".repeat(i))).collect();
+        assert_eq!(parse(&deep).cap, Some(Cap::NestingDepth));
+        let long_line = format!("KTAP version 1\n1..1\n# {}\nok 1 a\n", "x".repeat(MAX_LINE_BYTES));
+        let report = parse(&long_line);
+        assert_eq!((report.cap, report.totals.pass), (Some(Cap::LineLength), 1));
+        assert!(report.render().contains("error: the log hit the line length cap (MAX_LINE_BYTES = 16 KiB"));
+        assert_eq!(parse(KUNIT).cap, None);
+    }
+
+    /// kunit.py's counts (passed, failed, crashed, skipped) for every log in the kernel's
+    /// `tools/testing/kunit/test_data`, generated by `xtask/testdata/kunit_counts.py`.
+    const KUNIT_COUNTS: &str = include_str!("../testdata/kunit_counts.txt");
+
+    /// The unpacked kernel source: `KFORGE_KERNEL_SOURCE`, else the first `linux-source-*`
+    /// in kforge's source cache.
+    fn kernel_source() -> Option<std::path::PathBuf> {
+        if let Some(dir) = std::env::var_os("KFORGE_KERNEL_SOURCE") {
+            return Some(dir.into());
+        }
+        let sources = crate::paths::cache_dir().ok()?.join("sources");
+        let mut found: Vec<_> = std::fs::read_dir(sources).ok()?.flatten().map(|e| e.path()).collect();
+        found.sort();
+        found.into_iter().find_map(|entry| {
+            let mut trees: Vec<_> = std::fs::read_dir(&entry).ok()?.flatten().map(|e| e.path()).collect();
+            trees.sort();
+            trees.into_iter().find(|tree| tree.join("tools/testing/kunit/test_data").is_dir())
+        })
+    }
+
+    #[test]
+    #[ignore = "needs the unpacked kernel source (KFORGE_KERNEL_SOURCE or kforge's source cache)"]
+    fn totals_agree_with_kunit_py_on_the_kernels_test_data() {
+        let source = kernel_source().expect("set KFORGE_KERNEL_SOURCE to an unpacked kernel source");
+        let data = source.join("tools/testing/kunit/test_data");
+        let mut compared = 0;
+        let mut differences = Vec::new();
+        for line in KUNIT_COUNTS.lines() {
+            let mut words = line.split_whitespace();
+            let name = words.next().unwrap();
+            let count = |key: &str| -> usize {
+                line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok()).unwrap()
+            };
+            let log = String::from_utf8_lossy(&std::fs::read(data.join(name)).unwrap()).into_owned();
+            let totals = parse(&log).totals;
+            // kunit.py's `crashed` (tests that never reported) is kforge's `error`; its
+            // `errors` are parser complaints about the log, not tests (docs/ARCHITECTURE.md).
+            let expected = Totals {
+                pass: count("passed"),
+                fail: count("failed"),
+                skip: count("skipped"),
+                error: count("crashed"),
+            };
+            if totals != expected {
+                differences.push(format!("{name}: kforge {totals:?}, kunit.py {expected:?}"));
+            }
+            compared += 1;
+        }
+        let logs =
+            std::fs::read_dir(&data).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "log"));
+        assert_eq!(compared, logs.count(), "a log in {} has no expectation: regenerate", data.display());
+        assert!(differences.is_empty(), "{differences:#?}");
     }
 }

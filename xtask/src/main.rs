@@ -7,6 +7,7 @@ mod browser;
 mod cache;
 mod ci;
 mod commands;
+mod console;
 mod dist;
 mod driver;
 mod error;

@@ -16,7 +16,7 @@ use crate::report::{CellResult, Results, RunSummary, Status, TestRecord, Timings
 use crate::stage::{self, Category};
 use crate::toolchain::Toolchain;
 use crate::toolchain::install::InstallOptions;
-use crate::{error, ktap, pipeline, process, progress};
+use crate::{console, error, ktap, pipeline, process, progress};
 
 /// One cell to run.
 #[derive(Debug, Clone)]
@@ -60,6 +60,8 @@ struct Prepared {
     result: CellResult,
     boot: process::Cmd,
     active: Vec<Driver>,
+    /// This boot's verdict-channel nonce.
+    nonce: String,
 }
 
 /// Runs every cell. Toolchains and sources are made ready first, one at a
@@ -238,6 +240,7 @@ fn prepare(
                 status: Status::Skip,
                 reason: Some(reason.clone()),
                 diagnostics: vec![],
+                category: None,
             });
         }
     }
@@ -250,7 +253,9 @@ fn prepare(
         result.timings.build_cpu_seconds = kernel.cpu_seconds;
         let (runnable, kunit_skips) = pipeline::without_missing_kunit(&cell.kernel, &kernel, &active);
         for (name, reason) in kunit_skips {
-            result.tests.push(TestRecord { name, status: Status::Skip, reason: Some(reason), diagnostics: vec![] });
+            let skip =
+                TestRecord { name, status: Status::Skip, reason: Some(reason), diagnostics: vec![], category: None };
+            result.tests.push(skip);
         }
         let built =
             pipeline::build_drivers(&runnable, cell.arch, &toolchain, &source, &kernel, &drivers_dir, parallel)?;
@@ -301,12 +306,17 @@ fn prepare(
             return Err(fail_cell(result, err, None));
         }
     }
-    let spec = BootSpec { arch: cell.arch, memory: &options.boot.memory, devices: &devices, interactive: false };
+    let nonce = match qemu::new_nonce() {
+        Ok(nonce) => nonce,
+        Err(err) => return Err(fail_cell(result, err, None)),
+    };
+    let memory = &options.boot.memory;
+    let spec = BootSpec { arch: cell.arch, memory, devices: &devices, interactive: false, nonce: &nonce };
     let boot = match toolchain.sandbox().and_then(|sandbox| qemu::command(&sandbox, &spec, &kernel_image, &initrd)) {
         Ok(boot) => boot,
         Err(err) => return Err(fail_cell(result, err, None)),
     };
-    Ok(Some(Prepared { arch: cell.arch, result, boot, active }))
+    Ok(Some(Prepared { arch: cell.arch, result, boot, active, nonce }))
 }
 
 /// The log that explains a failed stage: the driver's build log, else the kernel's.
@@ -322,14 +332,14 @@ fn failed_log(err: &anyhow::Error, kernel_log: &Path, drivers_dir: &Path) -> Pat
 }
 
 fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult> {
-    let Prepared { arch, mut result, boot, active } = prepared;
+    let Prepared { arch, mut result, boot, active, nonce } = prepared;
     let console_log = PathBuf::from(&result.log);
     let runner = match arch.runner {
         crate::arch::Runner::Qemu(_) => "in QEMU",
         crate::arch::Runner::Uml => "as a User Mode Linux process",
     };
     progress::status("Booting", format!("{}/{} {runner}", result.kernel, result.arch));
-    let booted = match qemu::boot(&boot, &console_log, timeout) {
+    let booted = match qemu::boot(&boot, &console_log, timeout, &nonce) {
         Ok(booted) => booted,
         Err(err) if error::is_interrupted(&err) => return Err(err),
         Err(err) => {
@@ -341,14 +351,16 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
     };
     result.timings.boot_seconds = booted.seconds;
     let console = String::from_utf8_lossy(&fs_err::read(&console_log)?).into_owned();
-    let (main, dmesg) = qemu::split_dmesg(&console);
+    let split = qemu::split_console(&console, Some(&nonce));
     let dir = console_log.parent().map(Path::to_path_buf).unwrap_or_default();
-    fs_err::write(dir.join("dmesg.log"), &dmesg)?;
-    let report = ktap::parse(&main);
+    fs_err::write(dir.join("dmesg.log"), &split.dmesg)?;
+    let mut report = ktap::parse(&split.verdicts);
+    let findings = Findings::of(&split, &nonce);
+    report.events = findings.all();
     let ktap_path = dir.join("ktap.json");
     fs_err::write(&ktap_path, serde_json::to_string_pretty(&report)? + "\n")?;
     result.ktap = Some(ktap_path.display().to_string());
-    evaluate(&mut result, &report, &active, booted.end, booted.seconds, &booted.last_line);
+    evaluate(&mut result, &report, &findings, &active, &booted);
     result.recount();
     let verb = match result.status {
         Status::Pass => "Passed",
@@ -372,18 +384,52 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
     Ok(result)
 }
 
-/// Turns the parsed console into tests, a status and a category.
+/// The kernel reports a boot produced, placed in test windows where possible.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Findings {
+    /// Whether /init's raw dmesg dump arrived (else reports come from the console alone).
+    pub dmesg_dumped: bool,
+    pub attribution: console::Attribution,
+}
+
+impl Findings {
+    /// From the dmesg dump when /init sent one (kernel-origin lines only, attributed by the
+    /// nonce's test markers); else from the console, all outside any test (the guest died
+    /// before it could dump its log).
+    pub fn of(split: &qemu::SplitConsole, nonce: &str) -> Findings {
+        if split.dumped {
+            return Findings { dmesg_dumped: true, attribution: console::attribute(&split.dmesg, nonce) };
+        }
+        let outside = console::scan(&split.console);
+        Findings { dmesg_dumped: false, attribution: console::Attribution { in_tests: vec![], outside } }
+    }
+
+    pub fn all(&self) -> Vec<console::Finding> {
+        self.attribution.all()
+    }
+}
+
+/// The tests a package must report, each exactly once: `load`, its tests, `unload` (KUnit
+/// suites report their own cases, checked for presence only).
+fn expected_tests(driver: &Driver) -> Vec<String> {
+    let names = ["load".to_string()].into_iter().chain(driver.test_names()).chain(["unload".to_string()]);
+    names.map(|test| format!("{}.{test}", driver.name)).collect()
+}
+
+/// Turns the parsed verdict channel and the kernel's reports into tests, a status and a
+/// category.
 pub fn evaluate(
     result: &mut CellResult,
     report: &ktap::Report,
+    findings: &Findings,
     active: &[Driver],
-    end: BootEnd,
-    seconds: f64,
-    last_line: &str,
+    booted: &qemu::Boot,
 ) {
+    let (end, seconds, last_line) = (booted.end, booted.seconds, booted.last_line.as_str());
     // Only our init's document counts (its top-level tests are the packages);
     // KTAP the kernel printed at boot is reported through the owning package's
     // KUnit suites instead, and stays in ktap.json.
+    let first_new = result.tests.len();
     for (name, case) in report.leaves() {
         let package = name.split('.').next().unwrap_or_default();
         if !active.iter().any(|driver| driver.name == package) {
@@ -394,6 +440,7 @@ pub fn evaluate(
             status: case.status,
             reason: case.directive.clone(),
             diagnostics: case.diagnostics.clone(),
+            category: None,
         });
     }
     for driver in active {
@@ -404,23 +451,68 @@ pub fn evaluate(
                 status: Status::Error,
                 reason: None,
                 diagnostics: vec!["the guest never reported this driver's tests".to_string()],
+                category: None,
             });
+            continue;
+        }
+        check_expected(result, first_new, driver);
+    }
+    // A kernel report inside a test's window fails that test with the detector's category.
+    for (test_name, finding) in &findings.attribution.in_tests {
+        match result.tests.iter_mut().find(|test| &test.name == test_name) {
+            Some(test) => {
+                if matches!(test.status, Status::Pass | Status::Skip) {
+                    test.status = Status::Fail;
+                    test.reason = None;
+                }
+                // A named detector beats a generic crash, which beats a warning; else the first.
+                let rank = |category: Category| match category {
+                    Category::Warning => 2,
+                    Category::Panic => 1,
+                    _ => 0,
+                };
+                let new = finding.detector.category();
+                if test.category.is_none_or(|known| rank(new) < rank(known)) {
+                    test.category = Some(new);
+                }
+                test.diagnostics.extend(finding.describe().lines().map(str::to_string));
+            }
+            None => result.tests.push(TestRecord {
+                name: test_name.clone(),
+                status: Status::Fail,
+                reason: None,
+                diagnostics: finding.describe().lines().map(str::to_string).collect(),
+                category: Some(finding.detector.category()),
+            }),
         }
     }
-    let crash = report.events.iter().find(|event| event.kind != ktap::EventKind::Warning);
-    let warning = report.events.iter().find(|event| event.kind == ktap::EventKind::Warning);
-    let describe = |event: &ktap::ConsoleEvent| {
-        let mut text = format!("console line {}: {}", event.line_number, event.line.trim());
-        for line in event.context.iter().take(10) {
-            text.push_str(&format!("\n  {}", line.trim_end()));
-        }
-        text
+    let all = findings.all();
+    let primary = console::primary(&all);
+    // The guest died before its dump: no windows. The crash belongs to the first test that
+    // never reported (the one running when the kernel went down).
+    if !findings.dmesg_dumped
+        && let Some(finding) = primary
+        && let Some(test) = result.tests[first_new..].iter_mut().find(|test| test.status == Status::Error)
+    {
+        test.category = Some(finding.detector.category());
+        test.diagnostics.extend(finding.describe().lines().map(str::to_string));
+    }
+    let outside = console::primary(&findings.attribution.outside);
+    let cap = match end {
+        BootEnd::Capped(cap) => Some(cap),
+        _ => report.cap,
     };
-    let (status, category, message) = match (end, crash) {
-        (BootEnd::Crashed, _) | (BootEnd::Exited, Some(_)) | (BootEnd::Finished, Some(_)) => {
-            let text = crash.map(describe).unwrap_or_else(|| format!("kernel crash: {last_line}"));
+    let (status, category, message) = match (end, primary) {
+        _ if cap.is_some() => (
+            Status::Error,
+            Some(Category::Infrastructure),
+            cap.map(|cap| format!("the guest's output hit the {}; the cell's results are incomplete", cap.describe())),
+        ),
+        (BootEnd::Crashed, _) | (BootEnd::Exited, Some(_)) => {
+            let category = primary.map_or(Category::Panic, |f| f.detector.category());
+            let text = primary.map(console::Finding::describe).unwrap_or_else(|| format!("kernel crash: {last_line}"));
             let status = if result.tests.is_empty() { Status::Error } else { Status::Fail };
-            (status, Some(Category::Panic), Some(format!("kernel crashed: {text}")))
+            (status, Some(category), Some(format!("kernel crashed: {text}")))
         }
         (BootEnd::TimedOut, _) => (
             Status::Error,
@@ -432,15 +524,18 @@ pub fn evaluate(
             Some(Category::Infrastructure),
             Some(format!("QEMU exited before the end marker; last line: {last_line}")),
         ),
-        (BootEnd::Finished, None) => {
-            if result.tests.iter().any(|test| matches!(test.status, Status::Fail | Status::Error)) {
-                (Status::Fail, Some(Category::TestFail), None)
-            } else if let Some(event) = warning {
+        (BootEnd::Finished | BootEnd::Capped(_), _) => {
+            let failing = result.tests.iter().find(|test| matches!(test.status, Status::Fail | Status::Error));
+            if let Some(finding) = outside {
+                let text = finding.describe();
                 (
                     Status::Fail,
-                    Some(Category::TestFail),
-                    Some(format!("kernel warning during the tests: {}", describe(event))),
+                    Some(finding.detector.category()),
+                    Some(format!("kernel report outside any test: {text}")),
                 )
+            } else if let Some(test) = failing {
+                let category = primary.map(|f| f.detector.category()).or(test.category).unwrap_or(Category::TestFail);
+                (Status::Fail, Some(category), None)
             } else if !result.tests.is_empty() && result.tests.iter().all(|test| test.status == Status::Skip) {
                 (Status::Skip, None, None)
             } else {
@@ -451,4 +546,201 @@ pub fn evaluate(
     result.status = status;
     result.category = category;
     result.message = message;
+}
+
+/// Checks `driver`'s reported tests (from index `first` on) against its expected list:
+/// each expected test exactly once (a missing one is an error), and every KUnit suite present.
+fn check_expected(result: &mut CellResult, first: usize, driver: &Driver) {
+    for name in expected_tests(driver) {
+        let count = result.tests[first..].iter().filter(|test| test.name == name).count();
+        if count == 0 {
+            result.tests.push(TestRecord {
+                name,
+                status: Status::Error,
+                reason: None,
+                diagnostics: vec![
+                    "missing: this expected test never reported (checked against the package's test list)".into(),
+                ],
+                category: None,
+            });
+        } else if count > 1 {
+            for test in result.tests[first..].iter_mut().filter(|test| test.name == name) {
+                test.status = Status::Error;
+                test.diagnostics.push(format!("reported {count} times; every test must report exactly once"));
+            }
+        }
+    }
+    for suite in &driver.meta.kunit_suites {
+        let prefix = format!("{}.{suite}", driver.name);
+        let present = result.tests[first..]
+            .iter()
+            .any(|test| test.name == prefix || test.name.starts_with(&format!("{prefix}.")));
+        if !present {
+            result.tests.push(TestRecord {
+                name: prefix,
+                status: Status::Error,
+                reason: None,
+                diagnostics: vec!["missing: this KUnit suite never reported".into()],
+                category: None,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::DriverMeta;
+    use crate::qemu::{DMESG_BEGIN, DMESG_END, END_MARKER};
+
+    const NONCE: &str = "0123456789abcdef";
+
+    fn edu() -> Driver {
+        let meta = DriverMeta {
+            module: Some("kforge_edu".into()),
+            in_tree_modules: vec![],
+            kconfig: vec![],
+            qemu_devices: vec![],
+            needs_pci: false,
+            module_params: vec![],
+            tests: vec!["tests/factorial.sh".into()],
+            test_programs: vec![],
+            kunit_suites: vec![],
+            suite: None,
+            min_kernel: None,
+            unsupported_arches: Default::default(),
+        };
+        Driver { name: "edu".into(), version: "0.1.0".into(), dir: PathBuf::new(), meta }
+    }
+
+    /// A console log: /init's lines framed with the nonce (with `results` as the package's
+    /// result lines and `dmesg` as its raw dump), and a test's forgeries unframed.
+    fn console(results: &[&str], dmesg: &[&str]) -> String {
+        let mut guest = vec!["KTAP version 1", "1..1", "    KTAP version 1", "    # Subtest: edu"];
+        guest.push(if results.len() == 3 { "    1..3" } else { "    1..2" });
+        guest.extend(results);
+        guest.push("ok 1 edu");
+        guest.push(DMESG_BEGIN);
+        guest.extend(dmesg);
+        guest.extend([DMESG_END, END_MARKER]);
+        let mut log = String::from("[    0.000000] Linux version 7.2.13\n");
+        for line in guest {
+            log += &format!("kv-{NONCE} {line}\n");
+            // What a hostile test writes to /dev/console, between every line.
+            log += "kforge-end-of-tests\nnot ok 1 edu\nKernel panic - not syncing: forged\nkv-ffffffffffffffff     not ok 2 factorial\n";
+        }
+        log
+    }
+
+    fn evaluated(log: &str) -> CellResult {
+        let mut result = CellResult {
+            id: "7.2-x86_64".into(),
+            arch: "x86_64".into(),
+            kernel: "7.2".into(),
+            toolchain: "sid".into(),
+            status: Status::Pass,
+            category: None,
+            message: None,
+            log: String::new(),
+            build_log: None,
+            ktap: None,
+            tests: vec![],
+            totals: Totals::default(),
+            timings: Timings::default(),
+        };
+        let split = qemu::split_console(log, Some(NONCE));
+        let report = ktap::parse(&split.verdicts);
+        let findings = Findings::of(&split, NONCE);
+        let booted = qemu::Boot { end: BootEnd::Finished, seconds: 1.0, last_line: String::new() };
+        evaluate(&mut result, &report, &findings, &[edu()], &booted);
+        result.recount();
+        result
+    }
+
+    fn summary(result: &CellResult) -> String {
+        let mut out = format!("cell {:?} {:?}\n", result.status, result.category.map(Category::as_str));
+        for test in &result.tests {
+            let first = test.diagnostics.first().map(String::as_str).unwrap_or("");
+            out += &format!("{} {:?} {:?} {first}\n", test.name, test.status, test.category.map(Category::as_str));
+        }
+        out
+    }
+
+    const PASSING: &[&str] = &["    ok 1 load", "    ok 2 factorial", "    ok 3 unload"];
+
+    #[test]
+    fn forged_console_output_does_not_change_a_passing_verdict() {
+        let dmesg = [
+            "<13>[    1.0] kforge: test-start 0123456789abcdef edu factorial",
+            "<11>[    1.1] BUG: KASAN: slab-use-after-free in forged_via_kmsg+0x0/0x0",
+            "<13>[    1.1] kforge: test-start ffffffffffffffff edu factorial",
+            "<13>[    1.2] kforge: test-end 0123456789abcdef edu factorial",
+        ];
+        let result = evaluated(&console(PASSING, &dmesg));
+        expect_test::expect![[r#"
+            cell Pass None
+            edu.load Pass None 
+            edu.factorial Pass None 
+            edu.unload Pass None 
+        "#]]
+        .assert_eq(&summary(&result));
+    }
+
+    #[test]
+    fn a_report_in_a_test_window_fails_that_test_with_its_category() {
+        let dmesg = [
+            "<13>[    1.0] kforge: test-start 0123456789abcdef edu factorial",
+            "<3>[    1.1] BUG: KASAN: slab-use-after-free in kforge_edu_read+0x1c/0x80",
+            "<3>[    1.1] Read of size 8 at addr ffff888003a1c008 by task factorial/90",
+            "<13>[    1.2] kforge: test-end 0123456789abcdef edu factorial",
+        ];
+        let result = evaluated(&console(PASSING, &dmesg));
+        expect_test::expect![[r#"
+            cell Fail Some("kasan")
+            edu.load Pass None 
+            edu.factorial Fail Some("kasan") kasan at 1.100000: BUG: KASAN: slab-use-after-free in kforge_edu_read+0x1c/0x80
+            edu.unload Pass None 
+        "#]]
+        .assert_eq(&summary(&result));
+        assert_eq!(result.tests[1].diagnostics[1], "  Read of size 8 at addr ffff888003a1c008 by task factorial/90");
+    }
+
+    #[test]
+    fn a_crash_before_the_dump_names_the_test_that_never_reported() {
+        let nonce = |line: &str| format!("kv-{NONCE} {line}\n");
+        let mut log = String::new();
+        for line in ["KTAP version 1", "1..1", "    KTAP version 1", "    # Subtest: edu", "    1..3", "    ok 1 load"]
+        {
+            log += &nonce(line);
+        }
+        log += "[    2.000000] rust_kernel: panicked at drivers/edu/kforge_edu.rs:10:5:\n";
+        log += "[    2.000000] attempt to multiply with overflow\n";
+        log += "[    2.000100] Kernel panic - not syncing: Fatal exception\n";
+        let mut result = evaluated(&log);
+        let split = qemu::split_console(&log, Some(NONCE));
+        let booted = qemu::Boot { end: BootEnd::Crashed, seconds: 1.0, last_line: String::new() };
+        result.tests.clear();
+        evaluate(&mut result, &ktap::parse(&split.verdicts), &Findings::of(&split, NONCE), &[edu()], &booted);
+        assert_eq!((result.status, result.category), (Status::Fail, Some(Category::Overflow)));
+        let crashed = result.tests.iter().find(|test| test.category.is_some()).unwrap();
+        assert_eq!(crashed.name, "edu.missing-tests-2..3");
+        assert!(crashed.diagnostics.iter().any(|line| line.contains("attempt to multiply with overflow")));
+    }
+
+    #[test]
+    fn a_report_outside_every_test_fails_the_cell_and_a_missing_test_is_an_error() {
+        let dmesg = ["<4>[    0.5] WARNING: CPU: 0 PID: 1 at init/main.c:1 boot_thing+0x1/0x2"];
+        let result = evaluated(&console(PASSING, &dmesg));
+        assert_eq!((result.status, result.category), (Status::Fail, Some(Category::Warning)));
+        assert!(result.message.as_deref().unwrap().starts_with("kernel report outside any test: warning at 0.500000"));
+        assert!(result.tests.iter().all(|test| test.status == Status::Pass));
+        let result = evaluated(&console(&["    ok 1 load", "    ok 2 unload"], &[]));
+        expect_test::expect![[r#"
+            cell Fail Some("test-fail")
+            edu.load Pass None 
+            edu.unload Pass None 
+            edu.factorial Error None missing: this expected test never reported (checked against the package's test list)
+        "#]]
+        .assert_eq(&summary(&result));
+    }
 }

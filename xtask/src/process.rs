@@ -58,7 +58,16 @@ pub enum Control {
     /// Stop the child after this grace period (to collect a crash's trace),
     /// unless it exits first.
     StopAfter(Duration),
+    /// Cancel a pending `StopAfter` (the child showed it is alive after all).
+    Resume,
 }
+
+/// Longest line the stream readers deliver: the rest of a longer line is read and dropped,
+/// so a line without a newline cannot grow kforge's memory.
+pub const MAX_LINE_BYTES: usize = crate::console::MAX_LINE_BYTES;
+/// Lines in flight between the readers and `stream`'s loop (a bounded channel: a flooding
+/// child waits on its pipe instead of growing a queue).
+const LINE_QUEUE: usize = 256;
 
 /// How a streamed child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +217,7 @@ impl Cmd {
         let mut log_file = std::io::LineWriter::new(fs_err::File::create(log)?);
         writeln!(log_file, "$ {}", self.display())?;
         let mut child = self.spawn_piped()?;
-        let (sender, receiver) = mpsc::channel::<Vec<u8>>();
+        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(LINE_QUEUE);
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             readers.push(spawn_line_reader(stdout, sender.clone()));
@@ -237,6 +246,7 @@ impl Cmd {
                         let line = String::from_utf8_lossy(&bytes);
                         match on_line(line.trim_end_matches(['\n', '\r'])) {
                             Control::Continue => {}
+                            Control::Resume => stop_deadline = None,
                             Control::Stop => {
                                 kill_group(&mut child);
                                 outcome = Some(Outcome::Stopped);
@@ -298,21 +308,47 @@ impl Cmd {
     }
 }
 
-fn spawn_line_reader(stream: impl Read + Send + 'static, sender: mpsc::Sender<Vec<u8>>) -> std::thread::JoinHandle<()> {
+fn spawn_line_reader(
+    stream: impl Read + Send + 'static,
+    sender: mpsc::SyncSender<Vec<u8>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
-        loop {
-            let mut line = Vec::new();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if sender.send(line).is_err() {
-                        break;
-                    }
-                }
+        while let Ok(Some(line)) = read_bounded_line(&mut reader, MAX_LINE_BYTES) {
+            if sender.send(line).is_err() {
+                break;
             }
         }
     })
+}
+
+/// The next line (with its newline), at most `max` bytes of it: the rest of a longer line
+/// is consumed and dropped (the caller sees a line of `max` bytes without a newline).
+/// `None` at the end of the stream.
+fn read_bounded_line(reader: &mut impl BufRead, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    let mut dropping = false;
+    loop {
+        let buffer = match reader.fill_buf() {
+            Ok(buffer) => buffer,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if buffer.is_empty() {
+            return Ok((!line.is_empty()).then_some(line));
+        }
+        let newline = buffer.iter().position(|b| *b == b'\n');
+        let take = newline.map_or(buffer.len(), |at| at + 1);
+        if !dropping {
+            let room = max - line.len();
+            line.extend_from_slice(&buffer[..take.min(room)]);
+            dropping = take > room;
+        }
+        reader.consume(take);
+        if newline.is_some() {
+            return Ok(Some(line));
+        }
+    }
 }
 
 /// A captured child's output, and whether it was stopped at its timeout.
@@ -500,6 +536,16 @@ mod tests {
         let alive = state.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z'));
         assert!(!alive, "grandchild {pid} outlived the timeout");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn lines_are_bounded() {
+        let mut input = std::io::Cursor::new(format!("short\n{}\nafter\nlast", "x".repeat(100)).into_bytes());
+        let mut lines = Vec::new();
+        while let Some(line) = read_bounded_line(&mut input, 10).unwrap() {
+            lines.push(String::from_utf8(line).unwrap());
+        }
+        assert_eq!(lines, ["short\n", "xxxxxxxxxx", "after\n", "last"]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Boots a kernel and initramfs in QEMU inside the toolchain root, watches the serial console, and stops QEMU at the end marker, a crash or a timeout.
+//! Boots a kernel and initramfs in QEMU inside the toolchain root, watches the serial console and the nonce-framed verdict channel, and stops QEMU at the end marker, a crash, a cap or a timeout.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -6,19 +6,30 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::arch::{Arch, QemuSpec, Runner};
+use crate::console::{self, Cap, MAX_CONSOLE_BYTES, MAX_LINE_BYTES};
 use crate::process::{Cmd, Control, Outcome};
 use crate::sandbox::Sandbox;
 
-/// Printed by the guest init after the last test.
+/// Printed by the guest init after the last test (nonce-framed, on the verdict channel).
 pub const END_MARKER: &str = "kforge-end-of-tests";
-/// Frames the guest's dmesg dump (kept out of KTAP parsing).
+/// Frame the guest's raw dmesg dump (`dmesg -r`), used to attribute kernel reports to tests.
 pub const DMESG_BEGIN: &str = "kforge-dmesg-begin";
 pub const DMESG_END: &str = "kforge-dmesg-end";
+/// How long QEMU may go on after a fatal kernel report on the console, to capture the rest
+/// of the trace (unless the verdict channel shows the guest is alive after all).
+const CRASH_GRACE: Duration = Duration::from_secs(3);
 
-/// Console lines after which QEMU is stopped (after a short grace period to
-/// capture the rest of the trace).
-const CRASH_MARKERS: &[&str] =
-    &["Kernel panic - not syncing", "Oops", "Unable to handle kernel", "general protection fault"];
+/// A fresh per-boot nonce: 16 hex digits from the OS's random source.
+pub fn new_nonce() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    std::io::Read::read_exact(&mut fs_err::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The prefix the guest's /init puts on every line it sends on the verdict channel.
+pub fn frame_prefix(nonce: &str) -> String {
+    format!("kv-{nonce} ")
+}
 
 /// What to boot.
 #[derive(Debug, Clone)]
@@ -27,11 +38,17 @@ pub struct BootSpec<'a> {
     pub memory: &'a str,
     pub devices: &'a [String],
     pub interactive: bool,
+    /// Per-boot nonce that frames every line of the verdict channel ([`new_nonce`]).
+    pub nonce: &'a str,
 }
 
 /// The kernel command line.
 pub fn kernel_cmdline(spec: &BootSpec<'_>) -> String {
     let mut cmdline = format!("console={} panic=-1 oops=panic rdinit=/init", spec.arch.console);
+    cmdline.push_str(&format!(" kforge.nonce={}", spec.nonce));
+    if let Some(port) = spec.arch.verdict_port {
+        cmdline.push_str(&format!(" kforge.verdicts={port}"));
+    }
     if spec.interactive {
         cmdline.push_str(" kforge.interactive");
     }
@@ -70,6 +87,12 @@ fn qemu_argv(qemu: &QemuSpec, spec: &BootSpec<'_>, kernel: &str, initrd: &str) -
     argv.extend(["-nodefaults".into(), "-no-reboot".into(), "-display".into(), "none".into()]);
     let serial = if spec.interactive { "mon:stdio" } else { "stdio" };
     argv.extend(["-serial".into(), serial.into()]);
+    if spec.arch.verdict_port.is_some() {
+        // The second serial port, the verdict channel, goes to QEMU's stderr (the harness
+        // reads both; the nonce tells them apart).
+        argv.extend(["-chardev".into(), "file,id=kforge-verdicts,path=/dev/stderr".into()]);
+        argv.extend(["-serial".into(), "chardev:kforge-verdicts".into()]);
+    }
     if let Some(bios) = qemu.bios {
         argv.extend(["-bios".into(), bios.into()]);
     }
@@ -102,7 +125,7 @@ pub fn command(sandbox: &Sandbox, spec: &BootSpec<'_>, kernel: &Path, initrd: &P
 /// How a boot ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootEnd {
-    /// The guest printed the end marker.
+    /// The guest printed the nonce-framed end marker.
     Finished,
     /// A panic or oops was seen (QEMU stopped after a grace period or exited).
     Crashed,
@@ -110,6 +133,8 @@ pub enum BootEnd {
     TimedOut,
     /// QEMU exited on its own without the end marker.
     Exited,
+    /// The guest's output hit a cap; QEMU was stopped.
+    Capped(Cap),
 }
 
 /// The result of one boot.
@@ -122,28 +147,47 @@ pub struct Boot {
     pub last_line: String,
 }
 
-/// Boots and watches the console, which is saved to `console_log`.
-pub fn boot(cmd: &Cmd, console_log: &Path, timeout: Duration) -> Result<Boot> {
+/// Boots and watches the console, which is saved to `console_log`. Only a whole line equal
+/// to the nonce-framed end marker ends the boot as finished; a fatal kernel report (whole
+/// line, [`console::classify`]) on the console stops it after [`CRASH_GRACE`] unless the
+/// verdict channel goes on (then the "report" was a test's output). Output past
+/// [`MAX_CONSOLE_BYTES`] or a line of [`MAX_LINE_BYTES`] stops it as capped.
+pub fn boot(cmd: &Cmd, console_log: &Path, timeout: Duration, nonce: &str) -> Result<Boot> {
     let started = Instant::now();
-    let mut crashed = false;
-    let mut finished = false;
+    let prefix = frame_prefix(nonce);
+    let end_line = format!("{prefix}{END_MARKER}");
+    let (mut crashed, mut finished, mut capped) = (false, false, None);
+    let mut bytes: u64 = 0;
     let mut last_line = String::new();
     let outcome = cmd.stream(console_log, Some(timeout), &mut |line| {
+        bytes += line.len() as u64 + 1;
+        if line.len() >= MAX_LINE_BYTES || bytes > MAX_CONSOLE_BYTES {
+            let cap = if line.len() >= MAX_LINE_BYTES { Cap::LineLength } else { Cap::ConsoleBytes };
+            capped = Some(cap);
+            return Control::Stop;
+        }
         if !line.trim().is_empty() {
             last_line = line.trim().to_string();
         }
-        if line.contains(END_MARKER) {
+        if line == end_line {
             finished = true;
             return Control::Stop;
         }
-        if CRASH_MARKERS.iter().any(|marker| line.contains(marker)) {
+        if line.starts_with(&prefix) {
+            // The guest's /init is still talking: whatever the console said, it is alive.
+            crashed = false;
+            return Control::Resume;
+        }
+        let (_, text) = console::split_timestamp(line);
+        if console::classify(text).is_some_and(console::Detector::fatal) {
             crashed = true;
-            return Control::StopAfter(Duration::from_secs(3));
+            return Control::StopAfter(CRASH_GRACE);
         }
         Control::Continue
     })?;
     let end = match outcome {
         _ if finished => BootEnd::Finished,
+        _ if capped.is_some() => BootEnd::Capped(capped.unwrap_or(Cap::ConsoleBytes)),
         _ if crashed => BootEnd::Crashed,
         Outcome::TimedOut => BootEnd::TimedOut,
         Outcome::Stopped | Outcome::Exited(_) => BootEnd::Exited,
@@ -151,25 +195,65 @@ pub fn boot(cmd: &Cmd, console_log: &Path, timeout: Duration) -> Result<Boot> {
     Ok(Boot { end, seconds: started.elapsed().as_secs_f64(), last_line })
 }
 
-/// Splits a console log into the part to parse for KTAP/crashes and the dmesg dump.
-pub fn split_dmesg(console: &str) -> (String, String) {
-    let mut main = String::new();
-    let mut dmesg = String::new();
+/// A console log taken apart: what /init sent on the verdict channel (nonce-framed lines,
+/// frame removed), the raw dmesg dump it sent, and everything else (kernel console, test
+/// output written straight to /dev/console, QEMU's own messages).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SplitConsole {
+    pub verdicts: String,
+    pub dmesg: String,
+    pub console: String,
+    /// The nonce used (given, or found in the log).
+    pub nonce: Option<String>,
+    /// Whether the whole dmesg dump arrived (its framed end marker was seen).
+    pub dumped: bool,
+}
+
+/// Splits `log` by the nonce's frame. Without a nonce (a saved log given to `cargo xtask
+/// ktap`) the first framed line's nonce is used; a log with no framed line at all is taken
+/// as plain KTAP (everything is a verdict line).
+pub fn split_console(log: &str, nonce: Option<&str>) -> SplitConsole {
+    let nonce = nonce.map(str::to_string).or_else(|| find_nonce(log));
+    let Some(nonce) = nonce else {
+        return SplitConsole { verdicts: log.to_string(), ..SplitConsole::default() };
+    };
+    let prefix = frame_prefix(&nonce);
+    let mut split = SplitConsole { nonce: Some(nonce.clone()), ..SplitConsole::default() };
     let mut inside = false;
-    for line in console.lines() {
-        if line.contains(DMESG_BEGIN) {
-            inside = true;
-        } else if line.contains(DMESG_END) {
-            inside = false;
-        } else if inside {
-            dmesg.push_str(line);
-            dmesg.push('\n');
-        } else {
-            main.push_str(line);
-            main.push('\n');
+    for line in log.lines() {
+        let line = line.trim_end_matches('\r');
+        let Some(payload) = line.strip_prefix(&prefix) else {
+            split.console.push_str(line);
+            split.console.push('\n');
+            continue;
+        };
+        match payload {
+            DMESG_BEGIN => inside = true,
+            DMESG_END => {
+                inside = false;
+                split.dumped = true;
+            }
+            END_MARKER => {}
+            _ if inside => {
+                split.dmesg.push_str(payload);
+                split.dmesg.push('\n');
+            }
+            _ => {
+                split.verdicts.push_str(payload);
+                split.verdicts.push('\n');
+            }
         }
     }
-    (main, dmesg)
+    split
+}
+
+/// The nonce of the first line framed as `kv-<16 hex digits> `.
+fn find_nonce(log: &str) -> Option<String> {
+    log.lines().find_map(|line| {
+        let nonce = line.strip_prefix("kv-")?.get(..16)?;
+        let framed = nonce.bytes().all(|b| b.is_ascii_hexdigit()) && line[3 + 16..].starts_with(' ');
+        framed.then(|| nonce.to_string())
+    })
 }
 
 #[cfg(test)]
@@ -180,16 +264,16 @@ mod tests {
     fn x86_64_boot_plan() {
         let arch = Arch::find("x86_64").unwrap();
         let devices = vec!["edu".to_string()];
-        let spec = BootSpec { arch, memory: "512M", devices: &devices, interactive: false };
-        expect_test::expect![[r#"qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init"#]]
+        let spec = BootSpec { arch, memory: "512M", devices: &devices, interactive: false, nonce: "0123456789abcdef" };
+        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1"]
             .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
     }
 
     #[test]
     fn arm64_interactive_boot_plan() {
         let arch = Arch::find("arm64").unwrap();
-        let spec = BootSpec { arch, memory: "512M", devices: &[], interactive: true };
-        expect_test::expect![[r#"qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial mon:stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.interactive"#]]
+        let spec = BootSpec { arch, memory: "512M", devices: &[], interactive: true, nonce: "0123456789abcdef" };
+        expect_test::expect!["qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial mon:stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1 kforge.interactive"]
             .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
     }
 
@@ -198,45 +282,85 @@ mod tests {
         let plans: Vec<String> = crate::arch::ARCHES
             .iter()
             .map(|arch| {
-                let spec = BootSpec { arch, memory: "512M", devices: &[], interactive: false };
+                let spec =
+                    BootSpec { arch, memory: "512M", devices: &[], interactive: false, nonce: "0123456789abcdef" };
                 boot_argv(&spec, "/k", "/i").join(" ")
             })
             .collect();
         expect_test::expect![[r#"
             [
-                "qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
-                "qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init",
-                "qemu-system-arm -M virt,highmem=off -cpu cortex-a15 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init",
-                "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
-                "qemu-system-loongarch64 -M virt -cpu la464 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
-                "qemu-system-s390x -M s390-ccw-virtio -cpu qemu -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttysclp0 panic=-1 oops=panic rdinit=/init",
-                "sh -c ulimit -c 0; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1",
+                "qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1",
+                "qemu-system-arm -M virt,highmem=off -cpu cortex-a15 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
+                "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
+                "qemu-system-loongarch64 -M virt -cpu la464 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
+                "qemu-system-s390x -M s390-ccw-virtio -cpu qemu -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttysclp0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
+                "sh -c ulimit -c 0; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
             ]
         "#]].assert_debug_eq(&plans);
     }
 
+    const NONCE: &str = "0123456789abcdef";
+
     #[test]
-    fn boot_stops_at_the_end_marker_and_on_crashes() {
-        let dir = std::env::temp_dir().join(format!("kforge-qemu-test-{}", std::process::id()));
-        let log = dir.join("console.log");
-        let finished = Cmd::new("sh").args(["-c", &format!("echo booting; echo {END_MARKER}; sleep 30")]);
-        let boot_result = boot(&finished, &log, Duration::from_secs(20)).unwrap();
+    fn boot_stops_at_the_framed_end_marker_and_on_crashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        let end = format!("kv-{NONCE} {END_MARKER}");
+        let finished = Cmd::new("sh").args(["-c", &format!("echo booting; echo '{end}'; sleep 30")]);
+        let boot_result = boot(&finished, &log, Duration::from_secs(20), NONCE).unwrap();
         assert_eq!(boot_result.end, BootEnd::Finished);
         assert!(boot_result.seconds < 10.0);
         let panicking = Cmd::new("sh").args(["-c", "echo 'Kernel panic - not syncing: boom'; echo trace; sleep 30"]);
-        let crash = boot(&panicking, &log, Duration::from_secs(20)).unwrap();
+        let crash = boot(&panicking, &log, Duration::from_secs(20), NONCE).unwrap();
         assert_eq!(crash.end, BootEnd::Crashed);
         assert!(crash.seconds < 10.0, "the crash grace period did not stop it");
         assert!(std::fs::read_to_string(&log).unwrap().contains("trace"));
         let hanging = Cmd::new("sh").args(["-c", "echo booting; sleep 30"]);
-        assert_eq!(boot(&hanging, &log, Duration::from_millis(500)).unwrap().end, BootEnd::TimedOut);
-        let _ = std::fs::remove_dir_all(dir);
+        assert_eq!(boot(&hanging, &log, Duration::from_millis(500), NONCE).unwrap().end, BootEnd::TimedOut);
     }
 
     #[test]
-    fn dmesg_dump_is_split_off() {
-        let (main, dmesg) = split_dmesg("a\nkforge-dmesg-begin\n[ 1.0] x\nkforge-dmesg-end\nb\n");
-        assert_eq!(main, "a\nb\n");
-        assert_eq!(dmesg, "[ 1.0] x\n");
+    fn forged_markers_and_crash_words_do_not_end_the_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        // A test writes the bare end marker, a marker with a wrong nonce, a marker in the
+        // middle of a line and a fake panic to the console; /init goes on and ends properly.
+        let script = format!(
+            "echo {END_MARKER}; echo 'kv-ffffffffffffffff {END_MARKER}'; echo 'x kv-{NONCE} {END_MARKER}'; \
+             echo 'Kernel panic - not syncing: forged'; sleep 1; echo 'kv-{NONCE}     ok 2 still running'; \
+             sleep 4; echo 'kv-{NONCE} {END_MARKER}'; sleep 30"
+        );
+        let booted = boot(&Cmd::new("sh").args(["-c", &script]), &log, Duration::from_secs(30), NONCE).unwrap();
+        assert_eq!(booted.end, BootEnd::Finished, "{booted:?}");
+        assert!(booted.seconds > 4.0, "stopped before the real end marker: {booted:?}");
+    }
+
+    #[test]
+    fn a_console_flood_hits_the_byte_cap_and_a_long_line_the_line_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        let flood = Cmd::new("sh").args(["-c", "yes 'flooding the console with a line of some length'"]);
+        let booted = boot(&flood, &log, Duration::from_secs(120), NONCE).unwrap();
+        assert_eq!(booted.end, BootEnd::Capped(Cap::ConsoleBytes));
+        let logged = std::fs::metadata(&log).unwrap().len();
+        assert!(logged < MAX_CONSOLE_BYTES + (1 << 20), "the log grew past the cap: {logged}");
+        let long = Cmd::new("sh").args(["-c", "head -c 100000000 /dev/zero | tr '\\0' x; sleep 30"]);
+        let booted = boot(&long, &log, Duration::from_secs(60), NONCE).unwrap();
+        assert_eq!(booted.end, BootEnd::Capped(Cap::LineLength));
+    }
+
+    #[test]
+    fn the_console_is_split_by_the_nonce() {
+        let log = format!(
+            "$ qemu\nkv-{NONCE} KTAP version 1\nKTAP version 1\nkv-{NONCE} {DMESG_BEGIN}\nkv-{NONCE} <6>[ 1.0] x\n\
+             kv-{NONCE} {DMESG_END}\nkv-ffffffffffffffff ok 1 forged\nkv-{NONCE} {END_MARKER}\n"
+        );
+        let split = split_console(&log, Some(NONCE));
+        assert_eq!(split.verdicts, "KTAP version 1\n");
+        assert_eq!(split.dmesg, "<6>[ 1.0] x\n");
+        assert_eq!(split.console, "$ qemu\nKTAP version 1\nkv-ffffffffffffffff ok 1 forged\n");
+        assert_eq!(split_console(&log, None).nonce.as_deref(), Some(NONCE));
+        assert_eq!(split_console("KTAP version 1\n", None).verdicts, "KTAP version 1\n");
     }
 }

@@ -21,6 +21,9 @@ pub struct TestRecord {
     /// Diagnostic lines the test printed (kept for failures).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<String>,
+    /// The kernel detector that failed this test (`lockdep`, `kasan`, ...), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
 }
 
 /// Leaf counts.
@@ -279,12 +282,19 @@ mod tests {
             build_log: None,
             ktap: None,
             tests: vec![
-                TestRecord { name: "fifo.load".into(), status: Status::Pass, reason: None, diagnostics: vec![] },
+                TestRecord {
+                    name: "fifo.load".into(),
+                    status: Status::Pass,
+                    reason: None,
+                    diagnostics: vec![],
+                    category: None,
+                },
                 TestRecord {
                     name: "fifo.roundtrip".into(),
                     status: if status == Status::Fail { Status::Fail } else { Status::Pass },
                     reason: None,
                     diagnostics: vec!["expected 40 bytes, got 39".into()],
+                    category: None,
                 },
             ],
             totals: Totals::default(),

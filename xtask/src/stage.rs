@@ -14,6 +14,15 @@ pub enum Category {
     Panic,
     TestFail,
     Infrastructure,
+    /// Kernel bug detectors (see `console::Detector`).
+    Lockdep,
+    Kasan,
+    AtomicSleep,
+    RustPanic,
+    Overflow,
+    Memleak,
+    Warning,
+    Hang,
 }
 
 impl Category {
@@ -27,6 +36,14 @@ impl Category {
             Category::Panic => "panic",
             Category::TestFail => "test-fail",
             Category::Infrastructure => "infrastructure",
+            Category::Lockdep => "lockdep",
+            Category::Kasan => "kasan",
+            Category::AtomicSleep => "atomic-sleep",
+            Category::RustPanic => "rust-panic",
+            Category::Overflow => "overflow",
+            Category::Memleak => "memleak",
+            Category::Warning => "warning",
+            Category::Hang => "hang",
         }
     }
 }

@@ -119,6 +119,37 @@ fn ktap_command_parses_a_saved_console_log() {
     assert!(text.contains("panic"), "{text}");
 }
 
+/// Peak RSS (bytes) of the largest child this test process has waited for so far.
+fn children_peak_rss() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct we own; no other memory is involved.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss as u64 * 1024
+}
+
+#[test]
+fn ktap_command_stays_bounded_on_a_flood_and_on_amplifying_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    // Twenty nested `1..100000` plans: under 1 KB of KTAP.
+    let amplify = dir.path().join("amplify.log");
+    let text: String = (0..20).map(|d| format!("{0}KTAP version 1\n{0}1..100000\n", " ".repeat(d))).collect();
+    std::fs::write(&amplify, &text).unwrap();
+    let output = xtask(&["ktap", amplify.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(output.stdout.len() < 100_000, "{} bytes of JSON for {} bytes of KTAP", output.stdout.len(), text.len());
+    // A 40 MiB flood of diagnostics: the console cap names itself, memory stays small.
+    let flood = dir.path().join("flood.log");
+    let line = format!("    # {}\n", "flood ".repeat(20));
+    let body = format!("KTAP version 1\n1..1\n{}ok 1 flooded\n", line.repeat((40 << 20) / line.len()));
+    std::fs::write(&flood, body).unwrap();
+    let output = xtask(&["ktap", flood.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["cap"], "console-bytes");
+    let peak = children_peak_rss();
+    assert!(peak < 200 << 20, "peak RSS {} MB", peak >> 20);
+}
+
 #[test]
 fn ktap_command_reports_a_missing_file() {
     let output = xtask(&["ktap", "/nonexistent/console.log"], &[]);

@@ -248,6 +248,7 @@ mod tests {
             status,
             reason: (status == Status::Skip).then(|| "needs PCI".to_string()),
             diagnostics: diagnostics.iter().map(|line| line.to_string()).collect(),
+            category: None,
         }
     }
 

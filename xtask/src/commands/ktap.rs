@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::{ktap, qemu};
+use crate::{console, ktap, qemu};
 
 #[derive(Debug, Args)]
 pub struct KtapArgs {
@@ -17,21 +17,36 @@ pub struct KtapArgs {
 }
 
 pub fn run(args: KtapArgs) -> Result<i32> {
-    let bytes = if args.file.as_os_str() == "-" {
-        let mut buffer = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buffer)?;
-        buffer
+    // At most the console cap (and one byte to tell that it was exceeded).
+    let limit = console::MAX_CONSOLE_BYTES + 1;
+    let mut bytes = Vec::new();
+    if args.file.as_os_str() == "-" {
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), limit), &mut bytes)?;
     } else {
-        fs_err::read(&args.file)?
-    };
+        std::io::Read::read_to_end(&mut std::io::Read::take(fs_err::File::open(&args.file)?, limit), &mut bytes)?;
+    }
+    let over = bytes.len() as u64 > console::MAX_CONSOLE_BYTES;
+    bytes.truncate(console::MAX_CONSOLE_BYTES as usize);
     let text = String::from_utf8_lossy(&bytes);
-    let (main, _dmesg) = qemu::split_dmesg(&text);
-    let report = ktap::parse(&main);
+    // The nonce is taken from the log's own framed lines (this is an offline view).
+    let split = qemu::split_console(&text, None);
+    drop(bytes);
+    let mut report = ktap::parse(&split.verdicts);
+    if let Some(nonce) = &split.nonce
+        && split.dumped
+    {
+        report.events = console::attribute(&split.dmesg, nonce).all();
+    } else if split.nonce.is_some() {
+        report.events = console::scan(&split.console);
+    }
+    if over {
+        report.cap = Some(console::Cap::ConsoleBytes);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());
     }
     let totals = report.totals;
-    Ok(if report.crashed() || totals.fail > 0 || totals.error > 0 { 1 } else { 0 })
+    Ok(if report.crashed() || report.cap.is_some() || totals.fail > 0 || totals.error > 0 { 1 } else { 0 })
 }

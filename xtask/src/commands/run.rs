@@ -49,7 +49,9 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     )?;
     let initrd = pipeline::build_image(&toolchain, arch, &context.repo, built, &dir.join("initramfs.cpio.gz"))?;
     let devices: Vec<String> = active.iter().flat_map(|driver| driver.meta.qemu_devices.clone()).collect();
-    let spec = BootSpec { arch, memory: &context.project.boot.memory, devices: &devices, interactive: true };
+    let nonce = qemu::new_nonce()?;
+    let memory = &context.project.boot.memory;
+    let spec = BootSpec { arch, memory, devices: &devices, interactive: true, nonce: &nonce };
     let cmd = qemu::command(&toolchain.sandbox()?, &spec, &build.image, &initrd)?;
     ui::info("kforge: booting; the tests run first, then a shell. Quit QEMU with Ctrl-A X.");
     let status = cmd.run_interactive()?;
