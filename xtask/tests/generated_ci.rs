@@ -257,12 +257,19 @@ fn gitlab_ci_local(state: &Path, args: &[&str]) -> Output {
         .arg(state.join("variables.yml"))
         // Jobs name `image: $KFORGE_IMAGE`; there is no container engine here.
         .args(["--force-shell-executor", "--no-artifacts-to-source", "--no-color", "--concurrency", "1"])
-        .args(["--ignore-predefined-vars", "CI_PIPELINE_SOURCE"])
+        .args(["--ignore-predefined-vars", "CI_PIPELINE_SOURCE,CI_PROJECT_DIR"])
         .args(args)
         .current_dir(repo())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
+    // The jobs run `cargo xtask`: without the CARGO_* variables cargo test
+    // sets for this test, so that cargo reuses the xtask build in target/.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(|key| key.starts_with("CARGO_") && key != "CARGO_HOME") {
+            cmd.env_remove(key);
+        }
+    }
     eprintln!("\n$ {cmd:?}");
     let output = run(&mut cmd);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -289,11 +296,18 @@ fn gitlab_ci_local_runs_the_pipeline_and_its_child() {
         let _ = std::fs::remove_dir_all(repo.join(stale));
     }
     let _ = std::fs::remove_dir_all(repo.join("target/kforge/merged"));
-    // Project variables outrank the child pipeline's own `variables:`.
-    let cache = cache_dir();
+    // Project variables outrank the child pipeline's own `variables:`, and
+    // gitlab-ci-local passes its variables file (not `--variable`) on to the
+    // child. KFORGE_CACHE_DIR: the real kforge cache. CI_PROJECT_DIR: with
+    // --force-shell-executor, gitlab-ci-local still sets it to the container
+    // path /builds/<group>/<project> for jobs that name an image, while the
+    // job runs in the clone; without this the cells would write there.
+    let variable = |name: &str, value: &Path| {
+        format!("{name}:\n  type: variable\n  values:\n    \"*\": \"{}\"\n", value.display())
+    };
     std::fs::write(
         repo.join(state).join("variables.yml"),
-        format!("KFORGE_CACHE_DIR:\n  type: variable\n  values:\n    \"*\": \"{}\"\n", cache.display()),
+        variable("KFORGE_CACHE_DIR", &cache_dir()) + &variable("CI_PROJECT_DIR", &repo),
     )
     .unwrap();
 
