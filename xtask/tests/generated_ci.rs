@@ -19,7 +19,9 @@
 //!   `trigger: include: artifact:` children, and `strategy: depend` makes the
 //!   parent fail when the child does.
 //! - the shell executor ignores `image:` (`KFORGE_IMAGE`); the jobs run on
-//!   this host, in the clone itself.
+//!   this host, in the clone itself. gitlab-ci-local still sets
+//!   `CI_PROJECT_DIR` to the container path `/builds/<group>/<project>` for a
+//!   job that names an image, so the variables file sets it to the clone.
 //! - `cache:` is not exercised: the child pipeline points `KFORGE_CACHE_DIR`
 //!   at `.kforge-cache` inside the project (GitLab caches only paths there);
 //!   here a variables file points it at the real kforge cache instead, so the
