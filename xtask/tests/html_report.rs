@@ -1,8 +1,9 @@
 //! The HTML report as a browser draws it: headless Chromium renders a report with a passing and a failing cell; the test checks the DOM and the colours of a screenshot.
 //!
-//! Runs when `chromium` is on PATH, or with `KFORGE_E2E=1` (kforge then
-//! installs it with apt when it may); otherwise it says so and returns.
-//! Takes a few seconds: two Chromium starts.
+//! Ignored by default (`cargo test -- --include-ignored` runs it, as CI does):
+//! it needs `chromium`, which `cargo xtask report html --screenshot` installs
+//! with apt when it may (root or password-less sudo). Takes a few seconds: two
+//! Chromium starts.
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -16,23 +17,6 @@ const FAIL: [u8; 3] = [0xcf, 0x22, 0x2e];
 /// A cell is about 250 x 80 pixels; its text and links cover part of it.
 const MIN_CELL_PIXELS: usize = 8000;
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn on_path(program: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-}
-
-fn enabled() -> bool {
-    if on_path("chromium") {
-        return true;
-    }
-    if std::env::var("KFORGE_E2E").is_ok_and(|value| value == "1") {
-        eprintln!("chromium is not installed: `cargo xtask report html --screenshot` will install it");
-        return true;
-    }
-    eprintln!("skipping the HTML report browser test: install chromium (apt-get install chromium) or set KFORGE_E2E=1");
-    false
-}
 
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kforge-html-report-{}", std::process::id()));
@@ -151,10 +135,8 @@ fn pixels_of(png_path: &Path, colour: [u8; 3]) -> (usize, f64) {
 }
 
 #[test]
+#[ignore = "needs chromium, which kforge installs with apt (root or password-less sudo)"]
 fn chromium_draws_the_matrix_with_a_red_failing_cell() {
-    if !enabled() {
-        return;
-    }
     let started = Instant::now();
     let dir = scratch();
     let outside = std::env::temp_dir().join(format!("kforge-html-report-outside-{}", std::process::id()));
