@@ -385,7 +385,7 @@ pub fn inputs(repo: &Path, project: &Project) -> Result<Lockfile> {
 /// (`name[:arch]\tversion`) and busybox-static for each arch, each with the
 /// sha256 its stanza in the root's apt lists gives.
 pub fn root_packages(toolchain: &Toolchain) -> Result<(String, Vec<PackageLock>, Vec<PackageLock>)> {
-    let native = debian_arches(&toolchain.spec)[0].to_string();
+    let native = debian_arches(&toolchain.spec)?[0].to_string();
     let installed = toolchain
         .installed_packages()
         .with_context(|| format!("cannot read the package record of toolchain {}", toolchain.id()))?;
@@ -399,7 +399,7 @@ pub fn root_packages(toolchain: &Toolchain) -> Result<(String, Vec<PackageLock>,
         candidates.push((name, version, arches));
     }
     let (busybox_name, busybox_version) = toolchain.spec.busybox_package()?;
-    let mut busybox_arches: Vec<String> = debian_arches(&toolchain.spec).iter().map(|arch| arch.to_string()).collect();
+    let mut busybox_arches: Vec<String> = debian_arches(&toolchain.spec)?.iter().map(|arch| arch.to_string()).collect();
     busybox_arches.sort();
 
     let mut wanted = BTreeSet::new();
@@ -753,7 +753,7 @@ pub fn root_differences(locked: &Lockfile, toolchain: &Toolchain) -> Result<Vec<
         )]);
     }
     let mut out = Vec::new();
-    let native = debian_arches(&toolchain.spec)[0];
+    let native = debian_arches(&toolchain.spec)?[0];
     if entry.root_arch.as_deref() != Some(native) {
         out.push(format!(
             "toolchain {id}: kforge.lock records a {} root, this machine builds a {native} root",
@@ -1127,7 +1127,7 @@ source = { path = "/src/linux" }
         fs_err::create_dir_all(root.join("usr/bin")).unwrap();
         fs_err::create_dir_all(root.join("opt/kforge")).unwrap();
         fs_err::create_dir_all(root.join("var/lib/apt/lists")).unwrap();
-        let native = debian_arches(&toolchain.spec)[0];
+        let native = debian_arches(&toolchain.spec).unwrap()[0];
         fs_err::write(
             root.join("opt/kforge/packages.txt"),
             format!("adduser\t3.152\nlibc6:{native}\t2.41-1\nzlib1g\t1:1.3\n"),
@@ -1145,7 +1145,7 @@ source = { path = "/src/linux" }
         stanza("libc6", "2.41-1", native);
         stanza("zlib1g", "1:1.3", native);
         stanza("zlib1g", "1:1.2", native);
-        for arch in debian_arches(&toolchain.spec) {
+        for arch in debian_arches(&toolchain.spec).unwrap() {
             stanza(&busybox, &busybox_version, arch);
         }
         fs_err::write(root.join("var/lib/apt/lists/mirror_dists_sid_main_binary-all_Packages"), &list).unwrap();
@@ -1159,7 +1159,7 @@ source = { path = "/src/linux" }
             ["adduser:all=3.152".to_string(), format!("libc6:{native}=2.41-1"), format!("zlib1g:{native}=1:1.3")]
         );
         assert_eq!(packages[2].sha256, cache::sha256_hex(format!("zlib1g1:1.3{native}").as_bytes()));
-        assert_eq!(busybox_files.len(), debian_arches(&toolchain.spec).len());
+        assert_eq!(busybox_files.len(), debian_arches(&toolchain.spec).unwrap().len());
 
         // A lock made from it matches the root; a changed dependency is named.
         let mut lock = inputs(&repo(), &Project::load(&repo()).unwrap()).unwrap();
