@@ -44,6 +44,9 @@ pub struct Arch {
     pub srcarch: &'static str,
     /// Debian architecture of user-space binaries for it (busybox-static).
     pub debian_arch: &'static str,
+    /// The name a machine of this arch runs under (`std::env::consts::ARCH`),
+    /// for finding the host's row; `None` for arches no host runs natively (UML).
+    pub host: Option<&'static str>,
     /// clang `--target` triple for user-space test programs.
     pub llvm_triple: &'static str,
     /// Extra clang flags for user-space test programs on this arch.
@@ -83,6 +86,7 @@ pub const ARCHES: &[Arch] = &[
         make_arch: "x86_64",
         srcarch: "x86",
         debian_arch: "amd64",
+        host: Some("x86_64"),
         llvm_triple: "x86_64-linux-gnu",
         user_cflags: &[],
         headers_arch: "x86",
@@ -108,6 +112,7 @@ pub const ARCHES: &[Arch] = &[
         make_arch: "arm64",
         srcarch: "arm64",
         debian_arch: "arm64",
+        host: Some("aarch64"),
         llvm_triple: "aarch64-linux-gnu",
         user_cflags: &[],
         headers_arch: "arm64",
@@ -133,6 +138,7 @@ pub const ARCHES: &[Arch] = &[
         make_arch: "arm",
         srcarch: "arm",
         debian_arch: "armhf",
+        host: Some("arm"),
         llvm_triple: "armv7a-linux-gnueabihf",
         user_cflags: &["-marm"],
         headers_arch: "arm",
@@ -159,6 +165,7 @@ pub const ARCHES: &[Arch] = &[
         make_arch: "riscv",
         srcarch: "riscv",
         debian_arch: "riscv64",
+        host: Some("riscv64"),
         llvm_triple: "riscv64-linux-gnu",
         user_cflags: &[],
         headers_arch: "riscv",
@@ -185,6 +192,7 @@ pub const ARCHES: &[Arch] = &[
         make_arch: "loongarch",
         srcarch: "loongarch",
         debian_arch: "loong64",
+        host: Some("loongarch64"),
         llvm_triple: "loongarch64-linux-gnu",
         user_cflags: &[],
         headers_arch: "loongarch",
@@ -211,6 +219,7 @@ pub const ARCHES: &[Arch] = &[
         make_arch: "s390",
         srcarch: "s390",
         debian_arch: "s390x",
+        host: Some("s390x"),
         llvm_triple: "s390x-linux-gnu",
         user_cflags: &[],
         headers_arch: "s390",
@@ -237,6 +246,7 @@ pub const ARCHES: &[Arch] = &[
         make_arch: "um",
         srcarch: "um",
         debian_arch: "amd64",
+        host: None,
         llvm_triple: "x86_64-linux-gnu",
         user_cflags: &[],
         headers_arch: "um",
@@ -261,6 +271,23 @@ impl Arch {
             Runner::Qemu(spec) => Some(spec),
             Runner::Uml => None,
         }
+    }
+
+    /// The row of the machine kforge runs on: its user space runs natively
+    /// there (the host's busybox, build programs of an SDK).
+    pub fn host() -> Result<&'static Arch> {
+        Arch::for_host(std::env::consts::ARCH)
+    }
+
+    /// The row whose `host` is `machine` (a `std::env::consts::ARCH` name).
+    pub fn for_host(machine: &str) -> Result<&'static Arch> {
+        ARCHES.iter().find(|arch| arch.host == Some(machine)).ok_or_else(|| {
+            let known: Vec<&str> = ARCHES.iter().filter_map(|arch| arch.host).collect();
+            error::user_hint(
+                format!("kforge does not know this machine's architecture `{machine}` (it knows {})", known.join(", ")),
+                "run kforge on one of those, or add the machine's name as the `host` of its row in xtask/src/arch.rs",
+            )
+        })
     }
 
     /// Looks an arch up by kernel name or alias (case-insensitive).
@@ -307,6 +334,15 @@ mod tests {
         let message = format!("{}", Arch::find("sparc").unwrap_err());
         assert!(message.contains("unknown arch `sparc`"), "{message}");
         assert!(message.contains("x86_64") && message.contains("arm64"), "{message}");
+    }
+
+    #[test]
+    fn the_host_row_is_found_by_machine_name_and_an_unknown_machine_is_an_error() {
+        assert_eq!(Arch::for_host("x86_64").unwrap().debian_arch, "amd64");
+        assert_eq!(Arch::for_host("aarch64").unwrap().name, "arm64");
+        let message = format!("{:#}", Arch::for_host("sparc64").unwrap_err());
+        assert!(message.contains("`sparc64`") && message.contains("x86_64, aarch64"), "{message}");
+        assert_eq!(Arch::host().unwrap().host, Some(std::env::consts::ARCH));
     }
 
     #[test]

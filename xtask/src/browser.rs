@@ -41,7 +41,7 @@ pub fn screenshot(page: &Path, png: &Path, width: u32, height: u32) -> Result<()
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--window-size={width},{height}"))
         .arg(format!("--screenshot={}", png.display()))
-        .arg(crate::html::file_url(&page))
+        .arg(crate::report::html::file_url(&page))
         .env("HOME", &profile)
         .env("XDG_CONFIG_HOME", &profile)
         .env("XDG_CACHE_HOME", &profile);

@@ -13,7 +13,6 @@ mod driver;
 mod error;
 mod fetch;
 mod hostdeps;
-mod html;
 mod image;
 mod jobserver;
 mod kernel;

@@ -16,7 +16,7 @@ use crate::kernel::distro;
 use crate::kernel::source::{self, SourceTree};
 use crate::project::{KernelEntry, KernelSource};
 use crate::stage::{Category, StageContext};
-use crate::toolchain::install::{self, InstallOptions};
+use crate::toolchain::install::InstallOptions;
 use crate::toolchain::{Provider, Toolchain, resolve, verify};
 use crate::{error, image, lock, progress};
 
@@ -24,7 +24,9 @@ use crate::{error, image, lock, progress};
 pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Result<Toolchain> {
     let toolchain = Toolchain::load(repo, id)?;
     lock::check_inputs_if_locked(repo).stage(Category::Toolchain, "refused by --locked")?;
-    install::install(&toolchain, options)
+    toolchain
+        .provider()
+        .install(&toolchain, options)
         .stage(Category::Toolchain, format!("toolchain {id} could not be installed"))?;
     let report =
         verify::verify(&toolchain).stage(Category::Toolchain, format!("toolchain {id} could not be verified"))?;

@@ -260,7 +260,7 @@ pub fn export(input: &ExportInput<'_>, archive: &Path) -> Result<Exported> {
             build_key: input.build_key.to_string(),
         },
         arch: input.arch.name.to_string(),
-        host_arch: crate::toolchain::host_debian_arch().to_string(),
+        host_arch: crate::arch::Arch::host()?.debian_arch.to_string(),
         rust_target,
         toolchain: ToolchainFacts {
             id: input.toolchain.id().to_string(),
@@ -495,7 +495,7 @@ pub fn installed_mismatches(recorded: &ToolchainFacts, rustc_text: &str, cc_text
 pub fn check_spec(sdk: &Unpacked, toolchain: &Toolchain) -> Result<()> {
     let recorded = &sdk.manifest.toolchain;
     let mut problems = spec_mismatches(recorded, &toolchain.spec);
-    let host = crate::toolchain::host_debian_arch();
+    let host = crate::arch::Arch::host()?.debian_arch;
     if sdk.manifest.host_arch != host {
         problems.push(format!(
             "host: the SDK's build programs (fixdep, modpost) are for {}, this machine is {host}",

@@ -60,6 +60,11 @@ pub fn verbose() -> bool {
     printer().verbosity >= Verbosity::Verbose
 }
 
+/// Whether stderr gets ANSI colours (a terminal, and `NO_COLOR` unset).
+pub fn color() -> bool {
+    printer().color
+}
+
 fn paint(code: &str, text: &str) -> String {
     if printer().color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
 }
@@ -100,16 +105,6 @@ pub fn error(rendered: &str) {
     let head = lines.next().unwrap_or_default();
     let rest = lines.next().unwrap_or_default();
     line(&format!("{}: {rest}", paint("1;31", head)));
-}
-
-/// Green/red/yellow words for summary tables.
-pub fn colored_status(word: &str) -> String {
-    match word {
-        "pass" => paint("32", word),
-        "fail" | "error" => paint("1;31", word),
-        "skip" => paint("33", word),
-        _ => word.to_string(),
-    }
 }
 
 /// A progress bar with a known length, or a hidden one when progress is off.

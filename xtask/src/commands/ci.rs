@@ -95,7 +95,7 @@ fn merge_results(inputs: &[PathBuf], out: Option<PathBuf>, expect: Option<&str>)
     }
     merge::write(&merged, &out)?;
     ui::info("");
-    ui::info(merged.results.summary());
+    ui::info(crate::report::summary::render(&merged.results, ui::color()));
     ui::status(
         "Merged",
         format!("{} cell(s) from {} input(s) into {}", merged.results.cells.len(), inputs.len(), out.display()),

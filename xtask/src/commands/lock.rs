@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::{Context, GlobalArgs};
 use crate::lock::{self, Lockfile};
-use crate::toolchain::{Toolchain, install, spec};
+use crate::toolchain::{Toolchain, spec};
 use crate::{error, ui};
 
 #[derive(Debug, Args)]
@@ -26,7 +26,7 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> Result<i32> {
             let toolchain = Toolchain::load(&context.repo, &id)?;
             // Only Debian roots have packages to lock; rustup and host tools are locked by version.
             if toolchain.spec.debian.is_some() {
-                install::install(&toolchain, &global.install_options())?;
+                toolchain.provider().install(&toolchain, &global.install_options())?;
             }
         }
     }

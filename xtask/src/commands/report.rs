@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use crate::report::Results;
-use crate::{browser, error, html, paths, ui};
+use crate::report::html;
+use crate::{browser, error, paths, ui};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {

@@ -48,7 +48,7 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
     let results = matrix::run(&cells, &options)?;
     let [json, junit, html] = results.write(&context.output)?;
     ui::info("");
-    ui::info(results.summary());
+    ui::info(crate::report::summary::render(&results, ui::color()));
     ui::info(format!("results: {}\njunit:   {}\nreport:  {}", json.display(), junit.display(), html.display()));
     Ok(results.exit_code())
 }

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::{Context, GlobalArgs};
 use crate::arch::Arch;
 use crate::project::KernelSource;
-use crate::toolchain::{Provider, Toolchain, install, resolve, spec, verify};
+use crate::toolchain::{Provider, Toolchain, resolve, spec, verify};
 use crate::{error, kernel, pipeline, ui};
 
 #[derive(Debug, Args)]
@@ -102,7 +102,7 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
             let mut options = global.install_options();
             options.force = force;
             if dry_run {
-                let plan = install::plan(&toolchain, &options)?;
+                let plan = toolchain.provider().plan(&toolchain, &options)?;
                 if plan.is_empty() {
                     ui::info(format!("toolchain {} uses provider host: kforge installs nothing", toolchain.id()));
                 }
@@ -111,7 +111,7 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
                 }
                 return Ok(0);
             }
-            if !install::install(&toolchain, &options)? {
+            if !toolchain.provider().install(&toolchain, &options)? {
                 if toolchain.spec.provider == Provider::Host {
                     ui::status(
                         "Checking",

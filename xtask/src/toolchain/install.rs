@@ -1,10 +1,10 @@
-//! Installs a toolchain: a Debian root with mmdebstrap (pinned packages, busybox for every arch, written atomically under a lock), or the rustup provider's toolchain and bindgen; the host provider installs nothing.
+//! Installs a Debian toolchain root with mmdebstrap (pinned packages, busybox for every arch, written atomically under a lock); `provider::debian` calls it. Also the install options every provider takes.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{Provider, Toolchain, debian_arches, mirror, rustup};
+use super::{Toolchain, debian_arches, mirror};
 use crate::process::{Cmd, Control, Outcome, shell_quote};
 use crate::{cache, error, fetch, hostdeps, process, progress};
 
@@ -34,7 +34,7 @@ pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &Instal
     let spec = &toolchain.spec;
     let debian = spec.debian()?;
     let (busybox_name, busybox_version) = spec.busybox_package()?;
-    let arches = debian_arches(spec);
+    let arches = debian_arches(spec)?;
     let busybox_script = format!(
         "set -e; mkdir -p /opt/kforge/busybox; cd /opt/kforge/busybox; \
          for a in {arches}; do \
@@ -93,32 +93,8 @@ pub fn mmdebstrap_command(toolchain: &Toolchain, target: &Path, options: &Instal
     Ok(cmd)
 }
 
-/// The commands `toolchain install --dry-run` prints: mmdebstrap for a
-/// Debian root, rustup and cargo for the rustup provider, none for the host.
-pub fn plan(toolchain: &Toolchain, options: &InstallOptions) -> Result<Vec<Cmd>> {
-    match toolchain.spec.provider {
-        Provider::Debian => Ok(vec![mmdebstrap_command(toolchain, &toolchain.root, options)?]),
-        Provider::Rustup => rustup::plan(toolchain),
-        Provider::Host => Ok(Vec::new()),
-    }
-}
-
-/// Installs what the toolchain's provider installs, if missing (or
-/// `force`). Returns whether it installed anything.
-pub fn install(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool> {
-    match toolchain.spec.provider {
-        Provider::Debian => install_root(toolchain, options),
-        Provider::Rustup => rustup::install(toolchain, options)
-            .with_context(|| format!("failed to install toolchain {}", toolchain.id())),
-        Provider::Host => {
-            progress::detail(format!("toolchain {} uses the host's own tools: nothing to install", toolchain.id()));
-            Ok(false)
-        }
-    }
-}
-
 /// Builds the Debian root if it is missing (or `force`). Returns whether it built one.
-fn install_root(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool> {
+pub fn install_root(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool> {
     if options.force {
         let _lock = cache::lock(&toolchain.root)?;
         cache::remove_dir_if_exists(&toolchain.root)?;

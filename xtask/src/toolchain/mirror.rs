@@ -136,7 +136,7 @@ pub fn populate(toolchain: &Toolchain) -> Result<Vec<DebFile>> {
     cache::remove_dir_if_exists(&download_dir)?;
 
     let stanzas = list_stanzas(&toolchain.root.join("var/lib/apt/lists"), &debs)?;
-    write_index(&dist, &debian_arches(&toolchain.spec), &debs, &stanzas)?;
+    write_index(&dist, &debian_arches(&toolchain.spec)?, &debs, &stanzas)?;
     Ok(debs)
 }
 
@@ -147,7 +147,7 @@ fn wanted_packages(toolchain: &Toolchain) -> Result<Vec<String>> {
         wanted.insert(format!("{name}={version}"));
     }
     let (busybox, busybox_version) = toolchain.spec.busybox_package()?;
-    for arch in debian_arches(&toolchain.spec) {
+    for arch in debian_arches(&toolchain.spec)? {
         wanted.insert(format!("{busybox}:{arch}={busybox_version}"));
     }
     Ok(wanted.into_iter().collect())

@@ -1,10 +1,10 @@
 //! Pinned toolchains: locate an installed root (or the host's tools), install it, verify it, and give builds a sandbox with it.
 
-pub mod host;
+pub mod check;
 pub mod install;
 pub mod mirror;
+pub mod provider;
 pub mod resolve;
-pub mod rustup;
 pub mod spec;
 pub mod verify;
 
@@ -17,6 +17,7 @@ use crate::cache::KeyHasher;
 use crate::sandbox::Sandbox;
 use crate::{error, paths};
 
+pub use provider::ToolchainProvider;
 pub use spec::{Provider, ToolchainSpec};
 
 /// Bumped whenever the way a root is built changes, so old roots are not reused.
@@ -47,7 +48,7 @@ impl Toolchain {
         let spec = spec::load(repo, id)?;
         let mut key = KeyHasher::new();
         key.input("recipe", RECIPE_VERSION).input("spec", spec.canonical());
-        for debian_arch in debian_arches(&spec) {
+        for debian_arch in debian_arches(&spec)? {
             key.input("arch", debian_arch);
         }
         let dir = paths::cache_dir()?.join("toolchains").join(format!("{id}-{}", key.short()));
@@ -61,14 +62,15 @@ impl Toolchain {
         &self.spec.id
     }
 
+    /// What installs, verifies and describes this toolchain.
+    pub fn provider(&self) -> &'static dyn ToolchainProvider {
+        provider::of(self.spec.provider)
+    }
+
     /// Whether what kforge installs is there: the Debian root; the rustup
     /// toolchain and bindgen; always for the host provider (it installs nothing).
     pub fn is_installed(&self) -> bool {
-        match self.spec.provider {
-            Provider::Debian => self.root.join("usr/bin").is_dir(),
-            Provider::Rustup => rustup::installed_sysroot(self).is_ok() && self.bindgen_binary().is_file(),
-            Provider::Host => true,
-        }
+        self.provider().is_installed(self)
     }
 
     /// Fails with the command to run when the root is not installed.
@@ -84,16 +86,7 @@ impl Toolchain {
 
     /// Where the toolchain lives, for messages.
     pub fn location(&self) -> String {
-        match self.spec.provider {
-            Provider::Debian => self.root.display().to_string(),
-            Provider::Rustup => format!(
-                "rustup toolchain {}, bindgen in {}, LLVM in {}",
-                self.spec.rustup.as_ref().map_or("?", |rustup| rustup.toolchain.as_str()),
-                self.bindgen_root().display(),
-                self.spec.llvm.bin
-            ),
-            Provider::Host => format!("the host's own tools (LLVM in {})", self.spec.llvm.bin),
-        }
+        self.provider().describe(self)
     }
 
     /// A sandbox whose PATH puts the pinned tools first and whose bindgen
@@ -101,10 +94,7 @@ impl Toolchain {
     /// filesystem (mounted read-only) for the rustup and host providers.
     pub fn sandbox(&self) -> Result<Sandbox> {
         self.require_installed()?;
-        let sysroot = match self.spec.provider {
-            Provider::Rustup => Some(rustup::installed_sysroot(self)?),
-            _ => None,
-        };
+        let sysroot = self.provider().sysroot(self)?;
         self.sandbox_with(sysroot.as_deref())
     }
 
@@ -166,28 +156,14 @@ impl Toolchain {
 }
 
 /// The Debian architectures of every arch `spec` serves, host first, no repeats.
-pub fn debian_arches(spec: &ToolchainSpec) -> Vec<&'static str> {
-    let host = host_debian_arch();
-    let mut arches = vec![host];
+pub fn debian_arches(spec: &ToolchainSpec) -> Result<Vec<&'static str>> {
+    let mut arches = vec![Arch::host()?.debian_arch];
     for arch in ARCHES {
         if !arches.contains(&arch.debian_arch) && !spec.unsupported_arches.contains_key(arch.name) {
             arches.push(arch.debian_arch);
         }
     }
-    arches
-}
-
-/// The Debian architecture of this machine.
-pub fn host_debian_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "armhf",
-        "riscv64" => "riscv64",
-        "loongarch64" => "loong64",
-        "s390x" => "s390x",
-        _ => "amd64",
-    }
+    Ok(arches)
 }
 
 #[cfg(test)]
@@ -202,10 +178,10 @@ mod tests {
     fn a_toolchain_without_a_port_leaves_that_arch_out_of_its_root() {
         let trixie = spec::load(&repo(), "trixie").unwrap();
         assert!(trixie.unsupported_arches.contains_key("loongarch"), "{:?}", trixie.unsupported_arches);
-        assert!(!debian_arches(&trixie).contains(&"loong64"));
+        assert!(!debian_arches(&trixie).unwrap().contains(&"loong64"));
         let sid = spec::load(&repo(), "sid").unwrap();
-        assert!(debian_arches(&sid).contains(&"loong64"));
-        assert_eq!(debian_arches(&sid).len(), debian_arches(&trixie).len() + 1);
+        assert!(debian_arches(&sid).unwrap().contains(&"loong64"));
+        assert_eq!(debian_arches(&sid).unwrap().len(), debian_arches(&trixie).unwrap().len() + 1);
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! Verification for the providers that use the host's filesystem (rustup, host): every pin checked through the sandbox builds use, each failure with what to do.
+//! The `host` provider (the host's own tools, nothing to install) and the verification every provider on the host's filesystem shares (host, rustup): every pin checked through the sandbox builds use, each failure with what to do.
 
 use anyhow::Result;
 
-use super::rustup::{self, command_line};
-use super::verify::{Check, Report, first_line, host_arch_row, probe, version_check};
-use super::{Provider, Toolchain};
-use crate::arch::ARCHES;
+use std::path::{Path, PathBuf};
+
+use super::ToolchainProvider;
+use crate::arch::{ARCHES, Arch};
 use crate::hostdeps;
+use crate::process::Cmd;
+use crate::progress;
+use crate::toolchain::Toolchain;
+use crate::toolchain::check::{Check, Report, first_line, probe, version_check};
+use crate::toolchain::install::InstallOptions;
 
 /// Prints rust-src's version: Debian's `src/version`, or for a rustup
 /// component the version of the rustc it belongs to.
@@ -24,27 +29,53 @@ const LIBCLANG_PROBE: &str = "printf '#pragma message(\"clang version \" __clang
      bindgen /tmp/kforge-libclang.h 2>&1 >/dev/null | grep -F 'clang version' || echo 'bindgen could not load libclang (or is missing)'";
 
 /// Why rustc and rust-src were not probed.
-const RUSTUP_MISSING: &str = "the rustup toolchain is not installed";
+pub const RUSTUP_MISSING: &str = "the rustup toolchain is not installed";
 
-/// Verifies a rustup or host toolchain on the host.
-pub fn verify(toolchain: &Toolchain) -> Result<Report> {
-    let mut rustup_check = None;
-    let mut sysroot = None;
-    if let Some(settings) = &toolchain.spec.rustup {
-        let name = &settings.toolchain;
-        rustup_check = Some(match rustup::installed_sysroot(toolchain) {
-            Ok(path) => {
-                let check = installed_check("rustup toolchain", name, &path.display().to_string());
-                sysroot = Some(path);
-                check
-            }
-            Err(err) => missing_check("rustup toolchain", name, &err.to_string()),
-        });
+/// The host's own tools: nothing to install, verified on the host.
+pub struct Host;
+
+impl ToolchainProvider for Host {
+    fn plan(&self, _toolchain: &Toolchain, _options: &InstallOptions) -> Result<Vec<Cmd>> {
+        Ok(Vec::new())
     }
+
+    fn install(&self, toolchain: &Toolchain, _options: &InstallOptions) -> Result<bool> {
+        progress::detail(format!("toolchain {} uses the host's own tools: nothing to install", toolchain.id()));
+        Ok(false)
+    }
+
+    fn is_installed(&self, _toolchain: &Toolchain) -> bool {
+        true
+    }
+
+    fn sysroot(&self, _toolchain: &Toolchain) -> Result<Option<PathBuf>> {
+        Ok(None)
+    }
+
+    fn describe(&self, toolchain: &Toolchain) -> String {
+        format!("the host's own tools (LLVM in {})", toolchain.spec.llvm.bin)
+    }
+
+    fn verify(&self, toolchain: &Toolchain) -> Result<Report> {
+        verify_on_host(toolchain, None, None, &|_, _| None)
+    }
+}
+
+/// A provider's own advice for a failed check (`None`: the generic advice).
+pub type ProviderFix<'a> = &'a dyn Fn(&Toolchain, &Check) -> Option<String>;
+
+/// Verifies a toolchain on the host. `rustup_check` is the rustup provider's
+/// first check and `sysroot` its toolchain's directory (see `collect`).
+pub fn verify_on_host(
+    toolchain: &Toolchain,
+    rustup_check: Option<Check>,
+    sysroot: Option<&Path>,
+    provider_fix: ProviderFix,
+) -> Result<Report> {
     // The checks run in the sandbox builds use, so they see what builds see.
     hostdeps::ensure(&[hostdeps::BWRAP, hostdeps::UNSHARE])?;
-    let sandbox = toolchain.sandbox_with(sysroot.as_deref())?;
-    let checks = collect(toolchain, rustup_check, &mut |script| probe(&sandbox, script))?;
+    let sandbox = toolchain.sandbox_with(sysroot)?;
+    let checks = collect(toolchain, rustup_check, &mut |script| probe(&sandbox, script), provider_fix)?;
     Ok(Report {
         toolchain: toolchain.id().to_string(),
         key: toolchain.key.clone(),
@@ -58,10 +89,12 @@ pub fn verify(toolchain: &Toolchain) -> Result<Report> {
 /// adds what to do to each failure. `rustup_check` is the rustup provider's
 /// first check; when it failed, rustc and rust-src are not probed (the PATH
 /// has no rustup toolchain, so they would find some other rustc).
+/// `provider_fix` gives the provider's own advice before the generic one.
 pub fn collect(
     toolchain: &Toolchain,
     rustup_check: Option<Check>,
     probe: &mut dyn FnMut(&str) -> Result<(bool, String)>,
+    provider_fix: ProviderFix,
 ) -> Result<Vec<Check>> {
     let spec = &toolchain.spec;
     let mut checks = Vec::new();
@@ -93,7 +126,7 @@ pub fn collect(
         let output = probe(&format!("{binary} --version"))?;
         checks.push(version_check(binary, &spec.qemu.version, output, "QEMU emulator version "));
     }
-    let host = host_arch_row();
+    let host = Arch::host()?;
     let mut busybox_arches: Vec<&str> = Vec::new();
     for arch in served {
         // Two arches can share a Debian architecture (x86_64 and um): one busybox.
@@ -118,12 +151,12 @@ pub fn collect(
         checks.push(check);
     }
     for check in checks.iter_mut().filter(|check| !check.ok) {
-        check.hint = fix(toolchain, check);
+        check.hint = provider_fix(toolchain, check).unwrap_or_else(|| fix(toolchain, check));
     }
     Ok(checks)
 }
 
-fn installed_check(tool: &str, pinned: &str, detail: &str) -> Check {
+pub fn installed_check(tool: &str, pinned: &str, detail: &str) -> Check {
     Check {
         tool: tool.to_string(),
         pinned: pinned.to_string(),
@@ -134,7 +167,7 @@ fn installed_check(tool: &str, pinned: &str, detail: &str) -> Check {
     }
 }
 
-fn missing_check(tool: &str, pinned: &str, why: &str) -> Check {
+pub fn missing_check(tool: &str, pinned: &str, why: &str) -> Check {
     Check {
         tool: tool.to_string(),
         pinned: pinned.to_string(),
@@ -145,68 +178,38 @@ fn missing_check(tool: &str, pinned: &str, why: &str) -> Check {
     }
 }
 
-/// What to do about one failed check, for this toolchain's provider.
+/// What to do about one failed check of a tool on the host.
 fn fix(toolchain: &Toolchain, check: &Check) -> String {
     let spec = &toolchain.spec;
     let file = spec.path.display();
-    let id = toolchain.id();
-    let missing = check.found == "missing";
-    let rustup_name = spec.rustup.as_ref().map(|rustup| rustup.toolchain.as_str());
     let llvm_major = spec.llvm.version.split('.').next().unwrap_or(&spec.llvm.version);
     let tool = check.tool.as_str();
-    match (spec.provider, tool) {
-        (Provider::Rustup, "rustup toolchain") => format!(
-            "run: cargo xtask toolchain install {id} (it runs: {})",
-            command_line(&rustup::toolchain_install_command(rustup_name.unwrap_or("?")))
-        ),
-        (Provider::Rustup, "rustc") if missing => format!("run: cargo xtask toolchain install {id}"),
-        (Provider::Rustup, "rust-src") if check.detail == RUSTUP_MISSING => {
-            format!("run: cargo xtask toolchain install {id}")
-        }
-        (Provider::Rustup, "rustc" | "rust-src") if !missing => format!(
-            "rustup toolchain {} is not rustc {}: set toolchain = \"{}\" in [rustup] of {file}",
-            rustup_name.unwrap_or("?"),
-            spec.rustc.version,
-            spec.rustc.version
-        ),
-        (Provider::Rustup, "rust-src") => format!(
-            "run: rustup component add rust-src --toolchain {} (it downloads from rustup's distribution server; \
-             without access to it, use a toolchain with provider = \"debian\")",
-            rustup_name.unwrap_or("?")
-        ),
-        (Provider::Rustup, "bindgen") => format!(
-            "run: cargo xtask toolchain install {id} (it runs: {})",
-            command_line(&rustup::bindgen_install_command(
-                rustup_name.unwrap_or("?"),
-                &spec.bindgen.version,
-                &toolchain.bindgen_root()
-            ))
-        ),
-        (_, "rustc") => format!(
+    match tool {
+        "rustc" => format!(
             "install rustc {} (your distribution's package) so that `rustc` on PATH ({}:/usr/local/bin:/usr/bin:/bin) is that version, \
              or pin the rustc you have in {file}",
             spec.rustc.version, spec.llvm.bin
         ),
-        (_, "rust-src") => format!(
+        "rust-src" => format!(
             "install the rust-src of rustc {} (your distribution's rust-src package); kforge reads \
              $(rustc --print sysroot)/lib/rustlib/src/rust/library",
             spec.rust_src.version
         ),
-        (_, "bindgen") => format!(
+        "bindgen" => format!(
             "install bindgen {} on PATH, e.g. cargo install --locked bindgen-cli --version {} --root /usr/local",
             spec.bindgen.version, spec.bindgen.version
         ),
-        (_, "libclang (via bindgen)") => format!(
+        "libclang (via bindgen)" => format!(
             "bindgen loads libclang from LIBCLANG_PATH={}: install libclang {} there (e.g. libclang1-{llvm_major}), \
              or change [llvm] lib and version in {file}",
             spec.llvm.lib, spec.llvm.version
         ),
-        (_, "clang" | "ld.lld" | "llvm (llvm-ar)") => format!(
+        "clang" | "ld.lld" | "llvm (llvm-ar)" => format!(
             "install clang-{llvm_major}, lld-{llvm_major} and llvm-{llvm_major} {} (your distribution's packages) so that \
              {} holds clang, ld.lld and llvm-ar, or change [llvm] bin and version in {file}",
             spec.llvm.version, spec.llvm.bin
         ),
-        (_, tool) if tool.starts_with("qemu-system-") => {
+        tool if tool.starts_with("qemu-system-") => {
             let package = ARCHES
                 .iter()
                 .filter_map(|arch| arch.qemu())
@@ -217,7 +220,7 @@ fn fix(toolchain: &Toolchain, check: &Check) -> String {
                 spec.qemu.version
             )
         }
-        (_, tool) if tool.starts_with("busybox") => {
+        tool if tool.starts_with("busybox") => {
             let debian_arch = tool.trim_start_matches("busybox (").trim_end_matches(')');
             let path = check.detail.trim_end_matches(" is missing");
             format!(
@@ -231,20 +234,20 @@ fn fix(toolchain: &Toolchain, check: &Check) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::os::unix::fs::PermissionsExt;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     use super::*;
     use crate::process::Cmd;
 
     /// A repository with one toolchain file, and a directory of fake tools.
-    struct Fixture {
-        dir: PathBuf,
+    pub(crate) struct Fixture {
+        pub(crate) dir: PathBuf,
     }
 
     impl Fixture {
-        fn new(name: &str, toolchain_file: &str) -> Fixture {
+        pub(crate) fn new(name: &str, toolchain_file: &str) -> Fixture {
             let dir = std::env::temp_dir().join(format!("kforge-host-verify-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             fs_err::create_dir_all(dir.join("repo/toolchains")).unwrap();
@@ -253,19 +256,19 @@ mod tests {
             Fixture { dir }
         }
 
-        fn tool(&self, name: &str, script: &str) {
+        pub(crate) fn tool(&self, name: &str, script: &str) {
             let path = self.dir.join("bin").join(name);
             fs_err::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
             fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
 
-        fn toolchain(&self) -> Toolchain {
+        pub(crate) fn toolchain(&self) -> Toolchain {
             Toolchain::load(&self.dir.join("repo"), "t").unwrap()
         }
 
         /// Runs probes with only the fake tools and the shell helpers the
         /// probes use on PATH (whatever else the machine has installed).
-        fn probe(&self) -> impl FnMut(&str) -> Result<(bool, String)> + '_ {
+        pub(crate) fn probe(&self) -> impl FnMut(&str) -> Result<(bool, String)> + '_ {
             let utils = self.dir.join("utils");
             fs_err::create_dir_all(&utils).unwrap();
             for helper in ["cat", "head", "grep", "cut"] {
@@ -291,7 +294,7 @@ mod tests {
     }
 
     /// Every arch but x86_64 is declared unsupported, so the report stays short.
-    fn file(provider_lines: &str) -> String {
+    pub(crate) fn file(provider_lines: &str) -> String {
         let mut unsupported = String::new();
         for arch in ARCHES.iter().filter(|arch| arch.name != "x86_64") {
             unsupported.push_str(&format!("{} = \"not in this test\"\n", arch.name));
@@ -304,7 +307,7 @@ mod tests {
         )
     }
 
-    fn lines(checks: &[Check]) -> Vec<String> {
+    pub(crate) fn lines(checks: &[Check]) -> Vec<String> {
         let report =
             Report { toolchain: "t".into(), key: "k".into(), root: "/".into(), ok: false, checks: checks.to_vec() };
         report.mismatches()
@@ -334,11 +337,11 @@ mod tests {
         fixture.tool("llvm-ar", "echo 'Debian LLVM version 22.1.8'");
         fixture.tool("qemu-system-x86_64", "echo 'QEMU emulator version 11.1.3 (Debian 1:11.1.3+ds-1)'");
         let toolchain = fixture.toolchain();
-        let checks = collect(&toolchain, None, &mut fixture.probe()).unwrap();
+        let checks = collect(&toolchain, None, &mut fixture.probe(), &|_, _| None).unwrap();
         let failed: Vec<&str> = checks.iter().filter(|check| !check.ok).map(|check| check.tool.as_str()).collect();
         assert_eq!(failed, ["rust-src", "clang", "ld.lld", "busybox (amd64)"], "{checks:#?}");
         let text = lines(&checks).join("\n");
-        let busybox = toolchain.busybox(host_arch_row());
+        let busybox = toolchain.busybox(Arch::host().unwrap());
         let expected = format!(
             "rust-src: pinned 1.97.1, found 1.97.0 (rust-src 1.97.0 at {sysroot}/lib/rustlib/src/rust)\n    \
              to fix: install the rust-src of rustc 1.97.1 (your distribution's rust-src package); kforge reads $(rustc --print sysroot)/lib/rustlib/src/rust/library\n\
@@ -353,45 +356,9 @@ mod tests {
             ld_lld = checks.iter().find(|check| check.tool == "ld.lld").unwrap().detail,
             busybox = busybox.display(),
         );
-        if host_arch_row().name == "x86_64" {
+        if Arch::host().unwrap().name == "x86_64" {
             assert_eq!(text, expected);
         }
         assert!(checks.iter().find(|check| check.tool == "ld.lld").unwrap().detail.contains("not found"));
-    }
-
-    #[test]
-    fn rustup_report_without_the_toolchain_does_not_probe_another_rustc() {
-        let fixture = Fixture::new("rustup", &file("provider = \"rustup\"\n[rustup]\ntoolchain = \"1.97.1\""));
-        fixture.tool("rustc", "echo 'rustc 1.95.0 (59807616e 2026-04-14)'");
-        let toolchain = fixture.toolchain();
-        let not_installed = missing_check(
-            "rustup toolchain",
-            "1.97.1",
-            "rustup toolchain 1.97.1 is not installed (toolchain '1.97.1' is not installed)",
-        );
-        let checks = collect(&toolchain, Some(not_installed), &mut fixture.probe()).unwrap();
-        let text = lines(&checks);
-        assert_eq!(
-            text[0],
-            "rustup toolchain: pinned 1.97.1, found missing (rustup toolchain 1.97.1 is not installed (toolchain '1.97.1' is not installed))\n    \
-             to fix: run: cargo xtask toolchain install t (it runs: rustup toolchain install 1.97.1 --profile minimal --component rust-src --no-self-update)"
-        );
-        assert_eq!(
-            text[1],
-            "rustc: pinned 1.97.1, found missing (the rustup toolchain is not installed)\n    to fix: run: cargo xtask toolchain install t"
-        );
-        assert_eq!(
-            text[2],
-            "rust-src: pinned 1.97.1, found missing (the rustup toolchain is not installed)\n    to fix: run: cargo xtask toolchain install t"
-        );
-        let bindgen = text.iter().find(|line| line.starts_with("bindgen:")).unwrap();
-        assert!(
-            bindgen.contains(&format!(
-                "cargo +1.97.1 install --locked bindgen-cli --version 0.72.1 --root {}",
-                toolchain.bindgen_root().display()
-            )),
-            "{bindgen}"
-        );
-        assert!(!Path::new(&toolchain.bindgen_binary()).is_file());
     }
 }

@@ -1,6 +1,6 @@
 //! The `rustup` provider: the exact rustc with rust-src from rustup, and bindgen built by `cargo install` into the toolchain's own directory.
 //!
-//! clang, lld and QEMU are the host's (checked by version in `host::verify`).
+//! clang, lld and QEMU are the host's (checked by version in `host::verify_on_host`).
 //! Every rustup and cargo run is bounded by a timeout: rustup retries failed
 //! downloads, and a machine without access to its distribution server must
 //! get a clear error, not a hang.
@@ -8,14 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use super::Toolchain;
-use super::install::InstallOptions;
-use super::spec::{RustupSettings, ToolchainSpec};
-use super::verify::version_after;
+use super::ToolchainProvider;
+use super::host::{self, RUSTUP_MISSING};
 use crate::error::{self, ProcessError};
 use crate::process::{self, Cmd, Control, Outcome};
+use crate::toolchain::Toolchain;
+use crate::toolchain::check::{Check, Report, version_after};
+use crate::toolchain::install::InstallOptions;
+use crate::toolchain::spec::{RustupSettings, ToolchainSpec};
 use crate::{cache, fetch, progress};
 
 /// Bounds `rustup run ... --print sysroot` and `bindgen --version`.
@@ -41,6 +43,87 @@ pub const CARGO_INSTALL_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 
 /// The crate that provides the `bindgen` command.
 const BINDGEN_CRATE: &str = "bindgen-cli";
+
+/// A rustup toolchain (with rust-src) plus bindgen built with it.
+pub struct Rustup;
+
+impl ToolchainProvider for Rustup {
+    fn plan(&self, toolchain: &Toolchain, _options: &InstallOptions) -> Result<Vec<Cmd>> {
+        plan(toolchain)
+    }
+
+    fn install(&self, toolchain: &Toolchain, options: &InstallOptions) -> Result<bool> {
+        install(toolchain, options).with_context(|| format!("failed to install toolchain {}", toolchain.id()))
+    }
+
+    fn is_installed(&self, toolchain: &Toolchain) -> bool {
+        installed_sysroot(toolchain).is_ok() && toolchain.bindgen_binary().is_file()
+    }
+
+    fn sysroot(&self, toolchain: &Toolchain) -> Result<Option<PathBuf>> {
+        installed_sysroot(toolchain).map(Some)
+    }
+
+    fn describe(&self, toolchain: &Toolchain) -> String {
+        format!(
+            "rustup toolchain {}, bindgen in {}, LLVM in {}",
+            toolchain.spec.rustup.as_ref().map_or("?", |rustup| rustup.toolchain.as_str()),
+            toolchain.bindgen_root().display(),
+            toolchain.spec.llvm.bin
+        )
+    }
+
+    /// On the host, first checking that the rustup toolchain is installed:
+    /// without it rustc and rust-src are not probed (PATH would find another rustc).
+    fn verify(&self, toolchain: &Toolchain) -> Result<Report> {
+        let name = &settings(&toolchain.spec)?.toolchain;
+        let (check, sysroot) = match installed_sysroot(toolchain) {
+            Ok(path) => (host::installed_check("rustup toolchain", name, &path.display().to_string()), Some(path)),
+            Err(err) => (host::missing_check("rustup toolchain", name, &err.to_string()), None),
+        };
+        host::verify_on_host(toolchain, Some(check), sysroot.as_deref(), &fix)
+    }
+}
+
+/// What to do about a failed check that rustup (or kforge's rustup install) fixes.
+fn fix(toolchain: &Toolchain, check: &Check) -> Option<String> {
+    let spec = &toolchain.spec;
+    let file = spec.path.display();
+    let id = toolchain.id();
+    let missing = check.found == "missing";
+    let rustup_name = spec.rustup.as_ref().map(|rustup| rustup.toolchain.as_str());
+    let text = match check.tool.as_str() {
+        "rustup toolchain" => format!(
+            "run: cargo xtask toolchain install {id} (it runs: {})",
+            command_line(&toolchain_install_command(rustup_name.unwrap_or("?")))
+        ),
+        "rustc" if missing => format!("run: cargo xtask toolchain install {id}"),
+        "rust-src" if check.detail == RUSTUP_MISSING => {
+            format!("run: cargo xtask toolchain install {id}")
+        }
+        "rustc" | "rust-src" if !missing => format!(
+            "rustup toolchain {} is not rustc {}: set toolchain = \"{}\" in [rustup] of {file}",
+            rustup_name.unwrap_or("?"),
+            spec.rustc.version,
+            spec.rustc.version
+        ),
+        "rust-src" => format!(
+            "run: rustup component add rust-src --toolchain {} (it downloads from rustup's distribution server; \
+             without access to it, use a toolchain with provider = \"debian\")",
+            rustup_name.unwrap_or("?")
+        ),
+        "bindgen" => format!(
+            "run: cargo xtask toolchain install {id} (it runs: {})",
+            command_line(&bindgen_install_command(
+                rustup_name.unwrap_or("?"),
+                &spec.bindgen.version,
+                &toolchain.bindgen_root()
+            ))
+        ),
+        _ => return None,
+    };
+    Some(text)
+}
 
 /// The `[rustup]` table of a rustup toolchain.
 pub fn settings(spec: &ToolchainSpec) -> Result<&RustupSettings> {
@@ -364,6 +447,7 @@ fn last_output_line(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::toolchain::provider::host::tests as host_tests;
 
     #[test]
     fn install_plan_is_rustup_then_cargo_install_into_the_toolchain_dir() {
@@ -448,5 +532,44 @@ mod tests {
             None,
         );
         assert!(message.contains("no toolchain called `nope`"), "{message}");
+    }
+
+    #[test]
+    fn rustup_report_without_the_toolchain_does_not_probe_another_rustc() {
+        let fixture = host_tests::Fixture::new(
+            "rustup",
+            &host_tests::file("provider = \"rustup\"\n[rustup]\ntoolchain = \"1.97.1\""),
+        );
+        fixture.tool("rustc", "echo 'rustc 1.95.0 (59807616e 2026-04-14)'");
+        let toolchain = fixture.toolchain();
+        let not_installed = host::missing_check(
+            "rustup toolchain",
+            "1.97.1",
+            "rustup toolchain 1.97.1 is not installed (toolchain '1.97.1' is not installed)",
+        );
+        let checks = host::collect(&toolchain, Some(not_installed), &mut fixture.probe(), &fix).unwrap();
+        let text = host_tests::lines(&checks);
+        assert_eq!(
+            text[0],
+            "rustup toolchain: pinned 1.97.1, found missing (rustup toolchain 1.97.1 is not installed (toolchain '1.97.1' is not installed))\n    \
+             to fix: run: cargo xtask toolchain install t (it runs: rustup toolchain install 1.97.1 --profile minimal --component rust-src --no-self-update)"
+        );
+        assert_eq!(
+            text[1],
+            "rustc: pinned 1.97.1, found missing (the rustup toolchain is not installed)\n    to fix: run: cargo xtask toolchain install t"
+        );
+        assert_eq!(
+            text[2],
+            "rust-src: pinned 1.97.1, found missing (the rustup toolchain is not installed)\n    to fix: run: cargo xtask toolchain install t"
+        );
+        let bindgen = text.iter().find(|line| line.starts_with("bindgen:")).unwrap();
+        assert!(
+            bindgen.contains(&format!(
+                "cargo +1.97.1 install --locked bindgen-cli --version 0.72.1 --root {}",
+                toolchain.bindgen_root().display()
+            )),
+            "{bindgen}"
+        );
+        assert!(!Path::new(&toolchain.bindgen_binary()).is_file());
     }
 }

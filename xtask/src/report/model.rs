@@ -1,12 +1,9 @@
-//! Results of a run: per-cell records, results.json, junit.xml, the summary table and the exit code (report.html is `html`'s).
+//! The result model of a run: per-cell records, totals, timings and the exit code; it never prints (the renderers are `json`, `junit`, `summary` and `html`).
 
-use std::path::{Path, PathBuf};
-
-use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use crate::error;
 use crate::stage::Category;
-use crate::{error, ui};
 
 pub use crate::ktap::Status;
 
@@ -146,130 +143,14 @@ impl Results {
             error::EXIT_OK
         }
     }
-
-    /// Writes results.json, junit.xml and report.html into `dir`; returns
-    /// their paths in that order.
-    pub fn write(&self, dir: &Path) -> Result<[PathBuf; 3]> {
-        let paths = [dir.join("results.json"), dir.join("junit.xml"), dir.join("report.html")];
-        crate::cache::write_atomic(&paths[0], serde_json::to_string_pretty(self)? + "\n")?;
-        crate::cache::write_atomic(&paths[1], self.junit()?)?;
-        crate::html::write(self, &paths[2])?;
-        Ok(paths)
-    }
-
-    /// Reads a results.json (as `write` left it).
-    pub fn read(path: &Path) -> Result<Results> {
-        let bytes = std::fs::read(path).map_err(|err| {
-            error::user_hint(
-                format!("cannot read results {}: {err}", path.display()),
-                "run `cargo xtask test` first, or give the path of a results.json",
-            )
-        })?;
-        serde_json::from_slice(&bytes).map_err(|err| {
-            error::user_hint(
-                format!("{} is not a kforge results.json: {err}", path.display()),
-                "give a results.json written by `cargo xtask test`",
-            )
-        })
-    }
-
-    /// JUnit XML: one suite per cell, one case per test; a cell that failed
-    /// before its tests is one errored case named after the stage.
-    pub fn junit(&self) -> Result<String> {
-        use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
-        let mut report = Report::new("kforge");
-        for cell in &self.cells {
-            let mut suite = TestSuite::new(format!("{}/{}", cell.kernel, cell.arch));
-            if (cell.tests.is_empty() || cell.status == Status::Error)
-                && let Some(category) = cell.category
-            {
-                let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
-                status.set_message(cell.message.clone().unwrap_or_default());
-                status.set_type(category.as_str());
-                suite.add_test_case(TestCase::new(format!("{}.{}", cell.id, category.as_str()), status));
-            }
-            for test in &cell.tests {
-                let status = match test.status {
-                    Status::Pass => TestCaseStatus::success(),
-                    Status::Skip => {
-                        let mut status = TestCaseStatus::skipped();
-                        if let Some(reason) = &test.reason {
-                            status.set_message(reason.clone());
-                        }
-                        status
-                    }
-                    Status::Fail | Status::Error => {
-                        let kind =
-                            if test.status == Status::Fail { NonSuccessKind::Failure } else { NonSuccessKind::Error };
-                        let mut status = TestCaseStatus::non_success(kind);
-                        status.set_description(test.diagnostics.join("\n"));
-                        status
-                    }
-                };
-                let mut case = TestCase::new(test.name.clone(), status);
-                case.set_classname(cell.id.clone());
-                suite.add_test_case(case);
-            }
-            report.add_test_suite(suite);
-        }
-        Ok(report.to_string()?)
-    }
-
-    /// The summary table printed after a run.
-    pub fn summary(&self) -> String {
-        let mut out = String::new();
-        if self.run.wall_seconds > 0.0 {
-            out.push_str(&format!(
-                "{} cell(s) in {:.0}s on {} cores; kernel builds used {:.0} CPU-seconds (core utilisation {:.0}%)\n\n",
-                self.cells.len(),
-                self.run.wall_seconds,
-                self.run.jobs,
-                self.run.build_cpu_seconds,
-                self.run.core_utilisation * 100.0
-            ));
-        }
-        out.push_str(&format!(
-            "{:<22} {:<6} {:<15} {:<18} {}\n",
-            "cell", "status", "category", "pass/fail/skip/err", "log"
-        ));
-        for cell in &self.cells {
-            let totals = cell.totals;
-            let counts = format!("{}/{}/{}/{}", totals.pass, totals.fail, totals.skip, totals.error);
-            let category = cell.category.map(Category::as_str).unwrap_or("-");
-            let log = match cell.status {
-                Status::Pass | Status::Skip => cell.log.clone(),
-                _ if Path::new(&cell.log).exists() && cell.category != Some(Category::Build) => cell.log.clone(),
-                _ => cell.build_log.clone().unwrap_or_else(|| cell.log.clone()),
-            };
-            out.push_str(&format!(
-                "{:<22} {:<6} {:<15} {:<18} {}\n",
-                format!("{}/{}", cell.kernel, cell.arch),
-                ui::colored_status(cell.status.as_str()),
-                category,
-                counts,
-                log
-            ));
-            if let Some(message) = &cell.message {
-                for line in message.lines().take(12) {
-                    out.push_str(&format!("    {line}\n"));
-                }
-            }
-            for test in cell.tests.iter().filter(|test| matches!(test.status, Status::Fail | Status::Error)) {
-                out.push_str(&format!("    {} {}\n", ui::colored_status(test.status.as_str()), test.name));
-                for line in test.diagnostics.iter().rev().take(8).rev() {
-                    out.push_str(&format!("        # {line}\n"));
-                }
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cell(status: Status, category: Option<Category>) -> CellResult {
+    /// A 7.2 x86_64 cell with two tests; the second fails when `status` is `Fail`.
+    pub(crate) fn cell(status: Status, category: Option<Category>) -> CellResult {
         let mut cell = CellResult {
             id: "7.2-x86_64".into(),
             arch: "x86_64".into(),
@@ -334,27 +215,5 @@ mod tests {
         assert_eq!(first["category"], "test-fail");
         assert_eq!(first["tests"][1]["name"], "fifo.roundtrip");
         assert_eq!(first["totals"]["fail"], 1);
-    }
-
-    #[test]
-    fn write_leaves_json_junit_and_html_side_by_side_and_read_gets_the_results_back() {
-        let dir = std::env::temp_dir().join(format!("kforge-report-write-{}", std::process::id()));
-        let results = Results::new(vec![cell(Status::Fail, Some(Category::TestFail))]);
-        let [json, junit, html] = results.write(&dir).unwrap();
-        assert_eq!(
-            [json.file_name(), junit.file_name(), html.file_name()].map(|name| name.unwrap().to_owned()),
-            ["results.json", "junit.xml", "report.html"]
-        );
-        assert!(fs_err::read_to_string(&html).unwrap().contains("id=\"cell-7.2-x86_64\""));
-        assert_eq!(Results::read(&json).unwrap(), results);
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn junit_lists_failures_with_diagnostics() {
-        let xml = Results::new(vec![cell(Status::Fail, Some(Category::TestFail))]).junit().unwrap();
-        assert!(xml.contains("fifo.roundtrip"), "{xml}");
-        assert!(xml.contains("<failure"), "{xml}");
-        assert!(xml.contains("expected 40 bytes, got 39"), "{xml}");
     }
 }

@@ -2,20 +2,24 @@
 //!
 //! The page has inline CSS and nothing else: no scripts, no fonts, no images.
 //! Its Content-Security-Policy forbids everything but that inline style, so
-//! even a mistake in escaping could not run anything; test names and
-//! diagnostics come from guest consoles and are escaped all the same.
+//! even a mistake in escaping could not run anything. The page is a maud
+//! template, so everything spliced into it is escaped by construction; text
+//! from guests (test names, reasons, diagnostics, messages) also goes through
+//! `Text`, which replaces control characters HTML cannot hold.
 //!
 //! Links to a cell's logs are relative when the log lies under the report's
 //! directory (so the directory can be moved or archived whole) and `file://`
 //! URLs otherwise. Only files that exist when the report is written get a link.
 
+use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use anyhow::Result;
+use maud::{DOCTYPE, Escaper, Markup, PreEscaped, Render, html};
 
 use crate::error;
-use crate::report::{CellResult, Results, Status, TestRecord, Totals};
+use crate::report::model::{CellResult, Results, Status, TestRecord, Totals};
 
 /// Matrix cell backgrounds. `xtask/tests/html_report.rs` looks for these
 /// colours in a screenshot; change both together.
@@ -33,34 +37,67 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
     crate::cache::write_atomic(path, render(results, dir))
 }
 
+/// Text from a run (ultimately from guest consoles): escaped like every
+/// splice, and control characters (other than newline and tab), which HTML
+/// cannot hold, become U+FFFD; carriage returns are dropped.
+struct Text<'a>(&'a str);
+
+impl Render for Text<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        let mut escaper = Escaper::new(buffer);
+        for c in self.0.chars() {
+            // Writing to a String cannot fail.
+            let _ = match c {
+                '\n' | '\t' => escaper.write_char(c),
+                '\r' => Ok(()),
+                c if c.is_control() => escaper.write_char('\u{FFFD}'),
+                c => escaper.write_char(c),
+            };
+        }
+    }
+}
+
 /// The whole page. `dir` is where it will live: links to logs are relative to it.
 pub fn render(results: &Results, dir: &Path) -> String {
-    let mut out = String::new();
-    out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
-    out.push_str(
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n",
-    );
-    out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    out.push_str(&format!("<title>{}</title>\n", escape(&title(results))));
-    out.push_str("<style>\n");
-    out.push_str(&stylesheet());
-    out.push_str("</style>\n</head>\n<body>\n");
-    out.push_str(&format!("<h1>{}</h1>\n", escape(&title(results))));
-    if !results.complete {
-        out.push_str(
-            "<p class=\"banner incomplete\" id=\"incomplete\"><strong>Incomplete run.</strong> \
-             Some cells are missing from these results (the run was interrupted, or a cell's \
-             results could not be read); the matrix shows only what finished.</p>\n",
-        );
-    }
-    out.push_str(&summary(results));
-    out.push_str(&matrix(results, dir));
-    out.push_str(&failures(results));
-    for cell in &results.cells {
-        out.push_str(&cell_section(cell, dir));
-    }
-    out.push_str("</body>\n</html>\n");
-    out
+    let title = title(results);
+    let page = html! {
+        (DOCTYPE) "\n"
+        html lang="en" {
+            "\n"
+            head {
+                "\n"
+                meta charset="utf-8"; "\n"
+                meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'"; "\n"
+                meta name="viewport" content="width=device-width, initial-scale=1"; "\n"
+                title { (title) } "\n"
+                // The stylesheet is a constant of this file, not data: nothing from a run reaches it.
+                style { "\n" (PreEscaped(stylesheet())) }
+                "\n"
+            }
+            "\n"
+            body {
+                "\n"
+                h1 { (title) } "\n"
+                @if !results.complete {
+                    p class="banner incomplete" id="incomplete" {
+                        strong { "Incomplete run." }
+                        " Some cells are missing from these results (the run was interrupted, or a cell's \
+                         results could not be read); the matrix shows only what finished."
+                    }
+                    "\n"
+                }
+                (summary(results))
+                (matrix(results, dir))
+                (failures(results))
+                @for cell in &results.cells {
+                    (cell_section(cell, dir))
+                }
+            }
+            "\n"
+        }
+        "\n"
+    };
+    page.into_string()
 }
 
 /// "kforge: 6 of 7 cells passed".
@@ -115,7 +152,7 @@ details summary {{ color: #57606a; cursor: pointer; }}
 }
 
 /// The verdict, the run's numbers and the test totals.
-fn summary(results: &Results) -> String {
+fn summary(results: &Results) -> Markup {
     let count = |status: Status| results.cells.iter().filter(|cell| cell.status == status).count();
     let (class, verdict) = match results.exit_code() {
         error::EXIT_OK => ("pass", "Every cell passed or was skipped."),
@@ -123,7 +160,6 @@ fn summary(results: &Results) -> String {
         _ if !results.complete => ("error", "The run is incomplete."),
         _ => ("error", "Something before the tests failed (toolchain, config, build, image or boot)."),
     };
-    let mut out = format!("<p class=\"verdict {class}\" data-exit-code=\"{}\">{verdict}</p>\n", results.exit_code());
     let mut totals = Totals::default();
     for cell in &results.cells {
         totals.pass += cell.totals.pass;
@@ -131,31 +167,27 @@ fn summary(results: &Results) -> String {
         totals.skip += cell.totals.skip;
         totals.error += cell.totals.error;
     }
-    out.push_str(&format!(
-        "<p class=\"run\">{} cells: {} pass, {} fail, {} error, {} skip. Tests: {}.",
-        results.cells.len(),
-        count(Status::Pass),
-        count(Status::Fail),
-        count(Status::Error),
-        count(Status::Skip),
-        counts(&totals)
-    ));
     let run = &results.run;
-    if run.wall_seconds > 0.0 {
-        out.push_str(&format!(
-            "<br>Wall time {} with {} jobs; kernel builds used {} of CPU (core utilisation {:.0}%).",
-            duration(run.wall_seconds),
-            run.jobs,
-            duration(run.build_cpu_seconds),
-            run.core_utilisation * 100.0
-        ));
+    html! {
+        p class={ "verdict " (class) } data-exit-code=(results.exit_code()) { (verdict) } "\n"
+        p class="run" {
+            (results.cells.len()) " cells: " (count(Status::Pass)) " pass, " (count(Status::Fail)) " fail, "
+            (count(Status::Error)) " error, " (count(Status::Skip)) " skip. Tests: " (counts(&totals)) "."
+            @if run.wall_seconds > 0.0 {
+                br;
+                "Wall time " (duration(run.wall_seconds)) " with " (run.jobs) " jobs; kernel builds used "
+                (duration(run.build_cpu_seconds)) " of CPU (core utilisation "
+                (format!("{:.0}", run.core_utilisation * 100.0)) "%)."
+            }
+            br;
+            "kforge " (Text(&results.kforge_version))
+        }
+        "\n"
     }
-    out.push_str(&format!("<br>kforge {}</p>\n", escape(&results.kforge_version)));
-    out
 }
 
 /// Rows are arches and columns kernels, both in the order the results list them.
-fn matrix(results: &Results, dir: &Path) -> String {
+fn matrix(results: &Results, dir: &Path) -> Markup {
     let mut arches: Vec<&str> = Vec::new();
     let mut kernels: Vec<&CellResult> = Vec::new();
     for cell in &results.cells {
@@ -166,148 +198,183 @@ fn matrix(results: &Results, dir: &Path) -> String {
             kernels.push(cell);
         }
     }
-    let mut out = String::from("<table class=\"matrix\" id=\"matrix\">\n<thead><tr><th>arch \\ kernel</th>");
-    for first in &kernels {
-        out.push_str(&format!(
-            "<th scope=\"col\">{} <small>(toolchain {})</small></th>",
-            escape(&first.kernel),
-            escape(&first.toolchain)
-        ));
-    }
-    out.push_str("</tr></thead>\n<tbody>\n");
-    for arch in &arches {
-        out.push_str(&format!("<tr><th scope=\"row\">{}</th>", escape(arch)));
-        for first in &kernels {
-            match results.cells.iter().find(|cell| cell.arch == *arch && cell.kernel == first.kernel) {
-                Some(cell) => out.push_str(&matrix_cell(cell, dir)),
-                None => out.push_str("<td class=\"cell none\" data-status=\"none\">not run</td>"),
+    html! {
+        table class="matrix" id="matrix" {
+            "\n"
+            thead {
+                tr {
+                    th { "arch \\ kernel" }
+                    @for first in &kernels {
+                        th scope="col" { (Text(&first.kernel)) " " small { "(toolchain " (Text(&first.toolchain)) ")" } }
+                    }
+                }
             }
+            "\n"
+            tbody {
+                "\n"
+                @for arch in &arches {
+                    tr {
+                        th scope="row" { (Text(arch)) }
+                        @for first in &kernels {
+                            @match results.cells.iter().find(|cell| cell.arch == *arch && cell.kernel == first.kernel) {
+                                Some(cell) => (matrix_cell(cell, dir)),
+                                None => td class="cell none" data-status="none" { "not run" },
+                            }
+                        }
+                    }
+                    "\n"
+                }
+            }
+            "\n"
         }
-        out.push_str("</tr>\n");
+        "\n"
     }
-    out.push_str("</tbody>\n</table>\n");
-    out
 }
 
-fn matrix_cell(cell: &CellResult, dir: &Path) -> String {
+fn matrix_cell(cell: &CellResult, dir: &Path) -> Markup {
     let status = cell.status.as_str();
-    let mut out = format!("<td class=\"cell {status}\" data-status=\"{status}\" id=\"cell-{}\">", escape(&cell.id));
-    out.push_str(&format!("<a class=\"status\" href=\"#tests-{}\">{status}</a>", escape(&encode(cell.id.as_bytes()))));
-    if cell.status != Status::Pass
-        && let Some(category) = cell.category
-    {
-        out.push_str(&format!(" <span class=\"category\">{}</span>", category.as_str()));
+    let category = cell.category.filter(|_| cell.status != Status::Pass);
+    html! {
+        td class={ "cell " (status) } data-status=(status) id={ "cell-" (Text(&cell.id)) } {
+            a class="status" href={ "#tests-" (encode(cell.id.as_bytes())) } { (status) }
+            @if let Some(category) = category {
+                " " span class="category" { (category.as_str()) }
+            }
+            div class="counts" { (counts(&cell.totals)) }
+            div class="links" { (links(cell, dir)) }
+        }
     }
-    out.push_str(&format!("<div class=\"counts\">{}</div>", counts(&cell.totals)));
-    out.push_str(&format!("<div class=\"links\">{}</div>", links(cell, dir)));
-    out.push_str("</td>");
-    out
 }
 
 /// What went wrong, one line each, linking to the cell's tests: a cell's
 /// message (a stage that failed, a crash), then every failed test with its
 /// last diagnostic line. Empty when nothing failed.
-fn failures(results: &Results) -> String {
+fn failures(results: &Results) -> Markup {
+    let failed = |status: Status| matches!(status, Status::Fail | Status::Error);
     let mut items = Vec::new();
-    for cell in results.cells.iter().filter(|cell| matches!(cell.status, Status::Fail | Status::Error)) {
-        let anchor = format!(
-            "<a href=\"#tests-{}\">{} / {}</a>",
-            escape(&encode(cell.id.as_bytes())),
-            escape(&cell.kernel),
-            escape(&cell.arch)
-        );
+    for cell in results.cells.iter().filter(|cell| failed(cell.status)) {
+        let anchor = html! {
+            a href={ "#tests-" (encode(cell.id.as_bytes())) } { (Text(&cell.kernel)) " / " (Text(&cell.arch)) }
+        };
         if let Some(message) = &cell.message {
-            let category = cell.category.map(|category| format!(" <strong>{}</strong>", category.as_str()));
             let first_line = message.lines().next().unwrap_or_default();
-            items.push(format!("<li>{anchor}{}: {}</li>", category.unwrap_or_default(), escape(first_line)));
+            items.push(html! {
+                li {
+                    (anchor)
+                    @if let Some(category) = cell.category { " " strong { (category.as_str()) } }
+                    ": " (Text(first_line))
+                }
+            });
         }
-        for test in cell.tests.iter().filter(|test| matches!(test.status, Status::Fail | Status::Error)) {
-            let last_line = test.diagnostics.last().map(|line| format!(": {}", escape(line))).unwrap_or_default();
-            items.push(format!(
-                "<li>{anchor} <code>{}</code> <span class=\"badge {status}\">{status}</span>{last_line}</li>",
-                escape(&test.name),
-                status = test.status.as_str()
-            ));
+        for test in cell.tests.iter().filter(|test| failed(test.status)) {
+            let status = test.status.as_str();
+            items.push(html! {
+                li {
+                    (anchor) " " code { (Text(&test.name)) } " " span class={ "badge " (status) } { (status) }
+                    @if let Some(line) = test.diagnostics.last() { ": " (Text(line)) }
+                }
+            });
         }
     }
-    if items.is_empty() {
-        return String::new();
+    html! {
+        @if !items.is_empty() {
+            h2 id="failures" { "Failures" } "\n"
+            ul class="failures" {
+                "\n"
+                @for (index, item) in items.iter().enumerate() {
+                    @if index > 0 { "\n" }
+                    (item)
+                }
+                "\n"
+            }
+            "\n"
+        }
     }
-    format!("<h2 id=\"failures\">Failures</h2>\n<ul class=\"failures\">\n{}\n</ul>\n", items.join("\n"))
 }
 
 /// One cell's heading, timings, message and test table.
-fn cell_section(cell: &CellResult, dir: &Path) -> String {
+fn cell_section(cell: &CellResult, dir: &Path) -> Markup {
     let status = cell.status.as_str();
-    let mut out = format!("<section class=\"cell-tests\" id=\"tests-{}\">\n", escape(&cell.id));
-    out.push_str(&format!(
-        "<h2><span class=\"badge {status}\">{status}</span> {} / {} <small>(toolchain {})</small></h2>\n",
-        escape(&cell.kernel),
-        escape(&cell.arch),
-        escape(&cell.toolchain)
-    ));
     let mut meta = Vec::new();
     if let Some(category) = cell.category {
-        meta.push(format!("category <strong>{}</strong>", category.as_str()));
+        meta.push(html! { "category " strong { (category.as_str()) } });
     }
-    meta.push(counts(&cell.totals));
+    meta.push(html! { (counts(&cell.totals)) });
     let timings = &cell.timings;
     if timings.build_seconds > 0.0 {
-        let cpu = if timings.build_cpu_seconds > 0.0 {
-            format!(" (kernel build CPU {})", duration(timings.build_cpu_seconds))
-        } else {
-            String::new()
-        };
-        meta.push(format!("build {}{cpu}", duration(timings.build_seconds)));
+        meta.push(html! {
+            "build " (duration(timings.build_seconds))
+            @if timings.build_cpu_seconds > 0.0 { " (kernel build CPU " (duration(timings.build_cpu_seconds)) ")" }
+        });
     }
     if timings.boot_seconds > 0.0 {
-        meta.push(format!("boot {}", duration(timings.boot_seconds)));
+        meta.push(html! { "boot " (duration(timings.boot_seconds)) });
     }
-    out.push_str(&format!("<p class=\"meta\">{}<br>{}</p>\n", meta.join(" · "), links(cell, dir)));
-    if let Some(message) = &cell.message {
-        out.push_str(&format!("<pre class=\"message\">{}</pre>\n", escape(message)));
-    }
-    if cell.tests.is_empty() {
-        out.push_str("<p class=\"none\">No tests ran.</p>\n");
-    } else {
-        out.push_str(
-            "<table class=\"tests\">\n<thead><tr><th>test</th><th>status</th><th>details</th></tr></thead>\n<tbody>\n",
-        );
-        for test in &cell.tests {
-            out.push_str(&test_row(test));
+    html! {
+        section class="cell-tests" id={ "tests-" (Text(&cell.id)) } {
+            "\n"
+            h2 {
+                span class={ "badge " (status) } { (status) }
+                " " (Text(&cell.kernel)) " / " (Text(&cell.arch)) " " small { "(toolchain " (Text(&cell.toolchain)) ")" }
+            }
+            "\n"
+            p class="meta" {
+                @for (index, item) in meta.iter().enumerate() {
+                    @if index > 0 { " · " }
+                    (item)
+                }
+                br;
+                (links(cell, dir))
+            }
+            "\n"
+            @if let Some(message) = &cell.message {
+                pre class="message" { (Text(message)) } "\n"
+            }
+            @if cell.tests.is_empty() {
+                p class="none" { "No tests ran." } "\n"
+            } @else {
+                table class="tests" {
+                    "\n"
+                    thead { tr { th { "test" } th { "status" } th { "details" } } } "\n"
+                    tbody {
+                        "\n"
+                        @for test in &cell.tests { (test_row(test)) }
+                    }
+                    "\n"
+                }
+                "\n"
+            }
         }
-        out.push_str("</tbody>\n</table>\n");
+        "\n"
     }
-    out.push_str("</section>\n");
-    out
 }
 
 /// A test: failures show their diagnostics, skips their reason, passes fold
 /// their output away.
-fn test_row(test: &TestRecord) -> String {
+fn test_row(test: &TestRecord) -> Markup {
     let status = test.status.as_str();
-    let mut details = String::new();
-    if let Some(reason) = &test.reason {
-        details.push_str(&escape(reason));
-    }
-    if !test.diagnostics.is_empty() {
-        let text = escape(&test.diagnostics.join("\n"));
-        match test.status {
-            Status::Fail | Status::Error => details.push_str(&format!("<pre>{text}</pre>")),
-            Status::Pass | Status::Skip => {
-                let lines = test.diagnostics.len();
-                let noun = if lines == 1 { "line" } else { "lines" };
-                details.push_str(&format!(
-                    "<details><summary>{lines} {noun} of output</summary><pre>{text}</pre></details>"
-                ));
+    let text = test.diagnostics.join("\n");
+    let lines = test.diagnostics.len();
+    let noun = if lines == 1 { "line" } else { "lines" };
+    html! {
+        tr class={ "test " (status) } data-status=(status) {
+            td class="name" { (Text(&test.name)) }
+            td { span class={ "badge " (status) } { (status) } }
+            td {
+                @if let Some(reason) = &test.reason { (Text(reason)) }
+                @if !test.diagnostics.is_empty() {
+                    @match test.status {
+                        Status::Fail | Status::Error => pre { (Text(&text)) },
+                        Status::Pass | Status::Skip => details {
+                            summary { (lines) " " (noun) " of output" }
+                            pre { (Text(&text)) }
+                        },
+                    }
+                }
             }
         }
+        "\n"
     }
-    format!(
-        "<tr class=\"test {status}\" data-status=\"{status}\"><td class=\"name\">{}</td>\
-         <td><span class=\"badge {status}\">{status}</span></td><td>{details}</td></tr>\n",
-        escape(&test.name)
-    )
 }
 
 /// "18 pass · 1 fail · 2 skip", plus errors when there are any.
@@ -320,16 +387,20 @@ fn counts(totals: &Totals) -> String {
 }
 
 /// Links to the cell's console log, KTAP and build log (those that exist).
-fn links(cell: &CellResult, dir: &Path) -> String {
+fn links(cell: &CellResult, dir: &Path) -> Markup {
     let candidates =
         [("console", Some(&cell.log)), ("KTAP", cell.ktap.as_ref()), ("build log", cell.build_log.as_ref())];
-    let mut out = Vec::new();
-    for (label, path) in candidates {
-        if let Some(url) = path.and_then(|path| href(Path::new(path), dir)) {
-            out.push(format!("<a href=\"{}\">{label}</a>", escape(&url)));
+    let urls: Vec<(&str, String)> =
+        candidates.into_iter().filter_map(|(label, path)| Some((label, href(Path::new(path?), dir)?))).collect();
+    html! {
+        @if urls.is_empty() {
+            "no logs"
+        }
+        @for (index, (label, url)) in urls.iter().enumerate() {
+            @if index > 0 { " " }
+            a href=(url) { (label) }
         }
     }
-    if out.is_empty() { "no logs".to_string() } else { out.join(" ") }
 }
 
 /// The URL of an existing file as seen from a page in `dir`: relative when
@@ -361,27 +432,6 @@ fn encode(bytes: &[u8]) -> String {
     out
 }
 
-/// Escapes text for HTML content and attribute values. Control characters
-/// (other than newline and tab) cannot appear in HTML: they become U+FFFD,
-/// and carriage returns are dropped.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\n' | '\t' => out.push(c),
-            '\r' => {}
-            c if c.is_control() => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// "9.7 s", "12 min 36 s", "1 h 04 min".
 fn duration(seconds: f64) -> String {
     if seconds < 60.0 {
@@ -398,7 +448,7 @@ fn duration(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{RunSummary, Timings};
+    use crate::report::model::{RunSummary, Timings};
     use crate::stage::Category;
 
     fn test(name: &str, status: Status, diagnostics: &[&str]) -> TestRecord {
@@ -451,10 +501,35 @@ mod tests {
         let page = render(&results, &dir);
         assert!(!page.contains("<script"), "{page}");
         assert!(!page.contains("<b>"), "{page}");
-        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert('x')&lt;/script&gt;"), "{page}");
         assert!(page.contains("fifo.&lt;b&gt;bold&lt;/b&gt;"), "{page}");
         assert!(page.contains("a &amp; b &quot;quoted&quot;"), "{page}");
         assert!(page.contains("bell\u{FFFD} esc\u{FFFD}[31m cr</pre>"), "{page}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn hostile_text_in_every_field_stays_text() {
+        let dir = scratch("hostile");
+        let script = "<script>alert(1)</script>";
+        let mut evil = test(&format!("fifo.{script}"), Status::Skip, &[script]);
+        evil.reason = Some(script.into());
+        let mut hostile = cell("x86_64", Status::Fail, vec![evil, test(script, Status::Fail, &[script])], &dir);
+        hostile.id = format!("7.2-{script}");
+        hostile.kernel = script.into();
+        hostile.toolchain = "\"><script>alert(2)</script>".to_string();
+        hostile.message = Some(format!("{script}\nsecond line"));
+        let mut results = Results::new(vec![hostile]);
+        results.kforge_version = script.into();
+        let page = render(&results, &dir);
+        assert!(!page.contains("<script"), "{page}");
+        assert!(page.contains("<small>(toolchain &quot;&gt;&lt;script&gt;alert(2)&lt;/script&gt;)</small>"), "{page}");
+        assert!(
+            page.contains("<pre class=\"message\">&lt;script&gt;alert(1)&lt;/script&gt;\nsecond line</pre>"),
+            "{page}"
+        );
+        assert!(page.contains("id=\"cell-7.2-&lt;script&gt;alert(1)&lt;/script&gt;\""), "{page}");
+        assert!(page.contains("href=\"#tests-7.2-%3Cscript%3Ealert%281%29%3C/script%3E\""), "{page}");
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -1,0 +1,95 @@
+//! The summary table printed after a run, rendered from the result model (the commands print it).
+
+use std::path::Path;
+
+use crate::report::model::{Results, Status};
+use crate::stage::Category;
+
+/// The summary table: a line on the run's use of the machine (when timed),
+/// then one row per cell with its failed tests and their last diagnostics.
+/// `color` paints statuses with ANSI colours (the terminal's choice, made by the caller).
+pub fn render(results: &Results, color: bool) -> String {
+    let status = |word: &str| colored_status(word, color);
+    let mut out = String::new();
+    if results.run.wall_seconds > 0.0 {
+        out.push_str(&format!(
+            "{} cell(s) in {:.0}s on {} cores; kernel builds used {:.0} CPU-seconds (core utilisation {:.0}%)\n\n",
+            results.cells.len(),
+            results.run.wall_seconds,
+            results.run.jobs,
+            results.run.build_cpu_seconds,
+            results.run.core_utilisation * 100.0
+        ));
+    }
+    out.push_str(&format!(
+        "{:<22} {:<6} {:<15} {:<18} {}\n",
+        "cell", "status", "category", "pass/fail/skip/err", "log"
+    ));
+    for cell in &results.cells {
+        let totals = cell.totals;
+        let counts = format!("{}/{}/{}/{}", totals.pass, totals.fail, totals.skip, totals.error);
+        let category = cell.category.map(Category::as_str).unwrap_or("-");
+        let log = match cell.status {
+            Status::Pass | Status::Skip => cell.log.clone(),
+            _ if Path::new(&cell.log).exists() && cell.category != Some(Category::Build) => cell.log.clone(),
+            _ => cell.build_log.clone().unwrap_or_else(|| cell.log.clone()),
+        };
+        out.push_str(&format!(
+            "{:<22} {:<6} {:<15} {:<18} {}\n",
+            format!("{}/{}", cell.kernel, cell.arch),
+            status(cell.status.as_str()),
+            category,
+            counts,
+            log
+        ));
+        if let Some(message) = &cell.message {
+            for line in message.lines().take(12) {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+        for test in cell.tests.iter().filter(|test| matches!(test.status, Status::Fail | Status::Error)) {
+            out.push_str(&format!("    {} {}\n", status(test.status.as_str()), test.name));
+            for line in test.diagnostics.iter().rev().take(8).rev() {
+                out.push_str(&format!("        # {line}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// A status word, green/red/yellow when `color`.
+fn colored_status(word: &str, color: bool) -> String {
+    let code = match word {
+        "pass" => "32",
+        "fail" | "error" => "1;31",
+        "skip" => "33",
+        _ => return word.to_string(),
+    };
+    if color { format!("\x1b[{code}m{word}\x1b[0m") } else { word.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::tests::cell;
+
+    #[test]
+    fn summary_lists_cells_and_failed_tests_with_their_diagnostics() {
+        let results = Results::new(vec![cell(Status::Fail, Some(Category::TestFail))]);
+        expect_test::expect![[r#"
+            cell                   status category        pass/fail/skip/err log
+            7.2/x86_64             fail   test-fail       1/1/0/0            target/kforge/cells/7.2-x86_64/console.log
+                fail fifo.roundtrip
+                    # expected 40 bytes, got 39
+        "#]]
+        .assert_eq(&render(&results, false));
+    }
+
+    #[test]
+    fn color_paints_only_the_status_words() {
+        let results = Results::new(vec![cell(Status::Fail, Some(Category::TestFail))]);
+        let painted = render(&results, true);
+        assert!(painted.contains("\x1b[1;31mfail\x1b[0m fifo.roundtrip"), "{painted:?}");
+        assert!(!painted.contains("\x1b[32m"), "{painted:?}");
+    }
+}
