@@ -14,9 +14,10 @@
 //! block under `drivers/`). Supporting the next kernel means adding its cfg to `kforge.mk` and
 //! its variants here.
 //!
-//! Not every driver uses every item (fifo has no PCI device), hence `dead_code` is allowed.
+//! Not every driver uses every item (fifo has no PCI device), hence unused items, re-exports and
+//! macros are allowed here.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 use kernel::{bindings, fs::Kiocb, prelude::*, types::ForeignOwnable};
 
