@@ -232,16 +232,16 @@ mod pci_compat {
     /// took its name as the second argument.
     #[cfg(kforge_linux_7_3)]
     macro_rules! pci_device_table {
-        ($table:ident, $id_info:ty, $entries:expr) => {
-            kernel::pci_device_table!($table, $id_info, $entries);
+        ($table:ident, $id_info:ty, $($entries:tt)+) => {
+            kernel::pci_device_table!($table, $id_info, $($entries)+);
         };
     }
 
     /// See the other `pci_device_table!`.
     #[cfg(not(kforge_linux_7_3))]
     macro_rules! pci_device_table {
-        ($table:ident, $id_info:ty, $entries:expr) => {
-            kernel::pci_device_table!($table, MODULE_PCI_TABLE, $id_info, $entries);
+        ($table:ident, $id_info:ty, $($entries:tt)+) => {
+            kernel::pci_device_table!($table, MODULE_PCI_TABLE, $id_info, $($entries)+);
         };
     }
     pub(crate) use pci_device_table;
