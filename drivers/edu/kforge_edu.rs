@@ -68,6 +68,13 @@
 //! The coherent buffers live as long as the device state, which an open file can keep past
 //! unbind; the device is quiesced at unbind (no DMA running) before that can happen.
 //!
+//! # Kernel versions
+//!
+//! Kernel API differences between the releases it builds on (7.2, 7.3: the PCI table, probe's ID
+//! info, the BAR's `Devres`, interrupt vectors and threaded handlers, DMA addresses, module
+//! parameters, the module reference) and raw `bindings::` calls live in
+//! `drivers/common/compat.rs`, compiled into this module as `compat`.
+//!
 //! # In-kernel tests
 //!
 //! The KUnit suite `kforge_edu` at the end of this file tests what needs no device: the command
@@ -78,8 +85,11 @@
 
 use core::fmt::Write;
 
+#[path = "../common/compat.rs"]
+mod compat;
+
+use compat::{Decimal, ModuleRef};
 use kernel::{
-    bindings,
     device::{self, Bound, Core},
     dma::{Coherent, Device as _, DmaMask},
     fs::{File, Kiocb},
@@ -164,40 +174,13 @@ const MAX_REPLY: usize = 64 * 1024;
 /// BAR 0, mapped as far as the registers we use, for the lifetime `'a` of a binding.
 type EduBar<'a> = pci::Bar<'a, { regs::END }>;
 
-/// The mapped BAR as `Edu` keeps it, revoked when the device is unbound. Linux 7.3 returns it as
-/// `pci::DevresBar` (a `DevresLt`, which lends the BAR out with the borrower's lifetime); before,
-/// it was a `Devres` of the BAR with a `'static` lifetime. Both are used the same way.
-#[cfg(kforge_linux_7_3)]
-type EduBarDevres = pci::DevresBar<{ regs::END }>;
-#[cfg(not(kforge_linux_7_3))]
-type EduBarDevres = kernel::devres::Devres<EduBar<'static>>;
+/// The mapped BAR as `Edu` keeps it, revoked when the device is unbound.
+type EduBarDevres = compat::DevresBar<{ regs::END }>;
 
-/// `1234:11e8`. QEMU's vendor ID 0x1234 is not in `include/linux/pci_ids.h`, and 7.2's
-/// `pci::Vendor` can only be one of those IDs (`Vendor::from_raw` is private), so
-/// `DeviceId::from_id` cannot express it; build the `PCI_DEVICE(0x1234, 0x11e8)` entry directly.
-const EDU_PCI_ID: pci::DeviceId = {
-    // `!0` is PCI_ANY_ID (any subsystem IDs).
-    let raw = bindings::pci_device_id {
-        vendor: 0x1234,
-        device: 0x11e8,
-        subvendor: !0,
-        subdevice: !0,
-        class: 0,
-        class_mask: 0,
-        driver_data: 0,
-        override_only: 0,
-    };
-    // SAFETY: `pci::DeviceId` is a `#[repr(transparent)]` wrapper of `struct pci_device_id` with
-    // no further invariants (its own `RawDeviceId` impl relies on the same), and `raw` is what
-    // `DeviceId::from_id` would build for this vendor.
-    unsafe { core::mem::transmute::<bindings::pci_device_id, pci::DeviceId>(raw) }
-};
+/// `1234:11e8`. QEMU's vendor ID 0x1234 is not in `include/linux/pci_ids.h`.
+const EDU_PCI_ID: pci::DeviceId = compat::pci_device_id(0x1234, 0x11e8);
 
-// Linux 7.3's table macro makes the table a static and names the modpost alias itself.
-#[cfg(kforge_linux_7_3)]
-kernel::pci_device_table!(PCI_TABLE, <EduDriver as pci::Driver>::IdInfo, [(EDU_PCI_ID, ())]);
-#[cfg(not(kforge_linux_7_3))]
-kernel::pci_device_table!(PCI_TABLE, MODULE_PCI_TABLE, <EduDriver as pci::Driver>::IdInfo, [(EDU_PCI_ID, ())]);
+compat::pci_device_table!(PCI_TABLE, <EduDriver as pci::Driver>::IdInfo, [(EDU_PCI_ID, ())]);
 
 kernel::module_pci_driver! {
     type: EduDriver,
@@ -296,12 +279,6 @@ struct Edu {
     irqs_not_ours: Atomic<u64>,
 }
 
-/// `EOPNOTSUPP`, which 7.2's `kernel::error::code` does not declare (its `ENOTSUPP` is the
-/// kernel-internal 524, which user space cannot decode).
-fn eopnotsupp() -> Error {
-    Error::from_errno(-(bindings::EOPNOTSUPP as i32))
-}
-
 /// Checks a `factorial` argument: at most `MAX_FACTORIAL_ARG`, else `EINVAL`.
 fn check_factorial_arg(n: u32) -> Result<u32> {
     if n > MAX_FACTORIAL_ARG {
@@ -371,7 +348,11 @@ impl Edu {
             }
             let left = OP_TIMEOUT - start.elapsed();
             if left.is_negative() || left.is_zero() {
-                dev_err!(self.pdev, "no interrupt for status bits {bits:#x} within {} ms\n", OP_TIMEOUT.as_millis());
+                dev_err!(
+                    self.pdev,
+                    "no interrupt for status bits {bits:#x} within {} ms\n",
+                    Decimal(OP_TIMEOUT.as_millis().unsigned_abs())
+                );
                 return Err(ETIMEDOUT);
             }
             let millis = u32::try_from(left.as_millis()).unwrap_or(u32::MAX);
@@ -457,7 +438,7 @@ impl Edu {
     /// Copies `data` to the device's buffer and back into a second RAM buffer by DMA, and
     /// appends what came back to `out`.
     fn dma_round_trip(&self, data: &[u8], out: &mut KVec<u8>) -> Result {
-        let bufs = self.dma.as_ref().ok_or_else(eopnotsupp)?;
+        let bufs = self.dma.as_ref().ok_or_else(compat::eopnotsupp)?;
         let len = data.len();
         if len == 0 || len > regs::DMA_BUF_SIZE {
             return Err(EINVAL);
@@ -477,8 +458,8 @@ impl Edu {
             }
         }
 
-        let src_addr = dma_address(&bufs.src);
-        let dst_addr = dma_address(&bufs.dst);
+        let src_addr = compat::dma_address(&bufs.src);
+        let dst_addr = compat::dma_address(&bufs.dst);
         self.dma_transfer(src_addr, regs::DMA_BUF_ADDR, len, 0)?;
         self.dma_transfer(regs::DMA_BUF_ADDR, dst_addr, len, regs::DMA_TO_RAM)?;
 
@@ -502,13 +483,14 @@ impl Edu {
             Some(bufs) => writeln!(w, "dma_mask_bits {}", bufs.bits)?,
             None => writeln!(w, "dma_mask_bits none")?,
         }
-        writeln!(w, "irqs_handled {}", self.irqs_handled.load(Relaxed))?;
-        writeln!(w, "irqs_not_ours {}", self.irqs_not_ours.load(Relaxed))?;
-        writeln!(w, "factorial_irqs {}", events.factorial_irqs)?;
-        writeln!(w, "dma_irqs {}", events.dma_irqs)?;
-        writeln!(w, "other_irqs {}", events.other_irqs)?;
-        writeln!(w, "factorials {factorials}")?;
-        writeln!(w, "dma_round_trips {dma_round_trips}")?;
+        // `Decimal`, not the `u64`s themselves: core's `u64` formatting BUGs on 32-bit ARM.
+        writeln!(w, "irqs_handled {}", Decimal(self.irqs_handled.load(Relaxed)))?;
+        writeln!(w, "irqs_not_ours {}", Decimal(self.irqs_not_ours.load(Relaxed)))?;
+        writeln!(w, "factorial_irqs {}", Decimal(events.factorial_irqs))?;
+        writeln!(w, "dma_irqs {}", Decimal(events.dma_irqs))?;
+        writeln!(w, "other_irqs {}", Decimal(events.other_irqs))?;
+        writeln!(w, "factorials {}", Decimal(factorials))?;
+        writeln!(w, "dma_round_trips {}", Decimal(dma_round_trips))?;
         Ok(())
     }
 
@@ -552,18 +534,6 @@ fn write_dma_addr(bar: &EduBar<'_>, src: u64, dst: u64) -> Result {
     Ok(())
 }
 
-/// Reads a coherent buffer's device address (Linux 7.3 renamed `dma_handle` to `dma_address`).
-#[cfg(kforge_linux_7_3)]
-fn dma_address(buf: &Coherent<[u8]>) -> u64 {
-    u64::from(buf.dma_address())
-}
-
-/// See the other `dma_address`.
-#[cfg(not(kforge_linux_7_3))]
-fn dma_address(buf: &Coherent<[u8]>) -> u64 {
-    u64::from(buf.dma_handle())
-}
-
 /// The interrupt handler.
 struct EduIrq {
     edu: Arc<Edu>,
@@ -600,10 +570,9 @@ impl EduIrq {
     }
 }
 
-/// Linux 7.3's handlers no longer get the device, so the hard handler reaches the BAR through
-/// its revocable `Devres` (an RCU read-side section, which hard-irq context allows).
-#[cfg(kforge_linux_7_3)]
-impl irq::ThreadedHandler for EduIrq {
+/// The hard handler reaches the BAR through its revocable `Devres` (an RCU read-side section,
+/// which hard-irq context allows): from Linux 7.3 on, handlers no longer get the device.
+impl compat::ThreadedHandler for EduIrq {
     fn handle(&self) -> ThreadedIrqReturn {
         self.edu.with_bar(|bar| self.handle_hard(bar)).unwrap_or(ThreadedIrqReturn::None)
     }
@@ -611,118 +580,6 @@ impl irq::ThreadedHandler for EduIrq {
     fn handle_threaded(&self) -> IrqReturn {
         self.handle_thread()
     }
-}
-
-/// Before 7.3 both handlers get the bound device.
-#[cfg(not(kforge_linux_7_3))]
-impl irq::ThreadedHandler for EduIrq {
-    fn handle(&self, dev: &device::Device<Bound>) -> ThreadedIrqReturn {
-        // The handler is registered with (and only runs while bound to) this very device.
-        match self.edu.bar.access(dev) {
-            Ok(bar) => self.handle_hard(bar),
-            Err(_) => ThreadedIrqReturn::None,
-        }
-    }
-
-    fn handle_threaded(&self, _dev: &device::Device<Bound>) -> IrqReturn {
-        self.handle_thread()
-    }
-}
-
-/// The allocated interrupt vectors. Linux 7.3 returns an owned `IrqVectorRegistration` that frees
-/// them when dropped (so the binding must keep it); before, a range of vectors whose allocation
-/// devres frees at unbind.
-#[cfg(kforge_linux_7_3)]
-type IrqVectors<'bound> = pci::IrqVectorRegistration<'bound>;
-#[cfg(not(kforge_linux_7_3))]
-type IrqVectors<'bound> = core::ops::RangeInclusive<pci::IrqVector<'bound>>;
-
-/// The interrupt number of the first (the edu device's only) vector.
-#[cfg(kforge_linux_7_3)]
-fn irq_number(vectors: &IrqVectors<'_>) -> Result<u32> {
-    Ok(irq::IrqRequest::from(vectors.index(0)?).irq())
-}
-
-/// See the other `irq_number`.
-#[cfg(not(kforge_linux_7_3))]
-fn irq_number(vectors: &IrqVectors<'_>) -> Result<u32> {
-    let request: irq::IrqRequest<'_> = (*vectors.start()).try_into()?;
-    Ok(request.irq())
-}
-
-/// The requested interrupt: the handler registration and, from Linux 7.3 on, the vectors it was
-/// requested from. 7.3's `ThreadedRegistration` borrows the vector allocation for as long as it
-/// lives, so both live here, and the registration (which frees the interrupt, waiting for a
-/// running handler) is dropped first.
-#[cfg(kforge_linux_7_3)]
-#[pin_data]
-struct EduInterrupt<'bound> {
-    #[pin]
-    registration: irq::ThreadedRegistration<'bound, EduIrq>,
-    vectors: IrqVectors<'bound>,
-}
-
-/// See the other `EduInterrupt`: before 7.3 the vectors are devres-managed and the registration
-/// borrows nothing; `_bound` gives the type the same lifetime parameter.
-#[cfg(not(kforge_linux_7_3))]
-#[pin_data]
-struct EduInterrupt<'bound> {
-    #[pin]
-    registration: irq::ThreadedRegistration<EduIrq>,
-    _bound: core::marker::PhantomData<&'bound pci::Device<Bound>>,
-}
-
-/// Requests the interrupt of the first vector for `handler`, as a shared interrupt (an INTx line
-/// may be shared; the handler checks the status register).
-///
-/// Linux 7.3 removed `pci::Device::request_threaded_irq`: the request now comes from
-/// `IrqVectorRegistration::index`, and `ThreadedRegistration::new` is `unsafe` (it must not be
-/// leaked).
-#[cfg(kforge_linux_7_3)]
-fn request_irq<'bound>(
-    _pdev: &'bound pci::Device<Bound>,
-    vectors: IrqVectors<'bound>,
-    handler: EduIrq,
-) -> impl PinInit<EduInterrupt<'bound>, Error> + 'bound {
-    try_pin_init!(&this in EduInterrupt {
-        vectors,
-        registration <- {
-            // SAFETY: `this` points to the `EduInterrupt` being initialised in place, which is
-            // pinned (it never moves), and its `vectors` field is initialised (fields are
-            // initialised in the order written here). The reference only serves to request the
-            // interrupt, which makes `registration` borrow `vectors`; `registration` is declared
-            // before `vectors`, so it is dropped first (at unbind, or by pin-init's guard if a
-            // later initialiser fails). `vectors` is not accessed mutably until it is dropped.
-            let allocation: &'bound IrqVectors<'bound> = unsafe { &(*this.as_ptr()).vectors };
-            pin_init::pin_init_scope(move || {
-                let request = irq::IrqRequest::from(allocation.index(0)?);
-                // SAFETY: The registration is a field of the binding's driver data, which the
-                // driver core drops at unbind (or pin-init drops if probe fails); it is never
-                // leaked.
-                Ok(unsafe {
-                    irq::ThreadedRegistration::new(request, irq::Flags::SHARED, c"kforge_edu", Ok::<_, Error>(handler))
-                })
-            })
-        },
-    })
-}
-
-/// See the other `request_irq`.
-#[cfg(not(kforge_linux_7_3))]
-fn request_irq<'bound>(
-    pdev: &'bound pci::Device<Bound>,
-    vectors: IrqVectors<'bound>,
-    handler: EduIrq,
-) -> impl PinInit<EduInterrupt<'bound>, Error> + 'bound {
-    try_pin_init!(EduInterrupt {
-        registration <- pdev.request_threaded_irq(
-            *vectors.start(),
-            irq::Flags::SHARED,
-            c"kforge_edu",
-            Ok::<_, Error>(handler),
-        ),
-        _bound: core::marker::PhantomData,
-    })
 }
 
 /// The PCI driver.
@@ -736,7 +593,7 @@ struct EduBinding<'bound> {
     miscdev: MiscDeviceRegistration<EduFile>,
     // Then the interrupt is freed (waiting for a running handler).
     #[pin]
-    irq: EduInterrupt<'bound>,
+    irq: compat::ThreadedIrq<'bound, EduIrq>,
     edu: Arc<Edu>,
 }
 
@@ -750,8 +607,7 @@ fn check_dma_bits(bits: u32) -> Result<u32> {
 
 /// Validates the `dma_bits` parameter.
 fn dma_bits_param() -> Result<u32> {
-    // `value()` is `&T` before 7.3 and `T` from 7.3 on; `.clone()` gives `T` for both.
-    let bits = module_parameters::dma_bits.value().clone();
+    let bits = compat::param!(dma_bits);
     check_dma_bits(bits).inspect_err(|_| {
         pr_err!("dma_bits={bits} is out of range (28..=64)\n");
     })
@@ -779,13 +635,6 @@ fn setup_dma(pdev: &pci::Device<Core<'_>>, bits: u32) -> Option<DmaBuffers> {
     }
 }
 
-/// What `probe` gets for the matched ID table entry: Linux 7.3 passes `None` for an entry
-/// without driver data (a dynamic ID); the driver needs none either way.
-#[cfg(kforge_linux_7_3)]
-type ProbeIdInfo<'bound> = Option<&'bound ()>;
-#[cfg(not(kforge_linux_7_3))]
-type ProbeIdInfo<'bound> = &'bound ();
-
 impl pci::Driver for EduDriver {
     type IdInfo = ();
     type Data<'bound> = EduBinding<'bound>;
@@ -793,7 +642,7 @@ impl pci::Driver for EduDriver {
 
     fn probe<'bound>(
         pdev: &'bound pci::Device<Core<'_>>,
-        _info: ProbeIdInfo<'bound>,
+        _info: compat::ProbeIdInfo<'bound, ()>,
     ) -> impl PinInit<EduBinding<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || {
             let dma_bits = dma_bits_param()?;
@@ -830,7 +679,7 @@ impl pci::Driver for EduDriver {
                     (IrqMode::Intx, pdev.alloc_irq_vectors(1, 1, intx)?)
                 }
             };
-            let irq_number = irq_number(&vectors)?;
+            let irq_number = compat::irq_number(&vectors)?;
 
             let edu = Arc::pin_init(
                 try_pin_init!(Edu {
@@ -856,7 +705,8 @@ impl pci::Driver for EduDriver {
 
             Ok(try_pin_init!(EduBinding {
                 edu,
-                irq <- request_irq(pdev, vectors, handler),
+                // An INTx line may be shared; the handler checks the status register.
+                irq <- compat::ThreadedIrq::request(pdev, vectors, irq::Flags::SHARED, c"kforge_edu", handler),
                 miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions {
                     name: c"kforge-edu",
                 }),
@@ -1077,6 +927,8 @@ struct EduFile {
     edu: Arc<Edu>,
     #[pin]
     io: Mutex<FileIo>,
+    /// Keeps this module loaded while the file is open (see `compat::ModuleRef`).
+    _module: ModuleRef,
 }
 
 #[vtable]
@@ -1091,16 +943,7 @@ impl MiscDevice for EduFile {
         // dropped, before its other fields) also takes.
         let driver = unsafe { &*kernel::container_of!(misc, EduBinding<'_>, miscdev) };
 
-        // 7.2's Rust `MiscDeviceOptions` leaves `file_operations.owner` NULL, so the VFS does not
-        // pin the module while the device is open. Take the reference ourselves (dropped in
-        // `release`), so that rmmod fails with EBUSY instead of freeing code in use.
-        //
-        // SAFETY: `THIS_MODULE` is this module (or NULL when built in, which both functions
-        // accept); it is alive since we are running its code.
-        if !unsafe { bindings::try_module_get(this_module()) } {
-            return Err(ENODEV);
-        }
-        let file = KBox::pin_init(
+        KBox::pin_init(
             try_pin_init!(EduFile {
                 edu: driver.edu.clone(),
                 io <- new_mutex!(FileIo {
@@ -1108,23 +951,10 @@ impl MiscDevice for EduFile {
                     reply: KVec::new(),
                     reply_read: 0,
                 }),
+                _module: ModuleRef::get()?,
             }),
             GFP_KERNEL,
-        );
-        if file.is_err() {
-            // SAFETY: Balances the successful `try_module_get` above.
-            unsafe { bindings::module_put(this_module()) };
-        }
-        file
-    }
-
-    fn release(file: Pin<KBox<EduFile>>, _file: &File) {
-        drop(file);
-        // As in kforge_fifo: a few instructions of window remain in which a racing rmmod could
-        // free our code; only `file_operations.owner` closes it, and the kernel crate sets that.
-        //
-        // SAFETY: Balances the successful `try_module_get` in `open`.
-        unsafe { bindings::module_put(this_module()) };
+        )
     }
 
     fn write_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {
@@ -1195,20 +1025,6 @@ impl MiscDevice for EduFile {
         }
         Ok(copied)
     }
-}
-
-/// This module's `struct module` (NULL when built in), for `try_module_get`/`module_put`.
-/// Linux 7.3 moved `THIS_MODULE` from a static that `module!` generates into the
-/// `kernel::ModuleMetadata` trait; the Kbuild file sets `kforge_linux_7_3` from the kernel's version.
-#[cfg(kforge_linux_7_3)]
-fn this_module() -> *mut bindings::module {
-    <LocalModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr()
-}
-
-/// See the other `this_module`: before 7.3, `module!` generates a `THIS_MODULE` static.
-#[cfg(not(kforge_linux_7_3))]
-fn this_module() -> *mut bindings::module {
-    THIS_MODULE.as_ptr()
 }
 
 #[kunit_tests(kforge_edu)]

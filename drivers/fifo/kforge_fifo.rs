@@ -26,6 +26,9 @@
 //! fifo_write_waits:   write(2) calls that had to sleep because the FIFO was full
 //! ```
 //!
+//! Kernel API differences between the releases it builds on (7.2, 7.3) and raw `bindings::` calls
+//! live in `drivers/common/compat.rs`, compiled into this module as `compat`.
+//!
 //! (Module parameters in 7.2's Rust API are not visible in sysfs, and misc devices have no
 //! sysfs attribute helpers in Rust yet, so fdinfo is the best-supported read-out.)
 //!
@@ -38,16 +41,19 @@
 //! runs each time the module is loaded; its results are in
 //! `/sys/kernel/debug/kunit/kforge_fifo/results`.
 
+#[path = "../common/compat.rs"]
+mod compat;
+
+use compat::{Decimal, ModuleRef};
 use kernel::{
-    bindings,
-    fs::{File, Kiocb, LocalFile},
+    fs::{File, Kiocb},
     iov::{IovIterDest, IovIterSource},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     new_condvar, new_mutex,
     prelude::*,
     seq_file::SeqFile,
     seq_print,
-    sync::{Arc, ArcBorrow, CondVar, Mutex},
+    sync::{Arc, CondVar, Mutex},
 };
 
 /// Largest accepted `capacity` (1 MiB).
@@ -214,61 +220,35 @@ impl Fifo {
     }
 }
 
-/// Whether the file behind `kiocb` is in non-blocking mode.
-///
-/// 7.2's `Kiocb` only exposes the private data and `ki_pos`, so go through the raw `kiocb`.
-/// `f_flags` is re-read on every call because `fcntl(F_SETFL)` can change it after `open`.
-/// (`IOCB_NOWAIT` cannot be set for this file: it lacks `FMODE_NOWAIT`, so `preadv2(RWF_NOWAIT)`
-/// and io_uring are refused before reaching us.)
-fn is_nonblocking(kiocb: &Kiocb<'_, Arc<Fifo>>) -> bool {
-    // SAFETY: `kiocb` is valid for the duration of this read/write call and its `ki_filp` is the
-    // file being read or written, which stays alive at least that long. The only `fdget_pos` that
-    // may be active for it is the one taken by this very syscall, on the current thread.
-    let file = unsafe { LocalFile::from_raw_file((*kiocb.as_raw()).ki_filp) };
-    file.flags() & kernel::fs::file::flags::O_NONBLOCK != 0
+/// An open `/dev/kforge-fifo`: the shared FIFO, and a reference that keeps this module loaded
+/// while the file is open (see `compat::ModuleRef`).
+struct FifoFile {
+    fifo: Arc<Fifo>,
+    _module: ModuleRef,
 }
 
 #[vtable]
-impl MiscDevice for Fifo {
-    type Ptr = Arc<Fifo>;
+impl MiscDevice for FifoFile {
+    type Ptr = KBox<FifoFile>;
 
-    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Fifo>> {
+    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<KBox<FifoFile>> {
         let misc = core::ptr::from_ref(misc).cast_mut();
-        // SAFETY: The only `MiscDeviceRegistration<Fifo>` ever created is the `miscdev` field of
+        // SAFETY: The only `MiscDeviceRegistration<FifoFile>` ever created is the `miscdev` field of
         // the (pinned, module-lifetime) `FifoModule`, so the containing struct exists. It stays
         // alive during `open`: `misc_open()` holds `misc_mtx`, which `misc_deregister()` (run from
         // `FifoModule`'s drop, before the rest of it is dropped) also takes.
         let module = unsafe { &*kernel::container_of!(misc, FifoModule, miscdev) };
 
-        // 7.2's Rust `MiscDeviceOptions` leaves `file_operations.owner` NULL, so the VFS does not
-        // pin the module while the device is open and `rmmod` would succeed with files open,
-        // leaving them pointing at freed code. Take the reference ourselves (dropped in
-        // `release`), so rmmod fails with EBUSY instead.
-        //
-        // SAFETY: `THIS_MODULE` is this module (or NULL when built in, which both functions
-        // accept); it is alive since we are running its code.
-        if !unsafe { bindings::try_module_get(this_module()) } {
-            return Err(ENODEV);
-        }
-        Ok(module.fifo.clone())
-    }
-
-    fn release(fifo: Arc<Fifo>, _file: &File) {
-        drop(fifo);
-        // This leaves a window of a few instructions (returning from here) in which a racing
-        // rmmod could free our code; only `file_operations.owner` closes it completely, and
-        // that has to be set by the kernel crate. It is far better than no reference at all.
-        //
-        // SAFETY: Balances the successful `try_module_get` in `open`.
-        unsafe { bindings::module_put(this_module()) };
+        // The module reference keeps `rmmod` from unloading us while the file is open.
+        Ok(KBox::new(FifoFile { fifo: module.fifo.clone(), _module: ModuleRef::get()? }, GFP_KERNEL)?)
     }
 
     fn read_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
         if iov.is_empty() {
             return Ok(0);
         }
-        let fifo = kiocb.file();
-        let nonblocking = is_nonblocking(&kiocb);
+        let fifo = &*kiocb.file().fifo;
+        let nonblocking = compat::is_nonblocking(&kiocb);
 
         let mut ring = fifo.ring.lock();
         let mut waited = false;
@@ -302,8 +282,8 @@ impl MiscDevice for Fifo {
         if iov.is_empty() {
             return Ok(0);
         }
-        let fifo = kiocb.file();
-        let nonblocking = is_nonblocking(&kiocb);
+        let fifo = &*kiocb.file().fifo;
+        let nonblocking = compat::is_nonblocking(&kiocb);
 
         let mut ring = fifo.ring.lock();
         let mut waited = false;
@@ -332,41 +312,26 @@ impl MiscDevice for Fifo {
         Ok(total)
     }
 
-    fn show_fdinfo(fifo: ArcBorrow<'_, Fifo>, m: &SeqFile, _file: &File) {
+    fn show_fdinfo(file: &FifoFile, m: &SeqFile, _file: &File) {
         // Snapshot under the lock, print without it.
-        let ring = fifo.ring.lock();
+        let ring = file.fifo.ring.lock();
         let (capacity, fill, stats) = (ring.capacity(), ring.len, ring.stats);
         drop(ring);
 
         // `usize` -> `u64` is lossless on every Linux architecture.
-        let lines: [(&CStr, u64); 6] = [
-            (c"fifo_capacity:\t", capacity as u64),
-            (c"fifo_fill:\t", fill as u64),
-            (c"fifo_bytes_written:\t", stats.bytes_written),
-            (c"fifo_bytes_read:\t", stats.bytes_read),
-            (c"fifo_read_waits:\t", stats.read_waits),
-            (c"fifo_write_waits:\t", stats.write_waits),
+        let lines: [(&str, u64); 6] = [
+            ("fifo_capacity", capacity as u64),
+            ("fifo_fill", fill as u64),
+            ("fifo_bytes_written", stats.bytes_written),
+            ("fifo_bytes_read", stats.bytes_read),
+            ("fifo_read_waits", stats.read_waits),
+            ("fifo_write_waits", stats.write_waits),
         ];
+        // `Decimal`, not the `u64` itself: core's `u64` formatting BUGs on 32-bit ARM.
         for (key, value) in lines {
-            show_u64(m, key, value);
+            seq_print!(m, "{key}:\t{}\n", Decimal(value));
         }
     }
-}
-
-/// Prints `<key><value>\n` into a seq_file.
-///
-/// Deliberately not `seq_print!(m, "{}", value)`: core's `u64` `Display` divides by 10000 with
-/// 64-bit division, which the kernel leaves unimplemented on 32-bit ARM (`__aeabi_uldivmod` is a
-/// panicking stub in `rust/compiler_builtins.rs`), so a counter >= 10000 would BUG there. The C
-/// helper formats with `do_div()`.
-fn show_u64(m: &SeqFile, key: &CStr, value: u64) {
-    // CAST: `SeqFile` is a `#[repr(transparent)]` wrapper around `struct seq_file`, and 7.2 has
-    // no accessor for the raw pointer.
-    let raw = core::ptr::from_ref(m).cast_mut().cast::<bindings::seq_file>();
-    // SAFETY: `raw` is the valid seq_file being filled by this `show_fdinfo` call (used only by
-    // this thread meanwhile); `key` is NUL-terminated.
-    unsafe { bindings::seq_put_decimal_ull(raw, key.as_char_ptr(), value) };
-    seq_print!(m, "\n");
 }
 
 #[pin_data]
@@ -374,7 +339,7 @@ struct FifoModule {
     // Declared first so that it is dropped first: the device node disappears (and no new
     // `open` can start) before the FIFO itself is released.
     #[pin]
-    miscdev: MiscDeviceRegistration<Fifo>,
+    miscdev: MiscDeviceRegistration<FifoFile>,
     fifo: Arc<Fifo>,
 }
 
@@ -388,8 +353,7 @@ fn check_capacity(capacity: u32) -> Result<usize> {
 
 /// Validates the `capacity` parameter.
 fn capacity_param() -> Result<usize> {
-    // `value()` is `&T` before 7.3 and `T` from 7.3 on; `.clone()` gives `T` for both.
-    let capacity = module_parameters::capacity.value().clone();
+    let capacity = compat::param!(capacity);
     check_capacity(capacity).inspect_err(|_| {
         pr_err!("capacity={capacity} is out of range (1..={MAX_CAPACITY})\n");
     })
@@ -406,20 +370,6 @@ impl kernel::InPlaceModule for FifoModule {
             }),
         })
     }
-}
-
-/// This module's `struct module` (NULL when built in), for `try_module_get`/`module_put`.
-/// Linux 7.3 moved `THIS_MODULE` from a static that `module!` generates into the
-/// `kernel::ModuleMetadata` trait; the Kbuild file sets `kforge_linux_7_3` from the kernel's version.
-#[cfg(kforge_linux_7_3)]
-fn this_module() -> *mut bindings::module {
-    <LocalModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr()
-}
-
-/// See the other `this_module`: before 7.3, `module!` generates a `THIS_MODULE` static.
-#[cfg(not(kforge_linux_7_3))]
-fn this_module() -> *mut bindings::module {
-    THIS_MODULE.as_ptr()
 }
 
 #[kunit_tests(kforge_fifo)]
@@ -688,5 +638,47 @@ mod tests {
         assert!(check_capacity(MAX_CAPACITY) == Ok(1 << 20));
         assert!(check_capacity(MAX_CAPACITY + 1) == Err(EINVAL));
         assert!(check_capacity(u32::MAX) == Err(EINVAL));
+    }
+
+    /// A fixed buffer `Decimal` formats into.
+    struct Text {
+        bytes: [u8; 24],
+        len: usize,
+    }
+
+    impl core::fmt::Write for Text {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let end = self.len + s.len();
+            let slot = self.bytes.get_mut(self.len..end).ok_or(core::fmt::Error)?;
+            slot.copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+
+    /// `true` if `Decimal(value)` formats as `expected`.
+    fn formats_as(value: u64, expected: &str) -> bool {
+        let mut text = Text { bytes: [0; 24], len: 0 };
+        let written = core::fmt::Write::write_fmt(&mut text, format_args!("{}", Decimal(value)));
+        written.is_ok() && text.bytes[..text.len] == *expected.as_bytes()
+    }
+
+    /// The u64 formatting fdinfo uses (compat's `Decimal`), which on 32-bit ARM must not reach
+    /// the kernel's 64-bit division stub: every group boundary, zeros inside, and the extremes.
+    #[test]
+    fn counters_format_without_64_bit_division() {
+        assert!(formats_as(0, "0"));
+        assert!(formats_as(7, "7"));
+        assert!(formats_as(9999, "9999"));
+        assert!(formats_as(10000, "10000"));
+        assert!(formats_as(10001, "10001"));
+        assert!(formats_as(65535, "65535"));
+        assert!(formats_as(65536, "65536"));
+        assert!(formats_as(100_000_007, "100000007"));
+        assert!(formats_as(u64::from(u32::MAX), "4294967295"));
+        assert!(formats_as(1 << 32, "4294967296"));
+        assert!(formats_as(10_000_000_000_000_000, "10000000000000000"));
+        assert!(formats_as(1_234_000_000_000_005_678, "1234000000000005678"));
+        assert!(formats_as(u64::MAX, "18446744073709551615"));
     }
 }

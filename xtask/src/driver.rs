@@ -16,6 +16,15 @@ use crate::stage::{Category, StageContext};
 use crate::toolchain::Toolchain;
 use crate::{cache, error, project, version};
 
+/// The directory under `drivers/` that every driver shares: `compat.rs` (the
+/// kernel API differences between releases, compiled into each driver) and
+/// `kforge.mk` (the kernel version test each Kbuild includes). Not a package.
+pub const COMMON_DIR: &str = "common";
+
+/// Where a driver build sees [`COMMON_DIR`]: next to the driver's copy at
+/// `/drv`, so `../common` resolves the same in the repository and in the sandbox.
+pub const COMMON_MOUNT: &str = "/common";
+
 /// `[package.metadata.kforge]` of a driver's Cargo.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -88,6 +97,12 @@ impl Driver {
     /// The suite it belongs to ("drivers" unless its metadata says otherwise).
     pub fn suite(&self) -> &str {
         self.meta.suite.as_deref().unwrap_or("drivers")
+    }
+
+    /// The shared `drivers/common` next to this driver, if there is one.
+    pub fn common_dir(&self) -> Option<PathBuf> {
+        let dir = self.dir.parent()?.join(COMMON_DIR);
+        dir.is_dir().then_some(dir)
     }
 
     /// Guest test names (file stems), in order.
@@ -228,8 +243,11 @@ pub fn build(
     }
     for program in &driver.meta.test_programs {
         let output = format!("/drv/{}", program.strip_suffix(".c").unwrap_or(program));
-        let cmd =
-            tree.jail(&sandbox, &work).command(&test_program_command(arch, &format!("/drv/{program}"), &output))?;
+        let cmd = tree.jail(&sandbox, driver, &work).command(&test_program_command(
+            arch,
+            &format!("/drv/{program}"),
+            &output,
+        ))?;
         cmd.run().stage(Category::Build, failed(format!("test program {program} did not compile")))?;
     }
     Ok(BuiltDriver { driver: driver.clone(), modules, tests_dir: work.join("tests") })
@@ -247,11 +265,17 @@ pub struct KernelTree<'a> {
 }
 
 impl KernelTree<'_> {
-    /// The sandbox view of a driver build: the tree read-only, the driver's copy writable at `/drv`.
-    fn jail<'s>(&self, sandbox: &'s Sandbox, work: &Path) -> Jail<'s> {
+    /// The sandbox view of a driver build: the tree read-only, the driver's copy
+    /// writable at `/drv`, and the shared `drivers/common` read-only at
+    /// [`COMMON_MOUNT`] (its Kbuild includes `kforge.mk` from there, its crate
+    /// root `compat.rs`).
+    fn jail<'s>(&self, sandbox: &'s Sandbox, driver: &Driver, work: &Path) -> Jail<'s> {
         let mut jail = sandbox.jail();
         jail.ro(self.source, "/src");
         jail.ro(self.build, "/build");
+        if let Some(common) = driver.common_dir() {
+            jail.ro(&common, COMMON_MOUNT);
+        }
         jail.rw(work, "/drv");
         jail.cwd("/drv")
     }
@@ -289,7 +313,8 @@ fn compile_module(
         return Err(error::user(format!("driver {} has no `module` to build (see its Cargo.toml)", driver.name)));
     };
     let log = out_dir.join(format!("{}.build.log", driver.name));
-    let cmd = parallel.attach(tree.jail(sandbox, work)).command(&module_command(arch, tree.make_vars, parallel))?;
+    let cmd =
+        parallel.attach(tree.jail(sandbox, driver, work)).command(&module_command(arch, tree.make_vars, parallel))?;
     let outcome = cmd.stream(&log, None, &mut |_| Control::Continue)?;
     let ko = work.join(format!("{module}.ko"));
     if !matches!(outcome, Outcome::Exited(status) if status.success()) {
@@ -415,6 +440,26 @@ mod tests {
             module_command(arm, &[], Parallel::Jobs(2)).join(" "),
             "make -C /build ARCH=arm64 LLVM=1 M=/drv modules -j2"
         );
+    }
+
+    #[test]
+    fn a_driver_build_sees_drivers_common_next_to_its_copy() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let fifo = discover(&repo).unwrap().into_iter().find(|driver| driver.name == "fifo").unwrap();
+        let common = fifo.common_dir().expect("drivers/common exists");
+        assert!(common.join("compat.rs").is_file() && common.join("kforge.mk").is_file());
+        let root = std::env::temp_dir().join(format!("kforge-driver-jail-{}", std::process::id()));
+        fs_err::create_dir_all(root.join("usr")).unwrap();
+        let sandbox =
+            Sandbox { backend: crate::sandbox::Backend::Bwrap, root: root.clone(), path_prefix: vec![], env: vec![] };
+        let tree = KernelTree { source: Path::new("/k/src"), build: Path::new("/k/build"), make_vars: &[] };
+        let text = tree.jail(&sandbox, &fifo, Path::new("/out/fifo")).command(&["true"]).unwrap().display();
+        let mounts = format!("--ro-bind {} /common --bind /out/fifo /drv --chdir /drv", common.display());
+        assert!(text.contains(&mounts), "{text}");
+        // The Kbuild and the crate root reach it as `../common` from `/drv`.
+        let kbuild = fs_err::read_to_string(fifo.dir.join("Kbuild")).unwrap();
+        assert!(kbuild.contains("include $(src)/../common/kforge.mk"), "{kbuild}");
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]

@@ -13,7 +13,12 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("Kbuild", include_str!("../templates/new-driver/Kbuild.in")),
     ("@MODULE@.rs", include_str!("../templates/new-driver/driver.rs.in")),
     ("tests/shout.sh", include_str!("../templates/new-driver/tests/shout.sh.in")),
+    ("tests/pinned.sh", include_str!("../templates/new-driver/tests/pinned.sh.in")),
 ];
+
+/// What every generated driver shares with the others: `drivers/common`
+/// (its Kbuild includes `kforge.mk` from there, its crate root `compat.rs`).
+const COMMON_FILES: &[&str] = &["compat.rs", "kforge.mk"];
 
 /// The names a new driver gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,12 +54,23 @@ fn render(text: &str, names: &Names) -> String {
     text.replace("@NAME@", &names.name).replace("@MODULE@", &names.module).replace("@DEVICE@", &names.device)
 }
 
-/// Writes the driver into `<repo>/drivers/<name>/`; refuses to overwrite anything.
+/// Writes the driver into `<repo>/drivers/<name>/`; refuses to overwrite
+/// anything, and refuses a repository without `drivers/common`, which the
+/// generated driver builds with.
 pub fn new_driver(repo: &Path, name: &str) -> Result<(PathBuf, Names)> {
     let names = names(name)?;
     let dir = repo.join("drivers").join(&names.name);
     if dir.exists() {
         return Err(error::user(format!("{} already exists; pick another name", dir.display())));
+    }
+    let common = repo.join("drivers").join(crate::driver::COMMON_DIR);
+    for file in COMMON_FILES {
+        if !common.join(file).is_file() {
+            return Err(error::user(format!(
+                "{} is missing; a new driver builds with drivers/common (compat.rs, kforge.mk) of the kforge repository",
+                common.join(file).display()
+            )));
+        }
     }
     for (path, text) in TEMPLATES {
         let target = dir.join(render(path, &names));
@@ -86,15 +102,41 @@ mod tests {
 
     #[test]
     fn scaffold_is_a_discoverable_driver() {
+        let real_common = Path::new(env!("CARGO_MANIFEST_DIR")).join("../drivers/common");
         let repo = std::env::temp_dir().join(format!("kforge-scaffold-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&repo);
         fs_err::create_dir_all(repo.join("drivers")).unwrap();
+        let message = new_driver(&repo, "demo").unwrap_err().to_string();
+        assert!(message.contains("drivers/common/compat.rs is missing"), "{message}");
+        fs_err::create_dir_all(repo.join("drivers/common")).unwrap();
+        for file in COMMON_FILES {
+            fs_err::copy(real_common.join(file), repo.join("drivers/common").join(file)).unwrap();
+        }
+
         let (dir, _names) = new_driver(&repo, "demo").unwrap();
         let manifest = fs_err::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("module = \"kforge_demo\""), "{manifest}");
+        assert!(manifest.contains("tests = [\"tests/shout.sh\", \"tests/pinned.sh\"]"), "{manifest}");
         assert!(!manifest.contains('@'), "unreplaced placeholder:\n{manifest}");
         let source = fs_err::read_to_string(dir.join("kforge_demo.rs")).unwrap();
         assert!(source.contains("#[kunit_tests(kforge_demo)]") && source.contains("c\"kforge-demo\""));
-        assert_eq!(fs_err::read_to_string(dir.join("Kbuild")).unwrap(), "obj-m := kforge_demo.o\n");
+        // The shared compat module, reached the way the sandbox mounts it (`/drv/../common`).
+        assert!(source.contains("#[path = \"../common/compat.rs\"]\nmod compat;"), "{source}");
+        assert!(dir.join("../common/compat.rs").is_file());
+        // Every open file pins the module, and the driver itself calls no raw bindings.
+        assert!(source.contains("_module: ModuleRef,") && source.contains("_module: ModuleRef::get()?"), "{source}");
+        let code = source.lines().filter(|line| !line.trim_start().starts_with("//"));
+        assert!(code.clone().all(|line| !line.contains("bindings") && !line.contains("kforge_linux_")), "{source}");
+        assert!(!source.contains('@'), "unreplaced placeholder:\n{source}");
+        assert_eq!(
+            fs_err::read_to_string(dir.join("Kbuild")).unwrap(),
+            "obj-m := kforge_demo.o\n# The kernel version test and the cfgs drivers/common/compat.rs matches on.\ninclude $(src)/../common/kforge.mk\n"
+        );
+        let pinned = fs_err::read_to_string(dir.join("tests/pinned.sh")).unwrap();
+        assert!(pinned.contains("dev=/dev/kforge-demo") && pinned.contains("rmmod \"$mod\""), "{pinned}");
+        assert!(!pinned.contains('@'), "unreplaced placeholder:\n{pinned}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs_err::metadata(dir.join("tests/pinned.sh")).unwrap().permissions().mode() & 0o111, 0o111);
         assert!(new_driver(&repo, "demo").is_err(), "an existing driver was overwritten");
         let _ = std::fs::remove_dir_all(repo);
     }
