@@ -18,6 +18,7 @@ mod kernel;
 mod ktap;
 mod lock;
 mod matrix;
+mod package;
 mod paths;
 mod pipeline;
 mod process;
@@ -68,6 +69,8 @@ enum Command {
     Test(commands::test::TestArgs),
     /// Export a kernel's Rust SDK (a tarball) for building modules without the full tree.
     Sdk(commands::sdk::SdkArgs),
+    /// Debian packages for a distro kernel: linux-librust, DKMS and prebuilt modules (lintian-checked).
+    Package(commands::package::PackageArgs),
     /// Release archives per cell (kernel, stripped modules, initramfs, SHA256SUMS, manifest, SBOM).
     Dist(commands::dist::DistArgs),
     /// Download everything a matrix needs (toolchain packages, kernel sources, busybox) into the store.
@@ -120,6 +123,7 @@ fn main() {
         Command::Ktap(args) => commands::ktap::run(args),
         Command::Lock(args) => commands::lock::run(args, &global),
         Command::Dist(args) => commands::dist::run(args, &global),
+        Command::Package(args) => commands::package::run(args, &global),
         Command::Sdk(args) => commands::sdk::run(args, &global),
         Command::NewDriver(args) => commands::new_driver::run(args),
         Command::RustAnalyzer(args) => commands::rust_analyzer::run(args, &global),
@@ -152,6 +156,7 @@ fn builds(command: &Command) -> bool {
         | Command::Run(_)
         | Command::Test(_)
         | Command::Dist(_)
+        | Command::Package(_)
         | Command::Fetch(_)
         | Command::Sdk(_)
         | Command::RustAnalyzer(_) => true,
