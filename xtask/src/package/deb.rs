@@ -214,9 +214,9 @@ fn set_mtime(path: &Path, epoch: u64) -> Result<()> {
 }
 
 /// The `dpkg-deb` argv that builds the staged `/stage` into `/out/<file>`:
-/// root-owned, xz-compressed (what Debian's archive uses).
+/// root-owned, xz-compressed at dpkg-deb's default level (what Debian's archive uses).
 pub fn dpkg_deb_command(file_name: &str) -> Vec<String> {
-    ["dpkg-deb", "--root-owner-group", "-Zxz", "-z9", "--build", "/stage"]
+    ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", "/stage"]
         .iter()
         .map(|word| word.to_string())
         .chain([format!("/out/{file_name}")])
