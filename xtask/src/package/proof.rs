@@ -168,6 +168,8 @@ pub fn run(plan: &ProofPlan, work: &Path, options: &InstallOptions) -> Result<Pr
     fs_err::write(&script, plan.script())?;
     let root = work.join("root");
     let results = work.join("results");
+    // mmdebstrap's copy-out extracts into an existing directory.
+    fs_err::create_dir_all(&results)?;
     let log = work.join("mmdebstrap.log");
     let started = Instant::now();
     progress::status(
