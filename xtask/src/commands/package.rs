@@ -98,6 +98,12 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
                 ko,
             });
         }
+        let sandbox = tools_root.sandbox()?;
+        let proc_macros = package::strip_proc_macros(&sandbox, &build.dir, &work.join("proc-macros"))?;
+        let libc = toolchain.installed_packages()?.get("libc6").cloned().ok_or_else(|| {
+            error::user(format!("toolchain {} records no libc6 version (opt/kforge/packages.txt)", toolchain.id()))
+        })?;
+        let libc_upstream = libc.split(['-', '+']).next().unwrap_or(&libc).to_string();
         let inputs = package::Inputs {
             arch,
             source: &image.source,
@@ -106,6 +112,8 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
             build_dir: &build.dir,
             rustc_pin: package::pin_of(&toolchain.spec.rustc.packages, "rustc")?,
             bindgen_pin: package::pin_of(&toolchain.spec.bindgen.packages, "bindgen")?,
+            libc_dependency: format!("libc6 (>= {libc_upstream})"),
+            proc_macros,
             drivers: packaged.clone(),
             maintainer: maintainer.clone(),
             epoch,
@@ -116,7 +124,6 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
             ui::warn(format!("{cell}: no linux-librust and no DKMS packages: {reason}"));
             planned.retain(|item| item.name.starts_with("kforge-") && !item.name.ends_with("-dkms"));
         }
-        let sandbox = tools_root.sandbox()?;
         let mut debs = Vec::new();
         for item in &planned {
             let path = deb::build(&sandbox, item, &args.out, epoch)?;

@@ -91,7 +91,7 @@ impl DebPackage {
 }
 
 /// Greedy word wrap to `width` columns.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {

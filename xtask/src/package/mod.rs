@@ -12,7 +12,7 @@ pub mod tools;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::arch::Arch;
 use crate::driver::Driver;
@@ -51,6 +51,10 @@ pub struct Inputs<'a> {
     /// `rustc=1.97.1+dfsg1-1` and `bindgen=0.72.1-1+b3`: the toolchain's pins, which match the kernel's config.
     pub rustc_pin: String,
     pub bindgen_pin: String,
+    /// `libc6 (>= 2.43)`: the proc-macro libraries link the C library of the root that built them.
+    pub libc_dependency: String,
+    /// The proc-macro libraries (`rust/*.so`), stripped (`strip_proc_macros`); they replace the build's own.
+    pub proc_macros: Vec<PathBuf>,
     pub drivers: Vec<PackagedDriver>,
     pub maintainer: String,
     pub epoch: u64,
@@ -159,6 +163,27 @@ pub fn metadata_files(build_dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>
     Ok((files, target.is_file().then_some(target)))
 }
 
+/// Copies of the build's proc-macro libraries (`rust/*.so`) in `out`,
+/// stripped of what rustc does not need (`strip --strip-unneeded` keeps the
+/// dynamic symbols rustc loads them by), with the sandbox's binutils.
+pub fn strip_proc_macros(sandbox: &crate::sandbox::Sandbox, build_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let (files, _) = metadata_files(build_dir)?;
+    crate::cache::remove_dir_if_exists(out)?;
+    fs_err::create_dir_all(out)?;
+    let mut stripped = Vec::new();
+    for file in files.iter().filter(|path| path.extension().is_some_and(|ext| ext == "so")) {
+        let name = file.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut jail = sandbox.jail();
+        jail.ro(file, "/in.so");
+        jail.rw(out, "/out");
+        jail.command(&["strip", "--strip-unneeded", "-o", &format!("/out/{name}"), "/in.so"])?
+            .run()
+            .with_context(|| format!("cannot strip {}", file.display()))?;
+        stripped.push(out.join(name));
+    }
+    Ok(stripped)
+}
+
 /// Every package for one arch: librust, then per driver its DKMS and prebuilt-modules packages.
 pub fn plan(inputs: &Inputs<'_>) -> Result<Vec<DebPackage>> {
     let mut packages = vec![librust(inputs)?];
@@ -173,6 +198,10 @@ fn librust(inputs: &Inputs<'_>) -> Result<DebPackage> {
     let release = &inputs.release;
     let name = librust_name(release);
     let (files, target) = metadata_files(inputs.build_dir)?;
+    let mut files: Vec<PathBuf> =
+        files.into_iter().filter(|path| path.extension().is_none_or(|ext| ext != "so")).collect();
+    files.extend(inputs.proc_macros.iter().cloned());
+    files.sort_by_key(|path| path.file_name().map(|name| name.to_os_string()));
     let mut entries: Vec<DebFile> = files
         .iter()
         .map(|path| DebFile {
@@ -211,6 +240,7 @@ fn librust(inputs: &Inputs<'_>) -> Result<DebPackage> {
             format!("{} (= {})", inputs.debian.headers.package, inputs.debian.headers.version),
             exact_dependency(&inputs.rustc_pin)?,
             exact_dependency(&inputs.bindgen_pin)?,
+            inputs.libc_dependency.clone(),
         ],
         homepage: None,
         summary: format!("Rust build metadata for Linux {release}"),
@@ -389,6 +419,7 @@ fn modules(inputs: &Inputs<'_>, packaged: &PackagedDriver) -> Result<DebPackage>
 /// `usr/share/doc/<name>/{copyright,changelog.Debian.gz}`.
 fn doc_files(name: &str, version: &str, changes: &str, inputs: &Inputs<'_>) -> Result<Vec<DebFile>> {
     let doc = format!("usr/share/doc/{name}");
+    let changes = deb::wrap(changes, 74).join("\n    ");
     let changelog = format!(
         "{name} ({version}) {DISTRIBUTION}; urgency=medium\n\n  * {changes}\n\n -- {}  {}\n",
         inputs.maintainer,
@@ -396,7 +427,7 @@ fn doc_files(name: &str, version: &str, changes: &str, inputs: &Inputs<'_>) -> R
     );
     let copyright = format!(
         "{name} is built by kforge.\n\n\
-         Copyright: the kforge contributors; Linux kernel sources: the Linux kernel contributors.\n\n\
+         Copyright (C) the kforge contributors; Linux kernel sources: Copyright (C) the Linux kernel contributors.\n\n\
          License: GPL-2.0-only\n On Debian systems, the complete text of the GNU General Public License\n \
          version 2 can be found in `/usr/share/common-licenses/GPL-2'.\n"
     );
