@@ -100,7 +100,10 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
         }
         let sandbox = tools_root.sandbox()?;
         let proc_macros = package::strip_proc_macros(&sandbox, &build.dir, &work.join("proc-macros"))?;
-        let libc = toolchain.installed_packages()?.get("libc6").cloned().ok_or_else(|| {
+        // The root's own C library (a multi-arch root records `libc6:amd64`): the proc macros link it.
+        let installed = toolchain.installed_packages()?;
+        let libc = installed.iter().find(|(name, _)| *name == "libc6" || name.starts_with("libc6:"));
+        let libc = libc.map(|(_, version)| version.clone()).ok_or_else(|| {
             error::user(format!("toolchain {} records no libc6 version (opt/kforge/packages.txt)", toolchain.id()))
         })?;
         let libc_upstream = libc.split(['-', '+']).next().unwrap_or(&libc).to_string();
