@@ -21,6 +21,7 @@ mod lock;
 mod matrix;
 mod names;
 mod outdir;
+mod package;
 mod paths;
 mod pipeline;
 mod process;
@@ -72,6 +73,8 @@ enum Command {
     Test(commands::test::TestArgs),
     /// Export a kernel's Rust SDK (a tarball) for building modules without the full tree.
     Sdk(commands::sdk::SdkArgs),
+    /// Debian packages for a distro kernel: linux-librust, DKMS and prebuilt modules (lintian-checked).
+    Package(commands::package::PackageArgs),
     /// Release archives per cell (kernel, stripped modules, initramfs, SHA256SUMS, manifest, SBOM).
     Dist(commands::dist::DistArgs),
     /// Download everything a matrix needs (toolchain packages, kernel sources, busybox) into the store.
@@ -124,6 +127,7 @@ fn main() {
         Command::Ktap(args) => commands::ktap::run(args),
         Command::Lock(args) => commands::lock::run(args, &global),
         Command::Dist(args) => commands::dist::run(args, &global),
+        Command::Package(args) => commands::package::run(args, &global),
         Command::Sdk(args) => commands::sdk::run(args, &global),
         Command::NewDriver(args) => commands::new_driver::run(args),
         Command::RustAnalyzer(args) => commands::rust_analyzer::run(args, &global),
@@ -156,6 +160,7 @@ fn builds(command: &Command) -> bool {
         | Command::Run(_)
         | Command::Test(_)
         | Command::Dist(_)
+        | Command::Package(_)
         | Command::Fetch(_)
         | Command::Sdk(_)
         | Command::RustAnalyzer(_) => true,

@@ -9,6 +9,7 @@ pub mod kernel;
 pub mod ktap;
 pub mod lock;
 pub mod new_driver;
+pub mod package;
 pub mod report;
 pub mod run;
 pub mod rust_analyzer;
