@@ -132,7 +132,8 @@ pub fn dkms_module(driver: &Driver) -> (String, String) {
 /// librust for another architecture would carry this host's objects.
 pub fn librust_refusal(arch: &Arch) -> Option<String> {
     let host = std::env::consts::ARCH;
-    (arch.name != host && !(arch.name == "arm64" && host == "aarch64")).then(|| {
+    let native = Arch::host().map(|row| row.name == arch.name).unwrap_or(false);
+    (!native).then(|| {
         format!(
             "linux-librust for {} would carry {host} proc-macro libraries (rust/libmacros.so, libpin_init_internal.so...), \
              which rustc on a {} machine cannot load; build it on a {} machine (cross-building the proc macros is not supported yet)",
