@@ -20,6 +20,10 @@ pub struct QemuSpec {
     pub bios: Option<&'static str>,
     /// Extra fixed arguments.
     pub extra_args: &'static [&'static str],
+    /// Whether QEMU runs this target's vCPUs on host threads of their own
+    /// (multi-threaded TCG, `-accel tcg,thread=multi`); checked with QEMU 11.1
+    /// for every row (a target without it warns "Guest not yet converted to MTTCG").
+    pub mttcg: bool,
 }
 
 /// How a built kernel of this arch is started.
@@ -94,6 +98,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("max"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -118,6 +123,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("max,pauth-impdef=on"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -143,6 +149,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("cortex-a15"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -168,6 +175,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("rv64"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -193,6 +201,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("la464"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -218,6 +227,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("qemu"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -238,6 +248,8 @@ pub const ARCHES: &[Arch] = &[
         // the x86 module loader refuses ("Unknown rela relocation: 9"). C modules on 64-bit
         // UML use -mcmodel=large; Rust modules get the same: absolute 64-bit relocations.
         module_rustflags: &["-Crelocation-model=static", "-Ccode-model=large"],
+        // SMP: CONFIG_SMP needs UML_SUBARCH_SUPPORTS_SMP (arch/x86/um/Kconfig: if X86_CX8), which
+        // x86_64 has; the kernel starts its CPUs with `ncpus=N` (arch/um/kernel/smp.c), each a host thread.
         runner: Runner::Uml,
     },
 ];
@@ -248,6 +260,15 @@ impl Arch {
         match &self.runner {
             Runner::Qemu(spec) => Some(spec),
             Runner::Uml => None,
+        }
+    }
+
+    /// Guest CPUs a kernel built with `smp` (CONFIG_SMP) is booted with: 2,
+    /// except a UML kernel without SMP, which cannot start a second CPU.
+    pub fn boot_cpus(&self, smp: bool) -> u32 {
+        match (&self.runner, smp) {
+            (Runner::Uml, false) => 1,
+            _ => 2,
         }
     }
 

@@ -9,8 +9,9 @@ use anyhow::Result;
 use crate::arch::Arch;
 use crate::driver::Driver;
 use crate::jobserver::{Jobserver, Parallel};
+use crate::kernel::config as kconfig;
 use crate::kernel::source::SourceTree;
-use crate::project::{BootSettings, KernelEntry};
+use crate::project::{BootSettings, KernelEntry, Profile};
 use crate::qemu::{self, BootEnd, BootSpec};
 use crate::report::{CellResult, Results, RunSummary, Status, TestRecord, Timings, Totals};
 use crate::stage::{self, Category};
@@ -18,21 +19,33 @@ use crate::toolchain::Toolchain;
 use crate::toolchain::install::InstallOptions;
 use crate::{error, ktap, pipeline, process, progress};
 
-/// One cell to run.
+/// One cell to run: a kernel on an arch, built and booted in a profile.
 #[derive(Debug, Clone)]
 pub struct Cell {
     pub kernel: KernelEntry,
     pub arch: &'static Arch,
+    pub profile: Profile,
 }
 
 impl Cell {
-    /// `<kernel>-<arch>`: directory names and `--cell` ids.
+    /// `<kernel>-<arch>-<profile>` (e.g. `7.2-x86_64-debug`): directory names and `--cell` ids.
     pub fn id(&self) -> String {
-        format!("{}-{}", self.kernel.id, self.arch.name)
+        format!("{}-{}-{}", self.kernel.id, self.arch.name, self.profile)
     }
 
     pub fn label(&self) -> String {
-        format!("{}/{}", self.kernel.id, self.arch.name)
+        format!("{}/{}/{}", self.kernel.id, self.arch.name, self.profile)
+    }
+
+    /// The boot: CPUs (2, where the profile's kernel can start them) and memory.
+    pub fn boot_spec<'a>(&self, boot: &'a BootSettings, devices: &'a [String], interactive: bool) -> BootSpec<'a> {
+        BootSpec {
+            arch: self.arch,
+            memory: self.profile.memory(boot),
+            cpus: self.arch.boot_cpus(self.profile == Profile::Debug),
+            devices,
+            interactive,
+        }
     }
 }
 
@@ -132,7 +145,7 @@ fn kernel_cached(cell: &Cell, options: &RunOptions, shared: &Shared) -> bool {
         return false;
     };
     let (active, _) = pipeline::split_drivers(&options.drivers, cell.arch, &cell.kernel);
-    pipeline::kernel_plan(&options.repo, &cell.kernel, cell.arch, toolchain, &active)
+    pipeline::profile_kernel_plan(&options.repo, &cell.kernel, cell.arch, cell.profile, toolchain, &active)
         .is_ok_and(|plan| plan.entry.is_dir())
 }
 
@@ -142,6 +155,7 @@ struct Failed(Box<CellResult>);
 fn empty_result(cell: &Cell, dir: &Path) -> CellResult {
     CellResult {
         id: cell.id(),
+        profile: cell.profile.as_str().to_string(),
         arch: cell.arch.name.to_string(),
         kernel: cell.kernel.id.clone(),
         toolchain: cell.kernel.toolchain.clone(),
@@ -240,7 +254,16 @@ fn prepare(
     let kernel_log = dir.join("kernel-build.log");
     let drivers_dir = dir.join("drivers");
     let staged = (|| -> Result<(PathBuf, PathBuf, Vec<String>)> {
-        let plan = pipeline::kernel_plan(&options.repo, &cell.kernel, cell.arch, &toolchain, &active)?;
+        let plan =
+            pipeline::profile_kernel_plan(&options.repo, &cell.kernel, cell.arch, cell.profile, &toolchain, &active)?;
+        for missing in kconfig::missing_detectors(&plan.fragments) {
+            result.tests.push(TestRecord {
+                name: format!("kforge.detector.{}", missing.detector),
+                status: Status::Skip,
+                reason: Some(format!("{} (declared in {})", missing.reason, missing.origin)),
+                diagnostics: vec![],
+            });
+        }
         let kernel = pipeline::build_kernel(&plan, &toolchain, &source, &kernel_log, parallel)?;
         result.timings.build_cpu_seconds = kernel.cpu_seconds;
         let (runnable, kunit_skips) = pipeline::without_missing_kunit(&cell.kernel, &kernel, &active);
@@ -296,7 +319,7 @@ fn prepare(
             return Err(fail_cell(result, err, None));
         }
     }
-    let spec = BootSpec { arch: cell.arch, memory: &options.boot.memory, devices: &devices, interactive: false };
+    let spec = cell.boot_spec(&options.boot, &devices, false);
     let boot = match toolchain.sandbox().and_then(|sandbox| qemu::command(&sandbox, &spec, &kernel_image, &initrd)) {
         Ok(boot) => boot,
         Err(err) => return Err(fail_cell(result, err, None)),

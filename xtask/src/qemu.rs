@@ -25,6 +25,8 @@ const CRASH_MARKERS: &[&str] =
 pub struct BootSpec<'a> {
     pub arch: &'a Arch,
     pub memory: &'a str,
+    /// Guest CPUs (`-smp`; UML: `ncpus=`, for an SMP kernel).
+    pub cpus: u32,
     pub devices: &'a [String],
     pub interactive: bool,
 }
@@ -32,6 +34,9 @@ pub struct BootSpec<'a> {
 /// The kernel command line.
 pub fn kernel_cmdline(spec: &BootSpec<'_>) -> String {
     let mut cmdline = format!("console={} panic=-1 oops=panic rdinit=/init", spec.arch.console);
+    if spec.arch.qemu().is_none() && spec.cpus > 1 {
+        cmdline.push_str(&format!(" ncpus={}", spec.cpus));
+    }
     if spec.interactive {
         cmdline.push_str(" kforge.interactive");
     }
@@ -65,7 +70,11 @@ fn qemu_argv(qemu: &QemuSpec, spec: &BootSpec<'_>, kernel: &str, initrd: &str) -
     if let Some(cpu) = qemu.cpu {
         argv.extend(["-cpu".into(), cpu.into()]);
     }
-    argv.extend(["-m".into(), spec.memory.into(), "-smp".into(), "1".into()]);
+    argv.extend(["-m".into(), spec.memory.into(), "-smp".into(), spec.cpus.to_string()]);
+    if qemu.mttcg && spec.cpus > 1 {
+        // One host thread per vCPU (QEMU's default only where the host's memory order allows it).
+        argv.extend(["-accel".into(), "tcg,thread=multi".into()]);
+    }
     // -nodefaults: no VGA, no NIC (whose option ROM costs seconds), no default serial.
     argv.extend(["-nodefaults".into(), "-no-reboot".into(), "-display".into(), "none".into()]);
     let serial = if spec.interactive { "mon:stdio" } else { "stdio" };
@@ -180,16 +189,16 @@ mod tests {
     fn x86_64_boot_plan() {
         let arch = Arch::find("x86_64").unwrap();
         let devices = vec!["edu".to_string()];
-        let spec = BootSpec { arch, memory: "512M", devices: &devices, interactive: false };
-        expect_test::expect![[r#"qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init"#]]
+        let spec = BootSpec { arch, memory: "512M", cpus: 2, devices: &devices, interactive: false };
+        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init"]
             .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
     }
 
     #[test]
     fn arm64_interactive_boot_plan() {
         let arch = Arch::find("arm64").unwrap();
-        let spec = BootSpec { arch, memory: "512M", devices: &[], interactive: true };
-        expect_test::expect![[r#"qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial mon:stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.interactive"#]]
+        let spec = BootSpec { arch, memory: "512M", cpus: 2, devices: &[], interactive: true };
+        expect_test::expect!["qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial mon:stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.interactive"]
             .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
     }
 
@@ -198,19 +207,19 @@ mod tests {
         let plans: Vec<String> = crate::arch::ARCHES
             .iter()
             .map(|arch| {
-                let spec = BootSpec { arch, memory: "512M", devices: &[], interactive: false };
+                let spec = BootSpec { arch, memory: "512M", cpus: 2, devices: &[], interactive: false };
                 boot_argv(&spec, "/k", "/i").join(" ")
             })
             .collect();
         expect_test::expect![[r#"
             [
-                "qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
-                "qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init",
-                "qemu-system-arm -M virt,highmem=off -cpu cortex-a15 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init",
-                "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
-                "qemu-system-loongarch64 -M virt -cpu la464 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
-                "qemu-system-s390x -M s390-ccw-virtio -cpu qemu -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttysclp0 panic=-1 oops=panic rdinit=/init",
-                "sh -c ulimit -c 0; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-arm -M virt,highmem=off -cpu cortex-a15 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-loongarch64 -M virt -cpu la464 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init",
+                "qemu-system-s390x -M s390-ccw-virtio -cpu qemu -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttysclp0 panic=-1 oops=panic rdinit=/init",
+                "sh -c ulimit -c 0; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init ncpus=2",
             ]
         "#]].assert_debug_eq(&plans);
     }

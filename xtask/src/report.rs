@@ -48,6 +48,9 @@ pub struct Timings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellResult {
     pub id: String,
+    /// The test profile the cell's kernel was built and booted in (`debug`, `release`).
+    #[serde(default)]
+    pub profile: String,
     pub arch: String,
     pub kernel: String,
     pub toolchain: String,
@@ -240,7 +243,12 @@ impl Results {
             };
             out.push_str(&format!(
                 "{:<22} {:<6} {:<15} {:<18} {}\n",
-                format!("{}/{}", cell.kernel, cell.arch),
+                [cell.kernel.as_str(), &cell.arch, &cell.profile]
+                    .iter()
+                    .filter(|part| !part.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/"),
                 ui::colored_status(cell.status.as_str()),
                 category,
                 counts,
@@ -269,6 +277,7 @@ mod tests {
     fn cell(status: Status, category: Option<Category>) -> CellResult {
         let mut cell = CellResult {
             id: "7.2-x86_64".into(),
+            profile: String::new(),
             arch: "x86_64".into(),
             kernel: "7.2".into(),
             toolchain: "sid".into(),
