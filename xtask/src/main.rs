@@ -28,6 +28,7 @@ mod report;
 mod sandbox;
 mod scaffold;
 mod sdk;
+mod seeded;
 mod stage;
 #[cfg(test)]
 mod test_support;

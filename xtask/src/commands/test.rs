@@ -6,7 +6,7 @@ use clap::Args;
 use super::{Context, GlobalArgs};
 use crate::matrix::{self, Cell, RunOptions};
 use crate::project::Profile;
-use crate::{error, pipeline, ui};
+use crate::{error, pipeline, seeded, ui};
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -45,6 +45,9 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
         boot: context.project.boot.clone(),
         install: global.install_options(),
     };
+    if args.suite.as_deref() == Some(seeded::SUITE) {
+        return run_seeded(&cells, &options);
+    }
     let profiles: Vec<String> = cells.iter().map(|cell| cell.profile.to_string()).collect();
     if profiles.iter().any(|profile| profile == "debug") {
         ui::detail(
@@ -59,6 +62,33 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
     ui::info(results.summary());
     ui::info(format!("results: {}\njunit:   {}\nreport:  {}", json.display(), junit.display(), html.display()));
     Ok(results.exit_code())
+}
+
+/// `--suite seeded-bugs`: each variant booted alone; passes when every one
+/// failed with its declared category, and prints the catch table.
+fn run_seeded(cells: &[Cell], options: &RunOptions) -> Result<i32> {
+    let (variants, others): (Vec<_>, Vec<_>) =
+        options.drivers.iter().cloned().partition(|driver| driver.suite() == seeded::SUITE);
+    if !others.is_empty() {
+        let names: Vec<&str> = others.iter().map(|driver| driver.name.as_str()).collect();
+        return Err(error::user(format!(
+            "--suite {} runs only its own packages; drop --driver {}",
+            seeded::SUITE,
+            names.join(",")
+        )));
+    }
+    let labels: Vec<String> = cells.iter().map(Cell::label).collect();
+    ui::status("Testing", format!("{} seeded bug(s), each alone, on {}", variants.len(), labels.join(", ")));
+    let rows = seeded::run(cells, options, &variants)?;
+    ui::info("");
+    ui::info(seeded::render(&rows));
+    ui::info(format!("results: {}", options.output.join(seeded::SUITE).display()));
+    let misses = seeded::misses(&rows);
+    if misses.is_empty() {
+        return Ok(0);
+    }
+    ui::info(format!("missed:\n  {}", misses.join("\n  ")));
+    Ok(1)
 }
 
 /// The cells asked for: `--cell`, or kernels x arches.
