@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Lost update: every write(2) to /dev/kforge-seeded-race adds one to a counter with a plain
-//! load, a short busy window and a store, with no lock. On one CPU nothing runs inside the
-//! window; on two, writers on both CPUs overwrite each other's increments and
-//! tests/race.sh counts fewer than it wrote (test-fail, only on SMP).
+//! Lost update: every write(2) to /dev/kforge-seeded-race adds one to a counter shared by all
+//! open files with a plain load, a short busy window and a store, under a spinlock that
+//! belongs to the open file: the wrong lock. Holding it keeps the window free of preemption,
+//! so on one CPU nothing runs inside it; on two, writers through two files run the window
+//! at the same time, overwrite each other's increments, and tests/race.sh counts fewer than
+//! it wrote (test-fail, only on SMP).
 //!
 //! A seeded bug for `cargo xtask test --suite seeded-bugs`: exactly one planted bug, which
 //! the debug profile must catch (category in Cargo.toml). Never load it elsewhere.
@@ -14,8 +16,10 @@ use kernel::{
     fs::{File, Kiocb},
     iov::{IovIterDest, IovIterSource},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    new_spinlock,
     prelude::*,
     str::CString,
+    sync::SpinLock,
 };
 
 module! {
@@ -44,18 +48,26 @@ impl kernel::InPlaceModule for SeededLostUpdate {
     }
 }
 
-struct Counter;
+/// One open file.
+#[pin_data]
+struct Counter {
+    /// BUG: one lock per open file cannot protect `COUNT`, which every file shares.
+    #[pin]
+    lock: SpinLock<()>,
+}
 
 #[vtable]
 impl MiscDevice for Counter {
-    type Ptr = KBox<Self>;
+    type Ptr = Pin<KBox<Self>>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(Counter, GFP_KERNEL)?)
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
+        KBox::try_pin_init(try_pin_init!(Counter { lock <- new_spinlock!((), "seeded_file_lock") }), GFP_KERNEL)
     }
 
-    fn write_iter(_kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {
-        // BUG: load, then store, with nothing keeping another CPU out in between.
+    fn write_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {
+        let me = kiocb.file();
+        let _guard = me.lock.lock();
+        // Load, then store: another CPU writing through another file runs this same window.
         let seen = COUNT.load(Ordering::Relaxed);
         for _ in 0..core::hint::black_box(2000u32) {
             core::hint::spin_loop();
