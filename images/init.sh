@@ -54,6 +54,14 @@ mark() {
     echo "<5>kforge: test-$1 $nonce $2 $3" > /dev/kmsg
 }
 
+# kmemleak (debug profile): leaks are scanned for after each package unloads
+# (the kernel's periodic scan is off); objects from boot are cleared first.
+KMEMLEAK=/sys/kernel/debug/kmemleak
+if [ -w "$KMEMLEAK" ]; then
+    echo scan > "$KMEMLEAK"
+    echo clear > "$KMEMLEAK"
+fi
+
 TEST_TIMEOUT=${KFORGE_TEST_TIMEOUT:-120}
 
 # diag PREFIX: prints stdin as KTAP diagnostic lines.
@@ -134,6 +142,7 @@ for driver in $drivers; do
     echo "    1..$((tests + 2))"
     failed=0
     number=1
+    started=$(date +%s)
     # Load every module of the package in order (`<name> <params...>` lines).
     loaded=1
     unload=""
@@ -217,6 +226,24 @@ for driver in $drivers; do
             unload_failed=1
         fi
     done
+    # kmemleak: scan now that the package is gone. kmemleak reports an object
+    # only when it is older than 5 s and unchanged over two scans. Leaks are
+    # printed as diagnostics and into dmesg ("unreferenced object ..."), and
+    # fail the unload.
+    if [ -w "$KMEMLEAK" ]; then
+        age=$(( $(date +%s) - started ))
+        [ "$age" -lt 6 ] && sleep $((6 - age))
+        echo scan > "$KMEMLEAK"
+        echo scan > "$KMEMLEAK"
+        leaks=$(cat "$KMEMLEAK")
+        if [ -n "$leaks" ]; then
+            echo "    # kmemleak: memory leaked by $driver (found after unloading it):"
+            printf '%s\n' "$leaks" | diag "    "
+            printf '%s\n' "$leaks" | while IFS= read -r line; do echo "kmemleak: $line" > /dev/kmsg; done
+            echo clear > "$KMEMLEAK"
+            unload_failed=1
+        fi
+    fi
     mark end "$driver" unload
     if [ "$loaded" != 1 ]; then
         echo "    ok $number unload # SKIP the module did not load"

@@ -20,6 +20,10 @@ pub struct QemuSpec {
     pub bios: Option<&'static str>,
     /// Extra fixed arguments.
     pub extra_args: &'static [&'static str],
+    /// Whether QEMU runs this target's vCPUs on host threads of their own
+    /// (multi-threaded TCG, `-accel tcg,thread=multi`); checked with QEMU 11.1
+    /// for every row (a target without it warns "Guest not yet converted to MTTCG").
+    pub mttcg: bool,
 }
 
 /// How a built kernel of this arch is started.
@@ -104,6 +108,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("max"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -130,6 +135,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("max,pauth-impdef=on"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -157,6 +163,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("cortex-a15"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -184,6 +191,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("rv64"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -211,6 +219,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("la464"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -238,6 +247,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("qemu"),
             bios: None,
             extra_args: &[],
+            mttcg: true,
         }),
     },
     Arch {
@@ -260,6 +270,8 @@ pub const ARCHES: &[Arch] = &[
         // the x86 module loader refuses ("Unknown rela relocation: 9"). C modules on 64-bit
         // UML use -mcmodel=large; Rust modules get the same: absolute 64-bit relocations.
         module_rustflags: &["-Crelocation-model=static", "-Ccode-model=large"],
+        // SMP: CONFIG_SMP needs UML_SUBARCH_SUPPORTS_SMP (arch/x86/um/Kconfig: if X86_CX8), which
+        // x86_64 has; the kernel starts its CPUs with `ncpus=N` (arch/um/kernel/smp.c), each a host thread.
         runner: Runner::Uml,
     },
 ];
@@ -288,6 +300,15 @@ impl Arch {
                 "run kforge on one of those, or add the machine's name as the `host` of its row in xtask/src/arch.rs",
             )
         })
+    }
+
+    /// Guest CPUs a kernel built with `smp` (CONFIG_SMP) is booted with: 2,
+    /// except a UML kernel without SMP, which cannot start a second CPU.
+    pub fn boot_cpus(&self, smp: bool) -> u32 {
+        match (&self.runner, smp) {
+            (Runner::Uml, false) => 1,
+            _ => 2,
+        }
     }
 
     /// Looks an arch up by kernel name or alias (case-insensitive).

@@ -33,6 +33,7 @@ mod safefs;
 mod sandbox;
 mod scaffold;
 mod sdk;
+mod seeded;
 mod stage;
 #[cfg(test)]
 mod test_support;

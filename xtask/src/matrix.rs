@@ -9,8 +9,9 @@ use anyhow::Result;
 use crate::arch::Arch;
 use crate::driver::Driver;
 use crate::jobserver::{Jobserver, Parallel};
+use crate::kernel::config as kconfig;
 use crate::kernel::source::SourceTree;
-use crate::project::{BootSettings, KernelEntry};
+use crate::project::{BootSettings, KernelEntry, Profile};
 use crate::qemu::{self, BootEnd, BootSpec};
 use crate::report::{CellResult, Results, RunSummary, Status, TestRecord, Timings, Totals};
 use crate::stage::{self, Category};
@@ -18,21 +19,40 @@ use crate::toolchain::Toolchain;
 use crate::toolchain::install::InstallOptions;
 use crate::{console, error, ktap, pipeline, process, progress};
 
-/// One cell to run.
+/// One cell to run: a kernel on an arch, built and booted in a profile.
 #[derive(Debug, Clone)]
 pub struct Cell {
     pub kernel: KernelEntry,
     pub arch: &'static Arch,
+    pub profile: Profile,
 }
 
 impl Cell {
-    /// `<kernel>-<arch>`: directory names and `--cell` ids.
+    /// `<kernel>-<arch>-<profile>` (e.g. `7.2-x86_64-debug`): directory names and `--cell` ids.
     pub fn id(&self) -> String {
-        format!("{}-{}", self.kernel.id, self.arch.name)
+        format!("{}-{}-{}", self.kernel.id, self.arch.name, self.profile)
     }
 
     pub fn label(&self) -> String {
-        format!("{}/{}", self.kernel.id, self.arch.name)
+        format!("{}/{}/{}", self.kernel.id, self.arch.name, self.profile)
+    }
+
+    /// The boot: CPUs (2, where the profile's kernel can start them) and memory.
+    pub fn boot_spec<'a>(
+        &self,
+        boot: &'a BootSettings,
+        devices: &'a [String],
+        interactive: bool,
+        nonce: &'a str,
+    ) -> BootSpec<'a> {
+        BootSpec {
+            arch: self.arch,
+            memory: self.profile.memory(boot),
+            cpus: self.arch.boot_cpus(self.profile == Profile::Debug),
+            devices,
+            interactive,
+            nonce,
+        }
     }
 }
 
@@ -139,7 +159,7 @@ fn kernel_cached(cell: &Cell, options: &RunOptions, shared: &Shared) -> bool {
         return false;
     };
     let (active, _) = pipeline::split_drivers(&options.drivers, cell.arch, &cell.kernel);
-    pipeline::kernel_plan(&options.repo, &cell.kernel, cell.arch, toolchain, &active)
+    pipeline::profile_kernel_plan(&options.repo, &cell.kernel, cell.arch, cell.profile, toolchain, &active)
         .is_ok_and(|plan| plan.entry.is_dir())
 }
 
@@ -149,6 +169,7 @@ struct Failed(Box<CellResult>);
 fn empty_result(cell: &Cell, dir: &Path) -> CellResult {
     CellResult {
         id: cell.id(),
+        profile: cell.profile.as_str().to_string(),
         arch: cell.arch.name.to_string(),
         kernel: cell.kernel.id.clone(),
         toolchain: cell.kernel.toolchain.clone(),
@@ -248,7 +269,17 @@ fn prepare(
     let kernel_log = dir.join("kernel-build.log");
     let drivers_dir = dir.join("drivers");
     let staged = (|| -> Result<(PathBuf, PathBuf, Vec<String>)> {
-        let plan = pipeline::kernel_plan(&options.repo, &cell.kernel, cell.arch, &toolchain, &active)?;
+        let plan =
+            pipeline::profile_kernel_plan(&options.repo, &cell.kernel, cell.arch, cell.profile, &toolchain, &active)?;
+        for missing in kconfig::missing_detectors(&plan.fragments) {
+            result.tests.push(TestRecord {
+                name: format!("kforge.detector.{}", missing.detector),
+                status: Status::Skip,
+                reason: Some(format!("{} (declared in {})", missing.reason, missing.origin)),
+                diagnostics: vec![],
+                category: None,
+            });
+        }
         let kernel = pipeline::build_kernel(&plan, &toolchain, &source, &kernel_log, parallel)?;
         result.timings.build_cpu_seconds = kernel.cpu_seconds;
         let (runnable, kunit_skips) = pipeline::without_missing_kunit(&cell.kernel, &kernel, &active);
@@ -310,8 +341,7 @@ fn prepare(
         Ok(nonce) => nonce,
         Err(err) => return Err(fail_cell(result, err, None)),
     };
-    let memory = &options.boot.memory;
-    let spec = BootSpec { arch: cell.arch, memory, devices: &devices, interactive: false, nonce: &nonce };
+    let spec = cell.boot_spec(&options.boot, &devices, false, &nonce);
     let boot = match toolchain.sandbox().and_then(|sandbox| qemu::command(&sandbox, &spec, &kernel_image, &initrd)) {
         Ok(boot) => boot,
         Err(err) => return Err(fail_cell(result, err, None)),
@@ -635,6 +665,7 @@ mod tests {
     fn evaluated(log: &str) -> CellResult {
         let mut result = CellResult {
             id: "7.2-x86_64".into(),
+            profile: String::new(),
             arch: "x86_64".into(),
             kernel: "7.2".into(),
             toolchain: "sid".into(),

@@ -14,7 +14,7 @@ use crate::kernel::build::{self as kbuild, KernelBuild, KernelPlan};
 use crate::kernel::config;
 use crate::kernel::distro;
 use crate::kernel::source::{self, SourceTree};
-use crate::project::{KernelEntry, KernelSource};
+use crate::project::{KernelEntry, KernelSource, Profile};
 use crate::stage::{Category, StageContext};
 use crate::toolchain::install::InstallOptions;
 use crate::toolchain::{Provider, Toolchain, resolve, verify};
@@ -75,7 +75,7 @@ pub fn check_toolchain_rules(
     )
 }
 
-/// The kernel plan for `kernel` on `arch`, with the drivers' config needs merged last.
+/// The `release` kernel plan for `kernel` on `arch` (see `profile_kernel_plan`).
 pub fn kernel_plan(
     repo: &Path,
     kernel: &KernelEntry,
@@ -83,18 +83,53 @@ pub fn kernel_plan(
     toolchain: &Toolchain,
     drivers: &[Driver],
 ) -> Result<KernelPlan> {
+    profile_kernel_plan(repo, kernel, arch, Profile::Release, toolchain, drivers)
+}
+
+/// The kernel plan for `kernel` on `arch` in `profile`, with the packages'
+/// config needs merged last. Those needs are the union of every package the
+/// default matrix runs and of `drivers` (that can run on this cell), so that
+/// selecting drivers (`--driver`, `--suite`) never changes the kernel; only a
+/// package outside the matrix whose kconfig adds options (kernel-doctests)
+/// makes a different kernel.
+pub fn profile_kernel_plan(
+    repo: &Path,
+    kernel: &KernelEntry,
+    arch: &'static Arch,
+    profile: Profile,
+    toolchain: &Toolchain,
+    drivers: &[Driver],
+) -> Result<KernelPlan> {
     if let KernelSource::DebianImage(image) = &kernel.source {
         return distro::plan(repo, kernel, image, arch, toolchain);
     }
     let mut extras = Vec::new();
-    let needing: Vec<&Driver> = drivers.iter().filter(|driver| !driver.meta.kconfig.is_empty()).collect();
+    let mut needing: Vec<Driver> = matrix_drivers(repo, arch, kernel)?;
+    for driver in drivers {
+        if !needing.iter().any(|known| known.name == driver.name) {
+            needing.push(driver.clone());
+        }
+    }
+    needing.retain(|driver| !driver.meta.kconfig.is_empty());
     if !needing.is_empty() {
         let lines: Vec<String> = needing.iter().flat_map(|driver| driver.meta.kconfig.iter().cloned()).collect();
         let names: Vec<&str> = needing.iter().map(|driver| driver.name.as_str()).collect();
         extras.push(config::fragment_from_lines("drivers.config", &format!("drivers {}", names.join(", ")), &lines));
     }
-    let fragments = config::fragments(repo, arch, &extras)?;
-    kbuild::plan(&kernel.id, arch, toolchain, &source::identity(&kernel.source)?, fragments)
+    let fragments = config::fragments(repo, arch, profile, &extras)?;
+    kbuild::plan(&kernel.id, arch, profile, toolchain, &source::identity(&kernel.source)?, fragments)
+}
+
+/// The default matrix's packages (`[matrix] drivers`) that can run on this cell.
+fn matrix_drivers(repo: &Path, arch: &Arch, kernel: &KernelEntry) -> Result<Vec<Driver>> {
+    let project = crate::project::Project::load(repo)?;
+    if project.matrix.drivers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = driver::discover(repo)?;
+    let chosen = driver::select(&all, &project.matrix.drivers)
+        .with_context(|| format!("in [matrix] drivers of {}", project.path.display()))?;
+    Ok(split_drivers(&chosen, arch, kernel).0)
 }
 
 /// Configures and builds the kernel; prints whether anything was compiled.

@@ -49,6 +49,55 @@ pub struct Matrix {
     pub kernels: Vec<String>,
     pub arches: Vec<String>,
     pub drivers: Vec<String>,
+    /// The test profile `test` and `run` use unless `--profile` says otherwise (default `debug`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+}
+
+/// What a test kernel is built for: `debug` (SMP, lockdep, KASAN where it
+/// exists with Rust, kmemleak, Rust debug assertions; what `test` and `run`
+/// use by default) or `release` (the minimal kernel; what `dist` ships).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    Debug,
+    Release,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 2] = [Profile::Debug, Profile::Release];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Debug => "debug",
+            Profile::Release => "release",
+        }
+    }
+
+    /// Guest memory: `[boot] memory`, or for `debug` `[boot] debug-memory`
+    /// (KASAN's shadow, lockdep and kmemleak need more than the minimal kernel).
+    pub fn memory(self, boot: &BootSettings) -> &str {
+        match self {
+            Profile::Debug => &boot.debug_memory,
+            Profile::Release => &boot.memory,
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Profile> {
+        Profile::ALL.into_iter().find(|profile| profile.as_str() == text.trim()).ok_or_else(|| {
+            error::unknown("profile", text, &Profile::ALL.iter().map(|profile| profile.to_string()).collect::<Vec<_>>())
+        })
+    }
 }
 
 /// One kernel the matrix can build.
@@ -123,11 +172,18 @@ pub struct BootSettings {
     pub timeout_seconds: u64,
     /// Guest memory, in QEMU's syntax.
     pub memory: String,
+    /// Guest memory for the `debug` profile (KASAN keeps a shadow of 1/8 of it).
+    #[serde(default = "default_debug_memory")]
+    pub debug_memory: String,
+}
+
+fn default_debug_memory() -> String {
+    "1G".to_string()
 }
 
 impl Default for BootSettings {
     fn default() -> Self {
-        BootSettings { timeout_seconds: 300, memory: "512M".to_string() }
+        BootSettings { timeout_seconds: 300, memory: "512M".to_string(), debug_memory: default_debug_memory() }
     }
 }
 
@@ -175,6 +231,11 @@ impl Project {
             self.kernel(id).with_context(|| format!("in [matrix] kernels of {}", self.path.display()))?;
         }
         Ok(())
+    }
+
+    /// `--profile`, else `[matrix] profile`, else `debug` (for `test` and `run`).
+    pub fn test_profile(&self, given: Option<Profile>) -> Profile {
+        given.or(self.matrix.profile).unwrap_or(Profile::Debug)
     }
 
     pub fn kernel_ids(&self) -> Vec<String> {
@@ -239,6 +300,18 @@ source = { path = "/src/linux" }
         let ids: Vec<_> =
             project.select_kernels(Some("all")).unwrap().iter().map(|kernel| kernel.id.as_str()).collect();
         assert_eq!(ids, ["7.2", "local"]);
+        assert_eq!(project.test_profile(None), Profile::Debug);
+        assert_eq!(project.test_profile(Some(Profile::Release)), Profile::Release);
+        let release: Project = parse_toml(
+            Path::new("kforge.toml"),
+            &SAMPLE.replace("drivers = [\"fifo\"]", "drivers = [\"fifo\"]\nprofile = \"release\""),
+        )
+        .unwrap();
+        assert_eq!(release.test_profile(None), Profile::Release);
+        assert_eq!(release.test_profile(Some(Profile::Debug)), Profile::Debug);
+        assert_eq!("release".parse::<Profile>().unwrap(), Profile::Release);
+        let message = "fast".parse::<Profile>().unwrap_err().to_string();
+        assert!(message.contains("unknown profile `fast`") && message.contains("debug, release"), "{message}");
         let default: Vec<_> = project.select_kernels(None).unwrap().iter().map(|kernel| kernel.id.as_str()).collect();
         assert_eq!(default, ["7.2"]);
         let message = format!("{}", project.select_kernels(Some("6.1")).unwrap_err());

@@ -36,6 +36,8 @@ pub fn frame_prefix(nonce: &str) -> String {
 pub struct BootSpec<'a> {
     pub arch: &'a Arch,
     pub memory: &'a str,
+    /// Guest CPUs (`-smp`; UML: `ncpus=`, for an SMP kernel).
+    pub cpus: u32,
     pub devices: &'a [String],
     pub interactive: bool,
     /// Per-boot nonce that frames every line of the verdict channel ([`new_nonce`]).
@@ -48,6 +50,9 @@ pub fn kernel_cmdline(spec: &BootSpec<'_>) -> String {
     cmdline.push_str(&format!(" kforge.nonce={}", spec.nonce));
     if let Some(port) = spec.arch.verdict_port {
         cmdline.push_str(&format!(" kforge.verdicts={port}"));
+    }
+    if spec.arch.qemu().is_none() && spec.cpus > 1 {
+        cmdline.push_str(&format!(" ncpus={}", spec.cpus));
     }
     if spec.interactive {
         cmdline.push_str(" kforge.interactive");
@@ -82,7 +87,11 @@ fn qemu_argv(qemu: &QemuSpec, spec: &BootSpec<'_>, kernel: &str, initrd: &str) -
     if let Some(cpu) = qemu.cpu {
         argv.extend(["-cpu".into(), cpu.into()]);
     }
-    argv.extend(["-m".into(), spec.memory.into(), "-smp".into(), "1".into()]);
+    argv.extend(["-m".into(), spec.memory.into(), "-smp".into(), spec.cpus.to_string()]);
+    if qemu.mttcg && spec.cpus > 1 {
+        // One host thread per vCPU (QEMU's default only where the host's memory order allows it).
+        argv.extend(["-accel".into(), "tcg,thread=multi".into()]);
+    }
     // -nodefaults: no VGA, no NIC (whose option ROM costs seconds), no default serial.
     argv.extend(["-nodefaults".into(), "-no-reboot".into(), "-display".into(), "none".into()]);
     let serial = if spec.interactive { "mon:stdio" } else { "stdio" };
@@ -264,16 +273,16 @@ mod tests {
     fn x86_64_boot_plan() {
         let arch = Arch::find("x86_64").unwrap();
         let devices = vec!["edu".to_string()];
-        let spec = BootSpec { arch, memory: "512M", devices: &devices, interactive: false, nonce: "0123456789abcdef" };
-        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1"]
+        let spec = BootSpec { arch, memory: "512M", cpus: 2, devices: &devices, interactive: false, nonce: "0123456789abcdef" };
+        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1"]
             .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
     }
 
     #[test]
     fn arm64_interactive_boot_plan() {
         let arch = Arch::find("arm64").unwrap();
-        let spec = BootSpec { arch, memory: "512M", devices: &[], interactive: true, nonce: "0123456789abcdef" };
-        expect_test::expect!["qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial mon:stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1 kforge.interactive"]
+        let spec = BootSpec { arch, memory: "512M", cpus: 2, devices: &[], interactive: true, nonce: "0123456789abcdef" };
+        expect_test::expect!["qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial mon:stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1 kforge.interactive"]
             .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
     }
 
@@ -283,19 +292,19 @@ mod tests {
             .iter()
             .map(|arch| {
                 let spec =
-                    BootSpec { arch, memory: "512M", devices: &[], interactive: false, nonce: "0123456789abcdef" };
+                    BootSpec { arch, memory: "512M", cpus: 2, devices: &[], interactive: false, nonce: "0123456789abcdef" };
                 boot_argv(&spec, "/k", "/i").join(" ")
             })
             .collect();
         expect_test::expect![[r#"
             [
-                "qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1",
-                "qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1",
-                "qemu-system-arm -M virt,highmem=off -cpu cortex-a15 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
-                "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
-                "qemu-system-loongarch64 -M virt -cpu la464 -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
-                "qemu-system-s390x -M s390-ccw-virtio -cpu qemu -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttysclp0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
-                "sh -c ulimit -c 0; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
+                "qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1",
+                "qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1",
+                "qemu-system-arm -M virt,highmem=off -cpu cortex-a15 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
+                "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
+                "qemu-system-loongarch64 -M virt -cpu la464 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
+                "qemu-system-s390x -M s390-ccw-virtio -cpu qemu -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttysclp0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
+                "sh -c ulimit -c 0; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef ncpus=2",
             ]
         "#]].assert_debug_eq(&plans);
     }

@@ -195,7 +195,7 @@ fn ci_matrix_github_is_a_strategy_matrix_with_cell_ids() {
     let matrix: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ids: Vec<&str> =
         matrix["include"].as_array().unwrap().iter().map(|cell| cell["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["7.2-x86_64", "7.2-arm64"]);
+    assert_eq!(ids, ["7.2-x86_64-release", "7.2-arm64-release"]);
     for key in ["kernel", "arch", "toolchain", "toolchain_key", "toolchain_cache", "kernel_key", "kernel_cache"] {
         assert!(matrix["include"][0][key].is_string(), "missing {key}: {text}");
     }
@@ -210,7 +210,7 @@ fn ci_matrix_leaves_no_cell_out_and_rejects_unknown_arches() {
     let expected: Vec<String> = ["6.12", "7.2", "7.3", "debian-7.2"]
         .iter()
         .flat_map(|kernel| {
-            ["x86_64", "arm64", "arm", "riscv", "loongarch", "s390", "um"].map(|arch| format!("{kernel}-{arch}"))
+            ["x86_64", "arm64", "arm", "riscv", "loongarch", "s390", "um"].map(|arch| format!("{kernel}-{arch}-release"))
         })
         .collect();
     assert_eq!(ids, expected);
@@ -227,9 +227,9 @@ fn ci_matrix_gitlab_is_a_child_pipeline_that_parses() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
     let pipeline = &yaml_rust2::YamlLoader::load_from_str(&text).unwrap()[0];
-    assert_eq!(pipeline["cell 7.2-x86_64"]["variables"]["KFORGE_CELL"].as_str(), Some("7.2-x86_64"));
-    assert_eq!(pipeline["cell 7.2-um"]["extends"].as_str(), Some(".kforge-cell"));
-    assert_eq!(pipeline["kforge-merge"]["variables"]["KFORGE_EXPECT"].as_str(), Some("7.2-x86_64,7.2-um"));
+    assert_eq!(pipeline["cell 7.2-x86_64-release"]["variables"]["KFORGE_CELL"].as_str(), Some("7.2-x86_64-release"));
+    assert_eq!(pipeline["cell 7.2-um-release"]["extends"].as_str(), Some(".kforge-cell"));
+    assert_eq!(pipeline["kforge-merge"]["variables"]["KFORGE_EXPECT"].as_str(), Some("7.2-x86_64-debug,7.2-um-release"));
 }
 
 #[test]

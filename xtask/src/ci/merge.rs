@@ -257,6 +257,7 @@ mod tests {
         let mut cell = CellResult {
             log: format!("target/kforge/cells/{id}/console.log"),
             id,
+            profile: String::new(),
             arch: arch.to_string(),
             kernel: "7.2".to_string(),
             toolchain: "sid".to_string(),

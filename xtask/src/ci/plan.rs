@@ -54,7 +54,7 @@ pub fn plan(repo: &Path, cells: &[Cell], drivers: &[Driver]) -> Result<Vec<Plann
         }
         let toolchain = &toolchains[toolchain_id];
         let (active, _skipped) = pipeline::split_drivers(drivers, cell.arch, &cell.kernel);
-        let kernel = pipeline::kernel_plan(repo, &cell.kernel, cell.arch, toolchain, &active)?;
+        let kernel = pipeline::profile_kernel_plan(repo, &cell.kernel, cell.arch, cell.profile, toolchain, &active)?;
         let (source_key, source_cache) = match source::cache_entry(&cell.kernel)? {
             Some((key, entry)) => (key, relative(&entry)),
             None => (String::new(), String::new()),
@@ -91,7 +91,7 @@ mod tests {
     use super::*;
     use crate::arch::Arch;
     use crate::driver;
-    use crate::project::{KernelSource, Project};
+    use crate::project::{KernelSource, Profile, Project};
 
     fn repo() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -99,7 +99,11 @@ mod tests {
 
     fn cells(project: &Project, arches: &str) -> Vec<Cell> {
         let kernel = project.kernel("7.2").unwrap().clone();
-        Arch::parse_list(arches).unwrap().into_iter().map(|arch| Cell { kernel: kernel.clone(), arch }).collect()
+        Arch::parse_list(arches)
+            .unwrap()
+            .into_iter()
+            .map(|arch| Cell { kernel: kernel.clone(), arch, profile: Profile::Debug })
+            .collect()
     }
 
     #[test]
@@ -112,7 +116,7 @@ mod tests {
         let planned = plan(&repo(), &cells, &drivers).unwrap();
 
         let ids: Vec<&str> = planned.iter().map(|cell| cell.id.as_str()).collect();
-        assert_eq!(ids, ["7.2-x86_64", "7.2-arm64", "7.2-um"]);
+        assert_eq!(ids, ["7.2-x86_64-debug", "7.2-arm64-debug", "7.2-um-debug"]);
         let toolchain = Toolchain::load(&repo(), "sid").unwrap();
         for (cell, planned) in cells.iter().zip(&planned) {
             assert_eq!((planned.kernel.as_str(), planned.toolchain.as_str()), ("7.2", "sid"));
@@ -120,17 +124,22 @@ mod tests {
             assert_eq!(planned.toolchain_cache, format!("toolchains/sid-{}", &toolchain.key[..16]));
             assert_eq!(planned.source_cache, format!("sources/7.2-{}", &planned.source_key[..16]));
             let (active, _) = pipeline::split_drivers(&drivers, cell.arch, &cell.kernel);
-            let kernel = pipeline::kernel_plan(&repo(), &cell.kernel, cell.arch, &toolchain, &active).unwrap();
+            let kernel =
+                pipeline::profile_kernel_plan(&repo(), &cell.kernel, cell.arch, cell.profile, &toolchain, &active)
+                    .unwrap();
             assert_eq!(planned.kernel_key, kernel.key, "{}", planned.id);
             assert_eq!(planned.kernel_cache, format!("kernels/{}-{}", planned.id, &kernel.key[..16]));
         }
         assert_ne!(planned[0].kernel_key, planned[1].kernel_key);
         assert_eq!(planned[0].source_key, planned[1].source_key);
 
-        // The drivers' kconfig is part of the kernel key, so the plan must use
-        // the drivers `test --cell` runs.
+        // The kernel's config is the union of the default matrix's packages
+        // and the selected ones: selecting fewer drivers gives the same kernel.
         let bare = plan(&repo(), &cells[..1], &[]).unwrap();
-        assert_ne!(bare[0].kernel_key, planned[0].kernel_key);
+        assert_eq!(bare[0].kernel_key, planned[0].kernel_key);
+        let doctests = driver::select(&all, &["kernel-doctests".to_string()]).unwrap();
+        let with_doctests = plan(&repo(), &cells[..1], &doctests).unwrap();
+        assert_ne!(with_doctests[0].kernel_key, planned[0].kernel_key, "a package adding options is a new kernel");
         assert_eq!(bare[0].toolchain_key, planned[0].toolchain_key);
     }
 
@@ -152,9 +161,9 @@ mod tests {
         let planned = plan(&repo(), &cells(&project, "x86_64,arm64"), &[]).unwrap();
         let text = github(&planned).unwrap();
         assert!(!text.contains('\n'), "{text}");
-        assert!(text.starts_with("{\"include\":[{\"id\":\"7.2-x86_64\","), "{text}");
+        assert!(text.starts_with("{\"include\":[{\"id\":\"7.2-x86_64-debug\","), "{text}");
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(value["include"][1]["id"], "7.2-arm64");
+        assert_eq!(value["include"][1]["id"], "7.2-arm64-debug");
         assert_eq!(value["include"][1]["kernel_key"], planned[1].kernel_key.as_str());
         let array: serde_json::Value = serde_json::from_str(&json(&planned).unwrap()).unwrap();
         assert_eq!(array.as_array().unwrap().len(), 2);

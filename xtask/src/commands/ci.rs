@@ -70,7 +70,7 @@ pub fn run(args: CiArgs) -> Result<i32> {
 
 fn print_matrix(format: Format, arch: Option<String>, kernel: Option<String>) -> Result<i32> {
     let context = Context::load()?;
-    let test_args = TestArgs { arch, kernel, driver: None, suite: None, cell: None, jobs: None };
+    let test_args = TestArgs { arch, kernel, driver: None, suite: None, cell: None, jobs: None, profile: None };
     let cells = super::test::cells(&context, &test_args)?;
     let planned = plan::plan(&context.repo, &cells, &context.drivers(None)?)?;
     let text = match format {

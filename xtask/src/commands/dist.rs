@@ -13,6 +13,7 @@ use crate::jobserver::Parallel;
 use crate::kernel::build as kbuild;
 use crate::matrix::Cell;
 use crate::process::{Cmd, Control, Outcome};
+use crate::project::Profile;
 use crate::toolchain::verify;
 use crate::{cache, error, image, kernel, pipeline, ui};
 
@@ -24,9 +25,12 @@ pub struct DistArgs {
     /// Comma-separated kernel ids or `all` (default: kforge.toml's matrix).
     #[arg(long)]
     pub kernel: Option<String>,
-    /// One cell, by id (`<kernel>-<arch>`).
+    /// One cell, by id (`<kernel>-<arch>-<profile>`, or `<kernel>-<arch>` in --profile).
     #[arg(long, conflicts_with_all = ["arch", "kernel"])]
     pub cell: Option<String>,
+    /// Profile of the shipped kernel: `release` (default; the minimal kernel) or `debug`.
+    #[arg(long, default_value = "release")]
+    pub profile: Profile,
     /// Comma-separated drivers (default: kforge.toml's matrix).
     #[arg(long)]
     pub driver: Option<String>,
@@ -53,6 +57,7 @@ pub fn run(args: DistArgs, global: &GlobalArgs) -> Result<i32> {
         suite: None,
         cell: args.cell.clone(),
         jobs: None,
+        profile: Some(args.profile),
     };
     let cells = super::test::cells(&context, &test_args)?;
     let drivers = context.drivers(args.driver.as_deref())?;
@@ -82,7 +87,8 @@ fn dist_cell(
     for (driver, reason) in skipped {
         ui::status("Skipping", format!("{} in {}: {reason}", driver.name, cell.id()));
     }
-    let plan = pipeline::kernel_plan(&context.repo, &cell.kernel, cell.arch, &toolchain, &active)?;
+    let plan =
+        pipeline::profile_kernel_plan(&context.repo, &cell.kernel, cell.arch, cell.profile, &toolchain, &active)?;
     let work = context.output.join("dist").join(cell.id());
     cache::remove_dir_if_exists(&work)?;
     let jobs = pipeline::default_jobs();

@@ -5,7 +5,9 @@ use clap::Args;
 
 use super::{Context, GlobalArgs};
 use crate::jobserver::Parallel;
-use crate::qemu::{self, BootSpec};
+use crate::matrix::Cell;
+use crate::project::Profile;
+use crate::qemu;
 use crate::{pipeline, ui};
 
 #[derive(Debug, Args)]
@@ -18,6 +20,9 @@ pub struct RunArgs {
     /// Comma-separated driver names or `all` (default: the default matrix's).
     #[arg(long)]
     pub driver: Option<String>,
+    /// Test profile: `debug` (default, or kforge.toml's [matrix] profile) or `release`.
+    #[arg(long)]
+    pub profile: Option<Profile>,
 }
 
 pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
@@ -29,8 +34,9 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     let source = pipeline::ready_source(&kernel, &toolchain)?;
     pipeline::check_toolchain_rules(&context.repo, &kernel, arch, &toolchain, &source)?;
     let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
-    let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
-    let dir = context.output.join("run").join(format!("{}-{}", kernel.id, arch.name));
+    let cell = Cell { kernel: kernel.clone(), arch, profile: context.project.test_profile(args.profile) };
+    let plan = pipeline::profile_kernel_plan(&context.repo, &kernel, arch, cell.profile, &toolchain, &active)?;
+    let dir = context.output.join("run").join(cell.id());
     let build = pipeline::build_kernel(
         &plan,
         &toolchain,
@@ -50,8 +56,7 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     let initrd = pipeline::build_image(&toolchain, arch, &context.repo, built, &dir.join("initramfs.cpio.gz"))?;
     let devices: Vec<String> = active.iter().flat_map(|driver| driver.meta.qemu_devices.clone()).collect();
     let nonce = qemu::new_nonce()?;
-    let memory = &context.project.boot.memory;
-    let spec = BootSpec { arch, memory, devices: &devices, interactive: true, nonce: &nonce };
+    let spec = cell.boot_spec(&context.project.boot, &devices, true, &nonce);
     let cmd = qemu::command(&toolchain.sandbox()?, &spec, &build.image, &initrd)?;
     ui::info("kforge: booting; the tests run first, then a shell. Quit QEMU with Ctrl-A X.");
     let status = cmd.run_interactive()?;

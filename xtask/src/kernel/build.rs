@@ -15,6 +15,7 @@ use super::source::SourceTree;
 use crate::arch::Arch;
 use crate::jobserver::Parallel;
 use crate::process::{Cmd, Control, Outcome};
+use crate::project::Profile;
 use crate::stage::{Category, StageContext};
 use crate::toolchain::Toolchain;
 use crate::{cache, error, paths, process, progress};
@@ -72,6 +73,7 @@ const CONFIG_MARKER: &str = ".kforge-config-ok";
 pub fn plan(
     kernel_id: &str,
     arch: &'static Arch,
+    profile: Profile,
     toolchain: &Toolchain,
     source_identity: &str,
     fragments: Vec<Fragment>,
@@ -82,10 +84,18 @@ pub fn plan(
         // Only where set, so adding the field changed no other arch's key.
         key.input("module-rustflags", arch.module_rustflags.join(" "));
     }
+    if profile != Profile::Release {
+        // Only for non-release profiles, so release entries kept their pre-profile keys and names.
+        key.input("profile", profile.as_str());
+    }
     for (name, request) in config::requests(&fragments) {
         key.input("option", format!("{name}={}", request.value));
     }
-    let entry = paths::cache_dir()?.join("kernels").join(format!("{kernel_id}-{}-{}", arch.name, key.short()));
+    let name = match profile {
+        Profile::Release => format!("{kernel_id}-{}-{}", arch.name, key.short()),
+        _ => format!("{kernel_id}-{}-{profile}-{}", arch.name, key.short()),
+    };
+    let entry = paths::cache_dir()?.join("kernels").join(name);
     Ok(KernelPlan { kernel_id: kernel_id.to_string(), arch, key: key.finish(), entry, fragments, distro: None })
 }
 
@@ -321,6 +331,16 @@ fn configure(plan: &KernelPlan, dir: &Path, log: &Path, jail: &crate::sandbox::J
                 }
             }
         }
+        if let Some(option) = dropped.iter().find(|option| config::is_detector_option(&option.name)) {
+            message.push_str(&format!(
+                "\n\n{} is a bug detector of the debug profile: when {} cannot have it (the kernel's Kconfig \
+                 says why), drop it in kernel-config/{} with a `# kforge-no-detector: <name>: <reason>` line, \
+                 or test with --profile release",
+                option.name,
+                plan.arch.name,
+                config::debug_fragment(plan.arch)
+            ));
+        }
         bail!(error::user_hint(
             message,
             "an option usually drops when a dependency is missing: add it to the fragment, or check `make menuconfig` for what it depends on"
@@ -486,17 +506,24 @@ mod tests {
         let toolchain = Toolchain::load(&repo, "sid").unwrap();
         let x86 = crate::arch::Arch::find("x86_64").unwrap();
         let arm = crate::arch::Arch::find("arm64").unwrap();
-        let fragments = config::fragments(&repo, x86, &[]).unwrap();
-        let base = plan("7.2", x86, &toolchain, "debian:a", fragments.clone()).unwrap();
-        assert_eq!(base.key, plan("7.2", x86, &toolchain, "debian:a", fragments.clone()).unwrap().key);
-        assert_ne!(base.key, plan("7.2", x86, &toolchain, "debian:b", fragments.clone()).unwrap().key);
-        assert_ne!(base.key, plan("7.2", arm, &toolchain, "debian:a", fragments.clone()).unwrap().key);
+        let release = Profile::Release;
+        let fragments = config::fragments(&repo, x86, release, &[]).unwrap();
+        let base = plan("7.2", x86, release, &toolchain, "debian:a", fragments.clone()).unwrap();
+        assert_eq!(base.key, plan("7.2", x86, release, &toolchain, "debian:a", fragments.clone()).unwrap().key);
+        assert_ne!(base.key, plan("7.2", x86, release, &toolchain, "debian:b", fragments.clone()).unwrap().key);
+        assert_ne!(base.key, plan("7.2", arm, release, &toolchain, "debian:a", fragments.clone()).unwrap().key);
         let mut changed = fragments.clone();
         changed[0].text.push_str("CONFIG_X=y\n");
-        assert_ne!(base.key, plan("7.2", x86, &toolchain, "debian:a", changed).unwrap().key);
+        assert_ne!(base.key, plan("7.2", x86, release, &toolchain, "debian:a", changed).unwrap().key);
         let mut commented = fragments.clone();
         commented[0].text.push_str("# only a comment\n");
-        assert_eq!(base.key, plan("7.2", x86, &toolchain, "debian:a", commented).unwrap().key);
+        assert_eq!(base.key, plan("7.2", x86, release, &toolchain, "debian:a", commented).unwrap().key);
+        // The profile is in the key and the entry's name, even with the same options.
+        let debug = plan("7.2", x86, Profile::Debug, &toolchain, "debian:a", fragments.clone()).unwrap();
+        assert_ne!(base.key, debug.key);
+        let name = |plan: &KernelPlan| plan.entry.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name(&debug).starts_with("7.2-x86_64-debug-"), "{}", name(&debug));
+        assert!(!name(&base).contains("debug"), "{}", name(&base));
     }
 
     #[test]
@@ -504,7 +531,8 @@ mod tests {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let toolchain = Toolchain::load(&repo, "sid").unwrap();
         let arm = crate::arch::Arch::find("arm64").unwrap();
-        let plan = plan("7.2", arm, &toolchain, "s", config::fragments(&repo, arm, &[]).unwrap()).unwrap();
+        let fragments = config::fragments(&repo, arm, Profile::Release, &[]).unwrap();
+        let plan = plan("7.2", arm, Profile::Release, &toolchain, "s", fragments).unwrap();
         let commands: Vec<String> = config_commands(&plan).iter().map(|argv| argv.join(" ")).collect();
         expect_test::expect![[r#"
             [

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::arch::Arch;
+use crate::project::Profile;
 
 /// A fragment to merge: where it came from and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,9 +18,10 @@ pub struct Fragment {
     pub text: String,
 }
 
-/// The fixed merge order: base, the arch's fragment, rust, then each extra
-/// (drivers' and suites' needs) in the order given.
-pub fn fragments(repo: &Path, arch: &Arch, extras: &[Fragment]) -> Result<Vec<Fragment>> {
+/// The fixed merge order: base, the arch's fragment, rust, for the `debug`
+/// profile `debug.config` and the arch's `debug-<arch>.config` (when there is
+/// one), then each extra (drivers' and suites' needs) in the order given.
+pub fn fragments(repo: &Path, arch: &Arch, profile: Profile, extras: &[Fragment]) -> Result<Vec<Fragment>> {
     let dir = repo.join("kernel-config");
     let mut list = Vec::new();
     for (index, file) in ["base.config", arch.config_fragment, "rust.config"].iter().enumerate() {
@@ -31,10 +33,71 @@ pub fn fragments(repo: &Path, arch: &Arch, extras: &[Fragment]) -> Result<Vec<Fr
             text,
         });
     }
+    if profile == Profile::Debug {
+        let arch_file = debug_fragment(arch);
+        for (number, file) in [(34, "debug.config".to_string()), (35, arch_file)] {
+            let path = dir.join(&file);
+            if number == 35 && !path.is_file() {
+                continue;
+            }
+            let text = fs_err::read_to_string(&path)?;
+            list.push(Fragment { name: format!("{number}-{file}"), origin: format!("kernel-config/{file}"), text });
+        }
+    }
     for (index, extra) in extras.iter().enumerate() {
         list.push(Fragment { name: format!("{:02}-{}", 40 + index, extra.name), ..extra.clone() });
     }
     Ok(list)
+}
+
+/// The arch's own debug fragment (`debug-<arch>.config`; optional).
+pub fn debug_fragment(arch: &Arch) -> String {
+    format!("debug-{}", arch.config_fragment)
+}
+
+/// Marks a detector that cannot exist on an arch (or arch/kernel pair), in a
+/// fragment: `# kforge-no-detector: kasan: <why, with the Kconfig line>`.
+const NO_DETECTOR: &str = "# kforge-no-detector:";
+
+/// A bug detector the debug profile cannot have on this cell, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingDetector {
+    pub detector: String,
+    pub reason: String,
+    pub origin: String,
+}
+
+/// Detectors the fragments declare unavailable (`# kforge-no-detector:` lines).
+pub fn missing_detectors(fragments: &[Fragment]) -> Vec<MissingDetector> {
+    let mut missing = Vec::new();
+    for fragment in fragments {
+        for line in fragment.text.lines() {
+            let Some(rest) = line.trim().strip_prefix(NO_DETECTOR) else { continue };
+            let (detector, reason) = rest.split_once(':').unwrap_or((rest, ""));
+            missing.push(MissingDetector {
+                detector: detector.trim().to_string(),
+                reason: reason.trim().to_string(),
+                origin: fragment.origin.clone(),
+            });
+        }
+    }
+    missing
+}
+
+/// Options that turn on a bug detector (for the hint when one drops).
+pub fn is_detector_option(name: &str) -> bool {
+    [
+        "CONFIG_KASAN",
+        "CONFIG_KASAN_GENERIC",
+        "CONFIG_PROVE_LOCKING",
+        "CONFIG_DEBUG_ATOMIC_SLEEP",
+        "CONFIG_DEBUG_LIST",
+        "CONFIG_DEBUG_KMEMLEAK",
+        "CONFIG_DETECT_HUNG_TASK",
+        "CONFIG_SOFTLOCKUP_DETECTOR",
+        "CONFIG_RUST_DEBUG_ASSERTIONS",
+    ]
+    .contains(&name)
 }
 
 /// A fragment made of config lines (for drivers' `kconfig` metadata).
@@ -155,7 +218,7 @@ mod tests {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         for arch in crate::arch::ARCHES {
             let extra = fragment_from_lines("drivers.config", "driver fifo", &["CONFIG_PCI=y".to_string()]);
-            let list = fragments(&repo, arch, &[extra]).unwrap();
+            let list = fragments(&repo, arch, Profile::Release, std::slice::from_ref(&extra)).unwrap();
             let names: Vec<_> = list.iter().map(|fragment| fragment.name.clone()).collect();
             assert_eq!(
                 names,
@@ -167,6 +230,43 @@ mod tests {
                 ]
             );
             assert_eq!(requests(&list)["CONFIG_RUST"].value, "y");
+            assert!(missing_detectors(&list).is_empty());
+
+            let debug = fragments(&repo, arch, Profile::Debug, &[extra]).unwrap();
+            let names: Vec<_> = debug.iter().map(|fragment| fragment.name.clone()).collect();
+            assert_eq!(names[3], "34-debug.config");
+            assert_eq!(names[4], format!("35-{}", debug_fragment(arch)), "every arch has a debug fragment");
+            let wanted = requests(&debug);
+            assert_eq!(wanted["CONFIG_PROVE_LOCKING"].value, "y");
+            assert_eq!(wanted["CONFIG_RUST_OVERFLOW_CHECKS"].value, "y");
+            assert_eq!(wanted["CONFIG_DEBUG_INFO_NONE"].value, "y", "the debug profile has no debug info");
+            let kasan = wanted.get("CONFIG_KASAN").map(|request| request.value.as_str());
+            let missing = missing_detectors(&debug);
+            // Every arch either asks for KASAN or says why it cannot have it.
+            match kasan {
+                Some("y") => assert!(missing.iter().all(|item| item.detector != "kasan"), "{}", arch.name),
+                _ => assert!(
+                    missing.iter().any(|item| item.detector == "kasan" && !item.reason.is_empty()),
+                    "{} neither enables KASAN nor says why not",
+                    arch.name
+                ),
+            }
         }
+    }
+
+    #[test]
+    fn missing_detectors_are_read_from_marker_comments() {
+        let list = [fragment(
+            "kernel-config/debug-arm.config",
+            "# kforge-no-detector: kasan: HAVE_RUST depends on !KASAN (arch/arm/Kconfig)\n# other\nCONFIG_X=y\n",
+        )];
+        assert_eq!(
+            missing_detectors(&list),
+            [MissingDetector {
+                detector: "kasan".into(),
+                reason: "HAVE_RUST depends on !KASAN (arch/arm/Kconfig)".into(),
+                origin: "kernel-config/debug-arm.config".into(),
+            }]
+        );
     }
 }

@@ -465,6 +465,7 @@ mod tests {
         let cell_dir = dir.join("cells").join(format!("7.2-{arch}"));
         let mut cell = CellResult {
             id: format!("7.2-{arch}"),
+            profile: String::new(),
             arch: arch.into(),
             kernel: "7.2".into(),
             toolchain: "sid".into(),

@@ -48,6 +48,9 @@ pub struct Timings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellResult {
     pub id: String,
+    /// The test profile the cell's kernel was built and booted in (`debug`, `release`).
+    #[serde(default)]
+    pub profile: String,
     pub arch: String,
     pub kernel: String,
     pub toolchain: String,
@@ -153,6 +156,7 @@ pub(crate) mod tests {
     pub(crate) fn cell(status: Status, category: Option<Category>) -> CellResult {
         let mut cell = CellResult {
             id: "7.2-x86_64".into(),
+            profile: String::new(),
             arch: "x86_64".into(),
             kernel: "7.2".into(),
             toolchain: "sid".into(),

@@ -36,7 +36,12 @@ pub fn render(results: &Results, color: bool) -> String {
         };
         out.push_str(&format!(
             "{:<22} {:<6} {:<15} {:<18} {}\n",
-            format!("{}/{}", cell.kernel, cell.arch),
+            [cell.kernel.as_str(), &cell.arch, &cell.profile]
+                .iter()
+                .filter(|part| !part.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/"),
             status(cell.status.as_str()),
             category,
             counts,
