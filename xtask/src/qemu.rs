@@ -273,7 +273,14 @@ mod tests {
     fn x86_64_boot_plan() {
         let arch = Arch::find("x86_64").unwrap();
         let devices = vec!["edu".to_string()];
-        let spec = BootSpec { arch, memory: "512M", cpus: 2, devices: &devices, interactive: false, nonce: "0123456789abcdef" };
+        let spec = BootSpec {
+            arch,
+            memory: "512M",
+            cpus: 2,
+            devices: &devices,
+            interactive: false,
+            nonce: "0123456789abcdef",
+        };
         expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1"]
             .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
     }
@@ -281,7 +288,8 @@ mod tests {
     #[test]
     fn arm64_interactive_boot_plan() {
         let arch = Arch::find("arm64").unwrap();
-        let spec = BootSpec { arch, memory: "512M", cpus: 2, devices: &[], interactive: true, nonce: "0123456789abcdef" };
+        let spec =
+            BootSpec { arch, memory: "512M", cpus: 2, devices: &[], interactive: true, nonce: "0123456789abcdef" };
         expect_test::expect!["qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial mon:stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1 kforge.interactive"]
             .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
     }
@@ -291,8 +299,14 @@ mod tests {
         let plans: Vec<String> = crate::arch::ARCHES
             .iter()
             .map(|arch| {
-                let spec =
-                    BootSpec { arch, memory: "512M", cpus: 2, devices: &[], interactive: false, nonce: "0123456789abcdef" };
+                let spec = BootSpec {
+                    arch,
+                    memory: "512M",
+                    cpus: 2,
+                    devices: &[],
+                    interactive: false,
+                    nonce: "0123456789abcdef",
+                };
                 boot_argv(&spec, "/k", "/i").join(" ")
             })
             .collect();
