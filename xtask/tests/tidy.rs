@@ -417,7 +417,7 @@ const ARCH_NAME_ALLOWED: &[(&str, &str, &str)] = &[
     ("arch.rs", "*", "the arch table itself"),
     (
         "commands/test.rs",
-        "`{id}` is not a cell id; cell ids look like <kernel>-<arch>, e.g. 7.2-x86_64",
+        "`{id}` is not a cell id; cell ids look like <kernel>-<arch>-<profile>, e.g. 7.2-x86_64-debug",
         "an example in an error message",
     ),
     ("commands/new_driver.rs", "next: cargo xtask test --driver {} --arch x86_64", "an example command for the user"),
