@@ -96,6 +96,10 @@ pub fn run(cells: &[Cell], options: &RunOptions) -> Result<Results> {
     let mut shared = Shared { toolchains: BTreeMap::new(), sources: BTreeMap::new() };
     for cell in cells {
         process::check_interrupt()?;
+        if pipeline::planned_skip_reason(&options.repo, &cell.kernel, cell.arch).is_ok_and(|reason| reason.is_some()) {
+            // A skip needs nothing installed; `prepare` records its reason.
+            continue;
+        }
         let toolchain = shared
             .toolchains
             .entry(cell.kernel.toolchain.clone())
@@ -213,6 +217,17 @@ fn prepare(
     }
     progress::status("Preparing", format!("cell {}", cell.label()));
 
+    match pipeline::planned_skip_reason(&options.repo, &cell.kernel, cell.arch) {
+        Ok(Some(reason)) => {
+            progress::status("Skipped", format!("{}: {reason}", cell.id()));
+            result.status = Status::Skip;
+            result.message = Some(reason);
+            return Err(Failed(Box::new(result)));
+        }
+        Ok(None) => {}
+        Err(err) => return Err(fail_cell(result, err, None)),
+    }
+
     let toolchain = match shared.toolchains.get(&cell.kernel.toolchain) {
         Some(Ok(toolchain)) => toolchain.clone(),
         other => {
@@ -241,13 +256,6 @@ fn prepare(
             return Err(fail_cell(result, err, None));
         }
     };
-
-    if let Some(reason) = pipeline::cell_skip_reason(&cell.kernel, cell.arch, &toolchain) {
-        progress::status("Skipped", format!("{}: {reason}", cell.id()));
-        result.status = Status::Skip;
-        result.message = Some(reason);
-        return Err(Failed(Box::new(result)));
-    }
 
     if let Err(err) = pipeline::check_toolchain_rules(&options.repo, &cell.kernel, cell.arch, &toolchain, &source) {
         return Err(fail_cell(result, err, None));

@@ -53,11 +53,65 @@ pub fn ready_source(kernel: &KernelEntry, toolchain: &Toolchain) -> Result<Sourc
 
 /// Why a whole cell cannot run, if it cannot: its toolchain cannot serve the
 /// arch (`[unsupported-arches]`), or a distro kernel has no packages for it.
-pub fn cell_skip_reason(kernel: &KernelEntry, arch: &Arch, toolchain: &Toolchain) -> Option<String> {
+fn cell_skip_reason(kernel: &KernelEntry, arch: &Arch, toolchain: &Toolchain) -> Option<String> {
     if let Some(reason) = toolchain.spec.unsupported_arches.get(arch.name) {
         return Some(format!("toolchain {} cannot serve {}: {reason}", toolchain.id(), arch.name));
     }
     distro::arch_skip_reason(kernel, arch)
+}
+
+/// What every command that builds a kernel needs before it builds: a ready
+/// toolchain and source, reached the same way by every command.
+pub struct ReadyKernel {
+    pub toolchain: Toolchain,
+    pub source: SourceTree,
+}
+
+/// The one prepare path of every command that builds a kernel (`test`/`run`
+/// through `matrix`, and `kernel`, `image`, `drivers`, `sdk`, `dist`,
+/// `package`, `rust-analyzer`): first refuse any of `arches` whose cell is a
+/// skip (from the toolchain's spec alone, before anything is installed), then
+/// ready the toolchain (`--locked` included) and the source. Each arch then
+/// goes through `ready_arch`.
+pub fn ready_kernel(
+    repo: &Path,
+    kernel: &KernelEntry,
+    arches: &[&'static Arch],
+    options: &InstallOptions,
+) -> Result<ReadyKernel> {
+    for arch in arches {
+        if let Some(reason) = planned_skip_reason(repo, kernel, arch)? {
+            return Err(error::user_hint(
+                format!("kernel {} cannot be built for {}: {reason}", kernel.id, arch.name),
+                "`cargo xtask test` reports this cell as a skip for the same reason; choose another --arch or --kernel",
+            ))
+            .stage(Category::Toolchain, format!("kernel {} on {} is refused", kernel.id, arch.name));
+        }
+    }
+    let toolchain = ready_toolchain(repo, &kernel.toolchain, options)?;
+    let source = ready_source(kernel, &toolchain)?;
+    Ok(ReadyKernel { toolchain, source })
+}
+
+/// The second step of the prepare path, per arch: the toolchain rules (the
+/// same refusal `test` makes), then the drivers that can run on this cell and
+/// the skip reasons of those that cannot.
+pub fn ready_arch(
+    repo: &Path,
+    kernel: &KernelEntry,
+    arch: &Arch,
+    ready: &ReadyKernel,
+    drivers: &[Driver],
+) -> Result<DriverSplit> {
+    check_toolchain_rules(repo, kernel, arch, &ready.toolchain, &ready.source)?;
+    Ok(split_drivers(drivers, arch, kernel))
+}
+
+/// Why the cell of `kernel` on `arch` is a skip, read from the toolchain's
+/// spec alone (nothing is installed).
+pub fn planned_skip_reason(repo: &Path, kernel: &KernelEntry, arch: &Arch) -> Result<Option<String>> {
+    let toolchain = Toolchain::load(repo, &kernel.toolchain)?;
+    Ok(cell_skip_reason(kernel, arch, &toolchain))
 }
 
 /// Refuses a kernel/toolchain/arch triple that breaks a rule of
@@ -206,8 +260,11 @@ pub fn build_image(
     Ok(out.to_path_buf())
 }
 
+/// The drivers of a cell that can run, and those that cannot with the reason.
+pub type DriverSplit = (Vec<Driver>, Vec<(Driver, String)>);
+
 /// Drivers for a cell: those that can run, and skip reasons for those that cannot.
-pub fn split_drivers(drivers: &[Driver], arch: &Arch, kernel: &KernelEntry) -> (Vec<Driver>, Vec<(Driver, String)>) {
+pub fn split_drivers(drivers: &[Driver], arch: &Arch, kernel: &KernelEntry) -> DriverSplit {
     let mut active = Vec::new();
     let mut skipped = Vec::new();
     for item in drivers {

@@ -478,3 +478,37 @@ fn drivers_build_refuses_a_missing_or_foreign_sdk_archive() {
     assert!(stderr(&output).contains("--sdk <FILE>"), "{}", stderr(&output));
     let _ = std::fs::remove_dir_all(scratch);
 }
+
+#[test]
+fn every_command_refuses_a_cell_that_test_skips_for_the_same_reason_before_installing() {
+    // Kernel 6.12 pins toolchain trixie, which cannot serve loongarch.
+    let reason = "toolchain trixie cannot serve loongarch: Debian trixie has no loong64 port";
+    let cache = std::env::temp_dir().join(format!("kforge-cli-refuse-{}", std::process::id()));
+    let envs: &[(&str, &Path)] = &[("KFORGE_CACHE_DIR", &cache)];
+    let test = xtask(&["test", "--kernel", "6.12", "--arch", "loongarch"], envs);
+    assert_eq!(test.status.code(), Some(0), "{}", stderr(&test));
+    let summary = stdout(&test) + &stderr(&test);
+    assert!(summary.contains("6.12/loongarch/release skip"), "{summary}");
+    assert!(summary.contains(reason), "{summary}");
+    let out = cache.join("dist-out").display().to_string();
+    let pair = ["--kernel", "6.12", "--arch", "loongarch"];
+    let commands: [&[&str]; 7] = [
+        &["kernel", "build"],
+        &["kernel", "config"],
+        &["image"],
+        &["drivers", "build"],
+        &["sdk"],
+        &["run"],
+        &["rust-analyzer"],
+    ];
+    for command in commands.iter().copied().chain([&["dist", "--out", out.as_str()][..]]) {
+        let args: Vec<&str> = command.iter().chain(pair.iter()).copied().collect();
+        let output = xtask(&args, envs);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains(&format!("kernel 6.12 cannot be built for loongarch: {reason}")), "{args:?}: {text}");
+        assert!(text.contains("`cargo xtask test` reports this cell as a skip"), "{args:?}: {text}");
+    }
+    assert!(!cache.join("toolchains").exists(), "nothing may be installed for a refused cell");
+    let _ = std::fs::remove_dir_all(cache);
+}

@@ -79,11 +79,11 @@ fn dist_cell(
     args: &DistArgs,
     global: &GlobalArgs,
 ) -> Result<PathBuf> {
-    let toolchain = pipeline::ready_toolchain(&context.repo, &cell.kernel.toolchain, &global.install_options())?;
+    let ready = pipeline::ready_kernel(&context.repo, &cell.kernel, &[cell.arch], &global.install_options())?;
+    let (active, skipped) = pipeline::ready_arch(&context.repo, &cell.kernel, cell.arch, &ready, drivers)?;
+    let pipeline::ReadyKernel { toolchain, source } = ready;
     let versions: BTreeMap<String, String> =
         verify::verify(&toolchain)?.checks.into_iter().map(|check| (check.tool, check.found)).collect();
-    let source = pipeline::ready_source(&cell.kernel, &toolchain)?;
-    let (active, skipped) = pipeline::split_drivers(drivers, cell.arch, &cell.kernel);
     for (driver, reason) in skipped {
         ui::status("Skipping", format!("{} in {}: {reason}", driver.name, cell.id()));
     }

@@ -64,24 +64,25 @@ pub fn run(args: DriversArgs, global: &GlobalArgs) -> Result<i32> {
         DriversCommand::Build { kernel, arch, driver, sdk: None, toolchain: _ } => {
             let kernel = context.kernel(kernel.as_deref())?;
             let drivers = context.drivers(driver.as_deref())?;
-            let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
-            let source = pipeline::ready_source(&kernel, &toolchain)?;
-            for arch in context.arches(arch.as_deref())? {
-                let (active, skipped) = pipeline::split_drivers(&drivers, arch, &kernel);
+            let arches = context.arches(arch.as_deref())?;
+            let ready = pipeline::ready_kernel(&context.repo, &kernel, &arches, &global.install_options())?;
+            let (toolchain, source) = (&ready.toolchain, &ready.source);
+            for arch in arches {
+                let (active, skipped) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
                 for (driver, reason) in skipped {
                     ui::status("Skipping", format!("{} on {}: {reason}", driver.name, arch.name));
                 }
-                let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+                let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, toolchain, &active)?;
                 let cell = format!("{}-{}", kernel.id, arch.name);
                 let log = context.output.join("logs").join(format!("kernel-{cell}.log"));
                 let build =
-                    pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(pipeline::default_jobs()))?;
+                    pipeline::build_kernel(&plan, toolchain, source, &log, Parallel::Jobs(pipeline::default_jobs()))?;
                 let out = context.output.join("drivers").join(&cell);
                 for built in pipeline::build_drivers(
                     &active,
                     arch,
-                    &toolchain,
-                    &source,
+                    toolchain,
+                    source,
                     &build,
                     &out,
                     Parallel::Jobs(pipeline::default_jobs()),

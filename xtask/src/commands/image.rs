@@ -23,30 +23,31 @@ pub fn run(args: ImageArgs, global: &GlobalArgs) -> Result<i32> {
     let context = Context::load()?;
     let kernel = context.kernel(args.kernel.as_deref())?;
     let drivers = context.drivers(args.driver.as_deref())?;
-    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
-    let source = pipeline::ready_source(&kernel, &toolchain)?;
-    for arch in context.arches(args.arch.as_deref())? {
-        let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
-        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+    let arches = context.arches(args.arch.as_deref())?;
+    let ready = pipeline::ready_kernel(&context.repo, &kernel, &arches, &global.install_options())?;
+    let (toolchain, source) = (&ready.toolchain, &ready.source);
+    for arch in arches {
+        let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
+        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, toolchain, &active)?;
         let cell = format!("{}-{}", kernel.id, arch.name);
         let dir = context.output.join("images").join(&cell);
         let build = pipeline::build_kernel(
             &plan,
-            &toolchain,
-            &source,
+            toolchain,
+            source,
             &dir.join("kernel-build.log"),
             Parallel::Jobs(pipeline::default_jobs()),
         )?;
         let built = pipeline::build_drivers(
             &active,
             arch,
-            &toolchain,
-            &source,
+            toolchain,
+            source,
             &build,
             &dir.join("drivers"),
             Parallel::Jobs(pipeline::default_jobs()),
         )?;
-        let image = pipeline::build_image(&toolchain, arch, &context.repo, built, &dir.join("initramfs.cpio.gz"))?;
+        let image = pipeline::build_image(toolchain, arch, &context.repo, built, &dir.join("initramfs.cpio.gz"))?;
         println!("{}", image.display());
     }
     Ok(0)

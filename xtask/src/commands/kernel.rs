@@ -66,9 +66,9 @@ pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
         println!("{}", kbuild::build_command(&plan, Parallel::Jobs(jobs)).join(" "));
         return Ok(0);
     }
-    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
-    let source = pipeline::ready_source(&kernel, &toolchain)?;
-    pipeline::check_toolchain_rules(&context.repo, &kernel, arch, &toolchain, &source)?;
+    let ready = pipeline::ready_kernel(&context.repo, &kernel, &[arch], &global.install_options())?;
+    let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
+    let pipeline::ReadyKernel { toolchain, source } = ready;
     let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
     let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
     let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(jobs))?;
@@ -84,14 +84,14 @@ fn configure(kernel: Option<String>, arch: Option<String>, global: &GlobalArgs) 
     let context = Context::load()?;
     let kernel = context.kernel(kernel.as_deref())?;
     let drivers = context.drivers(None)?;
-    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
-    let source = pipeline::ready_source(&kernel, &toolchain)?;
+    let arches = context.arches(arch.as_deref())?;
+    let ready = pipeline::ready_kernel(&context.repo, &kernel, &arches, &global.install_options())?;
     let mut failed = 0;
-    for arch in context.arches(arch.as_deref())? {
-        let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
-        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+    for arch in arches {
+        let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
+        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &ready.toolchain, &active)?;
         let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
-        match kbuild::configure_only(&plan, &toolchain, &source, &log) {
+        match kbuild::configure_only(&plan, &ready.toolchain, &ready.source, &log) {
             Ok(config) => {
                 ui::status("Configured", format!("kernel {}/{}: every requested option is set", kernel.id, arch.name));
                 println!("{}", config.display());

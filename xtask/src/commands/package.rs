@@ -54,8 +54,7 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
     let options = global.install_options();
     let pins = tools::ToolPins::load(&context.repo)?;
     let tools_root = tools::ready(&pins, &options)?;
-    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &options)?;
-    let source = pipeline::ready_source(&kernel, &toolchain)?;
+    let ready = pipeline::ready_kernel(&context.repo, &kernel, &arches, &options)?;
     fs_err::create_dir_all(&args.out)?;
     let mut errors = 0;
     let mut proven = false;
@@ -68,16 +67,16 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
                 arch.name
             )));
         };
-        pipeline::check_toolchain_rules(&context.repo, &kernel, arch, &toolchain, &source)?;
-        let (active, skipped) = pipeline::split_drivers(&drivers, arch, &kernel);
+        let (active, skipped) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
+        let (toolchain, source) = (&ready.toolchain, &ready.source);
         for (driver, reason) in skipped {
             ui::status("Skipping", format!("{} on {}: {reason}", driver.name, arch.name));
         }
-        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, toolchain, &active)?;
         let cell = format!("{}-{}", kernel.id, arch.name);
         let log = context.output.join("logs").join(format!("kernel-{cell}.log"));
         let parallel = Parallel::Jobs(pipeline::default_jobs());
-        let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, parallel)?;
+        let build = pipeline::build_kernel(&plan, toolchain, source, &log, parallel)?;
         let release = build
             .make_vars
             .iter()
@@ -85,8 +84,7 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
             .map(str::to_string)
             .ok_or_else(|| error::user(format!("the build of {cell} records no KERNELRELEASE")))?;
         let work = context.output.join("package").join(&cell);
-        let built =
-            pipeline::build_drivers(&active, arch, &toolchain, &source, &build, &work.join("drivers"), parallel)?;
+        let built = pipeline::build_drivers(&active, arch, toolchain, source, &build, &work.join("drivers"), parallel)?;
         let mut packaged = Vec::new();
         for item in &built {
             let Some(module) = item.driver.meta.module.as_ref() else { continue };

@@ -30,10 +30,9 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     let arch = crate::arch::Arch::find(&args.arch)?;
     let kernel = context.kernel(args.kernel.as_deref())?;
     let drivers = context.drivers(args.driver.as_deref())?;
-    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
-    let source = pipeline::ready_source(&kernel, &toolchain)?;
-    pipeline::check_toolchain_rules(&context.repo, &kernel, arch, &toolchain, &source)?;
-    let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
+    let ready = pipeline::ready_kernel(&context.repo, &kernel, &[arch], &global.install_options())?;
+    let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
+    let pipeline::ReadyKernel { toolchain, source } = ready;
     let cell = Cell { kernel: kernel.clone(), arch, profile: context.project.test_profile(args.profile) };
     let plan = pipeline::profile_kernel_plan(&context.repo, &kernel, arch, cell.profile, &toolchain, &active)?;
     let dir = context.output.join("run").join(cell.id());

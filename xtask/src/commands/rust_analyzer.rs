@@ -31,11 +31,11 @@ pub fn run(args: RustAnalyzerArgs, global: &GlobalArgs) -> Result<i32> {
         .into_iter()
         .filter(|driver| driver.meta.module.is_some())
         .collect();
-    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
-    let source = pipeline::ready_source(&kernel, &toolchain)?;
+    let ready = pipeline::ready_kernel(&context.repo, &kernel, &[arch], &global.install_options())?;
     // The kernel the default matrix builds for this arch, so its cache is shared with `test`.
     let matrix_drivers = context.drivers(None)?;
-    let (active, _) = pipeline::split_drivers(&matrix_drivers, arch, &kernel);
+    let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &matrix_drivers)?;
+    let pipeline::ReadyKernel { toolchain, source } = ready;
     let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
     let dir = context.output.join("rust-analyzer");
     let build = pipeline::build_kernel(

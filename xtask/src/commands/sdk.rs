@@ -31,9 +31,9 @@ pub fn run(args: SdkArgs, global: &GlobalArgs) -> Result<i32> {
     let arch = Arch::find(&args.arch)?;
     // The kernel `kernel build` and `test` build: configured for the default matrix's drivers.
     let drivers = context.drivers(None)?;
-    let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
-    let toolchain = pipeline::ready_toolchain(&context.repo, &kernel.toolchain, &global.install_options())?;
-    let source = pipeline::ready_source(&kernel, &toolchain)?;
+    let ready = pipeline::ready_kernel(&context.repo, &kernel, &[arch], &global.install_options())?;
+    let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
+    let pipeline::ReadyKernel { toolchain, source } = ready;
     let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
     let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
     let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(pipeline::default_jobs()))?;
