@@ -47,7 +47,7 @@ pub struct DistArgs {
 
 pub fn run(args: DistArgs, global: &GlobalArgs) -> Result<i32> {
     if args.check_reproducible {
-        return check_reproducible(&args);
+        return check_reproducible(&args, global);
     }
     let context = Context::load()?;
     let test_args = super::test::TestArgs {
@@ -195,7 +195,7 @@ fn strip_modules(toolchain: &crate::toolchain::Toolchain, built: &mut [BuiltDriv
 
 /// Runs this same `dist` twice, each in a fresh cache (sharing only the
 /// toolchain roots and the download store), and compares the archives.
-fn check_reproducible(args: &DistArgs) -> Result<i32> {
+fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
     let real_cache = crate::paths::cache_dir()?;
     let base = args.out.join("reproducible");
     cache::remove_dir_if_exists(&base)?;
@@ -209,7 +209,8 @@ fn check_reproducible(args: &DistArgs) -> Result<i32> {
             std::os::unix::fs::symlink(real_cache.join(shared), cache_dir.join(shared))?;
         }
         let out = base.join(format!("out-{side}"));
-        let mut cmd = Cmd::new(&exe).arg("dist").arg("--out").arg(&out);
+        let mut cmd = Cmd::new(&exe).args(global.forwarded()).arg("dist").arg("--out").arg(&out);
+        cmd = cmd.args(["--profile", args.profile.as_str()]);
         for (flag, value) in
             [("--arch", &args.arch), ("--kernel", &args.kernel), ("--cell", &args.cell), ("--driver", &args.driver)]
         {

@@ -35,26 +35,48 @@ pub struct GlobalArgs {
     /// Only errors and warnings.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Debian mirror URL for toolchain roots (default: mmdebstrap's; env KFORGE_MIRROR).
-    #[arg(long, global = true, value_name = "URL")]
+    /// Debian mirror URL for toolchain roots (default: mmdebstrap's).
+    #[arg(long, global = true, value_name = "URL", env = "KFORGE_MIRROR")]
     pub mirror: Option<String>,
-    /// Touch no network: use only what `cargo xtask fetch` put in the store (env KFORGE_OFFLINE=1).
-    #[arg(long, global = true)]
+    /// Touch no network: use only what `cargo xtask fetch` put in the store.
+    #[arg(long, global = true, env = "KFORGE_OFFLINE")]
     pub offline: bool,
-    /// Refuse to install, build or boot anything when the inputs differ from kforge.lock (env KFORGE_LOCKED=1).
-    #[arg(long, global = true)]
+    /// Refuse to install, build or boot anything when the inputs differ from kforge.lock.
+    #[arg(long, global = true, env = "KFORGE_LOCKED")]
     pub locked: bool,
 }
 
 impl GlobalArgs {
-    /// `--offline`, or `KFORGE_OFFLINE=1`.
+    /// `--offline` (or `KFORGE_OFFLINE` set to anything but empty, 0, false, no or off).
     pub fn offline(&self) -> bool {
-        self.offline || std::env::var("KFORGE_OFFLINE").is_ok_and(|value| value == "1")
+        self.offline
     }
 
-    /// `--locked`, or `KFORGE_LOCKED=1`.
+    /// `--locked` (or `KFORGE_LOCKED`, read like `KFORGE_OFFLINE`).
     pub fn locked(&self) -> bool {
-        self.locked || std::env::var("KFORGE_LOCKED").is_ok_and(|value| value == "1")
+        self.locked
+    }
+
+    /// These options as flags, for a command that runs kforge again (so the
+    /// inner run sees the same session: network, lock, mirror, verbosity).
+    pub fn forwarded(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if self.verbose {
+            flags.push("--verbose".to_string());
+        }
+        if self.quiet {
+            flags.push("--quiet".to_string());
+        }
+        if let Some(mirror) = &self.mirror {
+            flags.extend(["--mirror".to_string(), mirror.clone()]);
+        }
+        if self.offline {
+            flags.push("--offline".to_string());
+        }
+        if self.locked {
+            flags.push("--locked".to_string());
+        }
+        flags
     }
 
     pub fn install_options(&self) -> InstallOptions {
@@ -131,5 +153,33 @@ impl Context {
             None => self.project.matrix.drivers.clone(),
         };
         driver::select(&all, &names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::GlobalArgs;
+
+    #[derive(Debug, Parser)]
+    struct Only {
+        #[command(flatten)]
+        global: GlobalArgs,
+    }
+
+    #[test]
+    fn a_rerun_gets_the_same_session_flags() {
+        let parsed =
+            Only::try_parse_from(["kforge", "-v", "--offline", "--locked", "--mirror", "http://127.0.0.1:9/debian"])
+                .unwrap();
+        let again =
+            Only::try_parse_from(std::iter::once("kforge".to_string()).chain(parsed.global.forwarded())).unwrap();
+        assert_eq!(
+            parsed.global.forwarded(),
+            ["--verbose", "--mirror", "http://127.0.0.1:9/debian", "--offline", "--locked"]
+        );
+        assert_eq!(again.global.forwarded(), parsed.global.forwarded());
+        assert!(again.global.offline() && again.global.locked());
     }
 }
