@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cache;
+use crate::driver::{BuiltDriver, ModuleFile};
+use crate::process::{Cmd, Control, Outcome};
 
 /// One file of an archive, by its path inside the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +276,49 @@ pub fn differences(left: &BTreeMap<String, Vec<u8>>, right: &BTreeMap<String, Ve
     paths.sort();
     paths.dedup();
     paths.into_iter().filter(|path| left.get(*path) != right.get(*path)).cloned().collect()
+}
+
+/// Replaces each module with a copy stripped of debug information (`llvm-strip --strip-debug`).
+pub fn strip_modules(toolchain: &crate::toolchain::Toolchain, built: &mut [BuiltDriver], dir: &Path) -> Result<()> {
+    fs_err::create_dir_all(dir)?;
+    let sandbox = toolchain.sandbox()?;
+    for item in built.iter_mut() {
+        for module in item.modules.iter_mut() {
+            let stripped = dir.join(format!("{}.ko", module.name));
+            let mut jail = sandbox.jail();
+            jail.ro(&module.ko, "/kforge/in.ko");
+            jail.rw(dir, "/kforge/out");
+            let output = format!("/kforge/out/{}.ko", module.name);
+            jail.command(&["llvm-strip", "--strip-debug", "-o", &output, "/kforge/in.ko"])?
+                .run()
+                .with_context(|| format!("failed to strip {}", module.ko.display()))?;
+            *module = ModuleFile { ko: stripped, ..module.clone() };
+        }
+    }
+    Ok(())
+}
+
+/// One re-run of kforge itself (`dist --check-reproducible`'s two builds):
+/// its arguments and the fresh cache and output directories it gets.
+pub struct Rerun<'a> {
+    pub argv: &'a [String],
+    pub cache_dir: &'a Path,
+    pub output_dir: &'a Path,
+}
+
+/// Runs the running kforge binary again with `rerun.argv`, its output in
+/// `log` and each line passed to `on_line`; whether it succeeded.
+pub fn rerun_kforge(rerun: &Rerun<'_>, log: &Path, on_line: &mut dyn FnMut(&str)) -> Result<bool> {
+    let exe = std::env::current_exe().context("cannot find the running kforge binary")?;
+    let cmd = Cmd::new(&exe)
+        .args(rerun.argv)
+        .env("KFORGE_CACHE_DIR", rerun.cache_dir)
+        .env("KFORGE_OUTPUT_DIR", rerun.output_dir);
+    let outcome = cmd.stream(log, None, &mut |line| {
+        on_line(line);
+        Control::Continue
+    })?;
+    Ok(matches!(outcome, Outcome::Exited(status) if status.success()))
 }
 
 #[cfg(test)]

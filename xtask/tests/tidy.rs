@@ -63,6 +63,21 @@ fn only_the_process_module_spawns_processes() {
     assert!(spawning.is_empty(), "only xtask/src/process.rs may call Command::new: {spawning:?}");
 }
 
+#[test]
+fn commands_never_start_processes_themselves() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("xtask/src/commands"), &mut files);
+    let spawning: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            ["Cmd::new", ".jail()", "current_exe"].iter().any(|needle| text.contains(needle))
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(spawning.is_empty(), "commands parse and print; processes start in the layers below: {spawning:?}");
+}
+
 /// The module graph of `xtask/src`, read from the code: every `crate::`,
 /// `super::` and `self::` path (and child modules named by bare paths), in
 /// `use` items and in expressions, outside `#[cfg(test)] mod tests`.

@@ -1,18 +1,16 @@
 //! `cargo xtask dist`: per-cell release archives for packagers, and `--check-reproducible` to prove two clean builds are identical.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
 
 use super::{Context, GlobalArgs};
 use crate::dist::{self, BuildFacts, DriverFacts, Entry, KernelFacts, Manifest, ToolchainFacts};
-use crate::driver::{BuiltDriver, ModuleFile};
 use crate::jobserver::Parallel;
 use crate::kernel::build as kbuild;
 use crate::matrix::Cell;
-use crate::process::{Cmd, Control, Outcome};
 use crate::project::Profile;
 use crate::toolchain::verify;
 use crate::{cache, error, image, kernel, pipeline, ui};
@@ -104,7 +102,7 @@ fn dist_cell(
         Parallel::Jobs(jobs),
     )?;
     if !args.keep_debug {
-        strip_modules(&toolchain, &mut built, &work.join("stripped"))?;
+        dist::strip_modules(&toolchain, &mut built, &work.join("stripped"))?;
     }
     let initramfs =
         pipeline::build_image(&toolchain, cell.arch, &context.repo, built.clone(), &work.join("initramfs.cpio.gz"))?;
@@ -173,33 +171,12 @@ fn dist_cell(
     dist::write_archive(&args.out, &cell.id(), &entries, epoch)
 }
 
-/// Replaces each module with a copy stripped of debug information (`llvm-strip --strip-debug`).
-fn strip_modules(toolchain: &crate::toolchain::Toolchain, built: &mut [BuiltDriver], dir: &Path) -> Result<()> {
-    fs_err::create_dir_all(dir)?;
-    let sandbox = toolchain.sandbox()?;
-    for item in built.iter_mut() {
-        for module in item.modules.iter_mut() {
-            let stripped = dir.join(format!("{}.ko", module.name));
-            let mut jail = sandbox.jail();
-            jail.ro(&module.ko, "/kforge/in.ko");
-            jail.rw(dir, "/kforge/out");
-            let output = format!("/kforge/out/{}.ko", module.name);
-            jail.command(&["llvm-strip", "--strip-debug", "-o", &output, "/kforge/in.ko"])?
-                .run()
-                .with_context(|| format!("failed to strip {}", module.ko.display()))?;
-            *module = ModuleFile { ko: stripped, ..module.clone() };
-        }
-    }
-    Ok(())
-}
-
 /// Runs this same `dist` twice, each in a fresh cache (sharing only the
 /// toolchain roots and the download store), and compares the archives.
 fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
     let real_cache = crate::paths::cache_dir()?;
     let base = args.out.join("reproducible");
     cache::remove_dir_if_exists(&base)?;
-    let exe = std::env::current_exe().context("cannot find the running kforge binary")?;
     let mut outputs = Vec::new();
     for side in ["a", "b"] {
         let cache_dir = base.join(format!("cache-{side}"));
@@ -209,26 +186,23 @@ fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
             std::os::unix::fs::symlink(real_cache.join(shared), cache_dir.join(shared))?;
         }
         let out = base.join(format!("out-{side}"));
-        let mut cmd = Cmd::new(&exe).args(global.forwarded()).arg("dist").arg("--out").arg(&out);
-        cmd = cmd.args(["--profile", args.profile.as_str()]);
+        let mut argv = global.forwarded();
+        argv.extend(["dist".to_string(), "--out".to_string(), out.display().to_string()]);
+        argv.extend(["--profile".to_string(), args.profile.as_str().to_string()]);
         for (flag, value) in
             [("--arch", &args.arch), ("--kernel", &args.kernel), ("--cell", &args.cell), ("--driver", &args.driver)]
         {
             if let Some(value) = value {
-                cmd = cmd.args([flag, value.as_str()]);
+                argv.extend([flag.to_string(), value.clone()]);
             }
         }
         if args.keep_debug {
-            cmd = cmd.arg("--keep-debug");
+            argv.push("--keep-debug".to_string());
         }
-        let cmd = cmd.env("KFORGE_CACHE_DIR", &cache_dir).env("KFORGE_OUTPUT_DIR", base.join(format!("work-{side}")));
         ui::status("Building", format!("from scratch, pass {side} (cache {})", cache_dir.display()));
         let log = base.join(format!("build-{side}.log"));
-        let outcome = cmd.stream(&log, None, &mut |line| {
-            ui::info(format!("  [{side}] {line}"));
-            Control::Continue
-        })?;
-        if !matches!(outcome, Outcome::Exited(status) if status.success()) {
+        let rerun = dist::Rerun { argv: &argv, cache_dir: &cache_dir, output_dir: &base.join(format!("work-{side}")) };
+        if !dist::rerun_kforge(&rerun, &log, &mut |line| ui::info(format!("  [{side}] {line}")))? {
             return Err(error::user(format!("build {side} failed; see {}", log.display())));
         }
         outputs.push(out);

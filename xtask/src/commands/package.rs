@@ -41,7 +41,7 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
         return Err(not_a_distro_kernel(&kernel));
     };
     let maintainer = package::maintainer(args.maintainer.as_deref())?;
-    let epoch = source_date_epoch(&context.repo)?;
+    let epoch = package::source_date_epoch(&context.repo)?;
     let arches = match &args.arch {
         Some(list) => crate::arch::Arch::parse_list(list)?,
         None => crate::arch::Arch::parse_list(&image.arches.keys().cloned().collect::<Vec<_>>().join(","))?,
@@ -247,30 +247,6 @@ fn not_a_distro_kernel(kernel: &KernelEntry) -> anyhow::Error {
         ),
         "for kforge's own kernels use `cargo xtask dist` (release archives) or `cargo xtask sdk`",
     )
-}
-
-/// SOURCE_DATE_EPOCH, else the time of the repository's last commit; it
-/// must be 1975 or later (lintian rejects older file times).
-fn source_date_epoch(repo: &Path) -> Result<u64> {
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) => {
-            value.trim().parse::<u64>().with_context(|| format!("SOURCE_DATE_EPOCH={value} is not a number"))?
-        }
-        Err(_) => crate::process::Cmd::new("git")
-            .args(["-C", &repo.display().to_string(), "log", "-1", "--format=%ct"])
-            .run()
-            .context("SOURCE_DATE_EPOCH is not set and the last commit's time is unavailable")?
-            .trim()
-            .parse::<u64>()
-            .context("git printed no commit time")?,
-    };
-    const YEAR_1975: u64 = 157_766_400;
-    if epoch < YEAR_1975 {
-        return Err(error::user(format!(
-            "SOURCE_DATE_EPOCH={epoch} is before 1975: lintian rejects such file times (package-contains-ancient-file)"
-        )));
-    }
-    Ok(epoch)
 }
 
 /// The `description` of a driver's Cargo.toml.

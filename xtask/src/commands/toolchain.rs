@@ -164,18 +164,16 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
             let id = id.unwrap_or_else(|| kernel_entry.toolchain.clone());
             let toolchain = pipeline::ready_toolchain(&context.repo, &id, &global.install_options())?;
             let source = kernel::source::prepare(&kernel_entry, &toolchain)?;
-            let sandbox = toolchain.sandbox()?;
-            let mut jail = sandbox.jail().interactive();
-            jail.ro(&source.dir, "/src");
             let mut banner = format!("kforge: toolchain {id}; kernel {} source at /src (read-only)", kernel_entry.id);
+            let mut build = None;
             if let Some(arch) = arch {
                 let arch = crate::arch::Arch::find(&arch)?;
                 let drivers = context.drivers(None)?;
                 let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel_entry);
                 let plan = pipeline::kernel_plan(&context.repo, &kernel_entry, arch, &toolchain, &active)?;
                 if plan.entry.is_dir() {
-                    jail.rw(&plan.entry, "/build");
                     banner.push_str(&format!("; {} build at /build", arch.name));
+                    build = Some(plan.entry);
                 } else {
                     ui::warn(format!(
                         "kernel {}/{} is not built yet; /build is not mounted",
@@ -184,8 +182,7 @@ pub fn run(args: ToolchainArgs, global: &GlobalArgs) -> Result<i32> {
                 }
             }
             ui::info(banner);
-            let cmd = jail.cwd("/src").command(&["bash", "-i"])?;
-            let status = cmd.run_interactive()?;
+            let status = toolchain.shell(&source.dir, build.as_deref())?;
             Ok(status.code().unwrap_or(error::EXIT_INFRA))
         }
         ToolchainCommand::Resolve { kernel, source, arch, toolchain, json } => {

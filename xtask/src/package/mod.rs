@@ -475,6 +475,30 @@ pub fn rfc2822(seconds: u64) -> String {
     format!("{weekday}, {day} {month_name} {year} {time} +0000")
 }
 
+/// SOURCE_DATE_EPOCH, else the time of the repository's last commit; it
+/// must be 1975 or later (lintian rejects older file times).
+pub fn source_date_epoch(repo: &Path) -> Result<u64> {
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) => {
+            value.trim().parse::<u64>().with_context(|| format!("SOURCE_DATE_EPOCH={value} is not a number"))?
+        }
+        Err(_) => crate::process::Cmd::new("git")
+            .args(["-C", &repo.display().to_string(), "log", "-1", "--format=%ct"])
+            .run()
+            .context("SOURCE_DATE_EPOCH is not set and the last commit's time is unavailable")?
+            .trim()
+            .parse::<u64>()
+            .context("git printed no commit time")?,
+    };
+    const YEAR_1975: u64 = 157_766_400;
+    if epoch < YEAR_1975 {
+        return Err(error::user(format!(
+            "SOURCE_DATE_EPOCH={epoch} is before 1975: lintian rejects such file times (package-contains-ancient-file)"
+        )));
+    }
+    Ok(epoch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,6 +89,19 @@ impl Toolchain {
         self.provider().describe(self)
     }
 
+    /// `toolchain shell`: an interactive `bash -i` in this toolchain's
+    /// sandbox, with a kernel source read-only at /src and, if given, a
+    /// kernel build writable at /build.
+    pub fn shell(&self, source: &Path, build: Option<&Path>) -> Result<std::process::ExitStatus> {
+        let sandbox = self.sandbox()?;
+        let mut jail = sandbox.jail().interactive();
+        jail.ro(source, "/src");
+        if let Some(build) = build {
+            jail.rw(build, "/build");
+        }
+        jail.cwd("/src").command(&["bash", "-i"])?.run_interactive()
+    }
+
     /// A sandbox whose PATH puts the pinned tools first and whose bindgen
     /// finds the pinned libclang: inside the Debian root, or on the host's
     /// filesystem (mounted read-only) for the rustup and host providers.
