@@ -512,3 +512,18 @@ fn every_command_refuses_a_cell_that_test_skips_for_the_same_reason_before_insta
     assert!(!cache.join("toolchains").exists(), "nothing may be installed for a refused cell");
     let _ = std::fs::remove_dir_all(cache);
 }
+
+#[test]
+fn one_cell_commands_name_the_cells_when_the_selection_holds_several() {
+    for command in [&["run"][..], &["sdk"], &["kernel", "build", "--dry-run"]] {
+        let output = xtask(command, &[]);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {text}");
+        assert!(text.contains("works on one cell; the selection holds 7.2/x86_64/release, 7.2/arm64/release"), "{text}");
+        assert!(text.contains("--cell <kernel>-<arch>-<profile>"), "{text}");
+    }
+    // The same flags, with the same meaning, pick one cell in every command.
+    let output = xtask(&["kernel", "build", "--cell", "7.2-arm64-debug", "--dry-run"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("# kernel 7.2/arm64 (debug) with toolchain sid"), "{}", stdout(&output));
+}

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::Context;
-use super::test::TestArgs;
+use super::selection::Selection;
 use crate::ci::{merge, pipelines, plan};
 use crate::{error, paths, ui};
 
@@ -70,8 +70,7 @@ pub fn run(args: CiArgs) -> Result<i32> {
 
 fn print_matrix(format: Format, arch: Option<String>, kernel: Option<String>) -> Result<i32> {
     let context = Context::load()?;
-    let test_args = TestArgs { arch, kernel, driver: None, suite: None, cell: None, jobs: None, profile: None };
-    let cells = super::test::cells(&context, &test_args)?;
+    let cells = Selection::of(kernel, arch).cells(&context)?;
     let planned = plan::plan(&context.repo, &cells, &context.drivers(None)?)?;
     let text = match format {
         Format::Github => plan::github(&planned)?,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
+use super::selection::Selection;
 use super::{Context, GlobalArgs};
 use crate::dist::{self, BuildFacts, DriverFacts, Entry, KernelFacts, Manifest, ToolchainFacts};
 use crate::jobserver::Parallel;
@@ -17,21 +18,9 @@ use crate::{cache, error, image, kernel, pipeline, ui};
 
 #[derive(Debug, Args)]
 pub struct DistArgs {
-    /// Comma-separated arches or `all` (default: kforge.toml's matrix).
-    #[arg(long)]
-    pub arch: Option<String>,
-    /// Comma-separated kernel ids or `all` (default: kforge.toml's matrix).
-    #[arg(long)]
-    pub kernel: Option<String>,
-    /// One cell, by id (`<kernel>-<arch>-<profile>`, or `<kernel>-<arch>` in --profile).
-    #[arg(long, conflicts_with_all = ["arch", "kernel"])]
-    pub cell: Option<String>,
-    /// Profile of the shipped kernel: `release` (default; the minimal kernel) or `debug`.
-    #[arg(long, default_value = "release")]
-    pub profile: Profile,
-    /// Comma-separated drivers (default: kforge.toml's matrix).
-    #[arg(long)]
-    pub driver: Option<String>,
+    /// The cells to ship (`--profile` defaults to release here: the minimal kernel).
+    #[command(flatten)]
+    pub selection: Selection,
     /// Where the archives go.
     #[arg(long)]
     pub out: PathBuf,
@@ -48,17 +37,8 @@ pub fn run(args: DistArgs, global: &GlobalArgs) -> Result<i32> {
         return check_reproducible(&args, global);
     }
     let context = Context::load()?;
-    let test_args = super::test::TestArgs {
-        arch: args.arch.clone(),
-        kernel: args.kernel.clone(),
-        driver: args.driver.clone(),
-        suite: None,
-        cell: args.cell.clone(),
-        jobs: None,
-        profile: Some(args.profile),
-    };
-    let cells = super::test::cells(&context, &test_args)?;
-    let drivers = context.drivers(args.driver.as_deref())?;
+    let cells = args.selection.cells_or(&context, Profile::Release)?;
+    let drivers = args.selection.drivers(&context)?;
     fs_err::create_dir_all(&args.out)?;
     for cell in &cells {
         let archive = dist_cell(&context, cell, &drivers, &args, global)
@@ -188,14 +168,9 @@ fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
         let out = base.join(format!("out-{side}"));
         let mut argv = global.forwarded();
         argv.extend(["dist".to_string(), "--out".to_string(), out.display().to_string()]);
-        argv.extend(["--profile".to_string(), args.profile.as_str().to_string()]);
-        for (flag, value) in
-            [("--arch", &args.arch), ("--kernel", &args.kernel), ("--cell", &args.cell), ("--driver", &args.driver)]
-        {
-            if let Some(value) = value {
-                argv.extend([flag.to_string(), value.clone()]);
-            }
-        }
+        let profile = args.selection.profile.unwrap_or(Profile::Release);
+        argv.extend(["--profile".to_string(), profile.as_str().to_string()]);
+        argv.extend(args.selection.forwarded_without_profile());
         if args.keep_debug {
             argv.push("--keep-debug".to_string());
         }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+use super::selection::{Selection, by_kernel};
 use super::{Context, GlobalArgs};
 use crate::driver::KernelTree;
 use crate::jobserver::Parallel;
@@ -24,17 +25,12 @@ pub enum DriversCommand {
     /// Build the drivers as modules for a kernel (building the kernel first if needed),
     /// or only their modules against an SDK from `cargo xtask sdk`.
     Build {
-        #[arg(long)]
-        kernel: Option<String>,
-        /// Comma-separated arches or `all` (default: the default matrix's).
-        #[arg(long)]
-        arch: Option<String>,
-        /// Comma-separated driver names or `all` (default: the default matrix's;
-        /// with --sdk, default and `all`: every driver with a module of its own).
-        #[arg(long)]
-        driver: Option<String>,
+        /// The cells to build for (with --sdk, only `--driver`: default and `all` then mean
+        /// every driver with a module of its own).
+        #[command(flatten)]
+        selection: Selection,
         /// Build against this SDK tarball instead of a kernel tree (its kernel and arch).
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "arch"])]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "arch", "cell", "profile", "suite"])]
         sdk: Option<PathBuf>,
         /// With --sdk: the toolchain to build with (default: the one the SDK records; its versions must match).
         #[arg(long, requires = "sdk")]
@@ -58,37 +54,31 @@ pub fn run(args: DriversArgs, global: &GlobalArgs) -> Result<i32> {
             }
             Ok(0)
         }
-        DriversCommand::Build { sdk: Some(file), driver, toolchain, .. } => {
-            build_with_sdk(&context, &file, driver.as_deref(), toolchain.as_deref(), global)
+        DriversCommand::Build { sdk: Some(file), selection, toolchain } => {
+            build_with_sdk(&context, &file, selection.driver.as_deref(), toolchain.as_deref(), global)
         }
-        DriversCommand::Build { kernel, arch, driver, sdk: None, toolchain: _ } => {
-            let kernel = context.kernel(kernel.as_deref())?;
-            let drivers = context.drivers(driver.as_deref())?;
-            let arches = context.arches(arch.as_deref())?;
-            let ready = pipeline::ready_kernel(&context.repo, &kernel, &arches, &global.install_options())?;
-            let (toolchain, source) = (&ready.toolchain, &ready.source);
-            for arch in arches {
-                let (active, skipped) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
-                for (driver, reason) in skipped {
-                    ui::status("Skipping", format!("{} on {}: {reason}", driver.name, arch.name));
-                }
-                let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, toolchain, &active)?;
-                let cell = format!("{}-{}", kernel.id, arch.name);
-                let log = context.output.join("logs").join(format!("kernel-{cell}.log"));
-                let build =
-                    pipeline::build_kernel(&plan, toolchain, source, &log, Parallel::Jobs(pipeline::default_jobs()))?;
-                let out = context.output.join("drivers").join(&cell);
-                for built in pipeline::build_drivers(
-                    &active,
-                    arch,
-                    toolchain,
-                    source,
-                    &build,
-                    &out,
-                    Parallel::Jobs(pipeline::default_jobs()),
-                )? {
-                    for module in &built.modules {
-                        println!("{}", module.ko.display());
+        DriversCommand::Build { selection, sdk: None, toolchain: _ } => {
+            let drivers = selection.drivers(&context)?;
+            for group in by_kernel(&selection.cells(&context)?) {
+                let kernel = &group.kernel;
+                let ready = pipeline::ready_kernel(&context.repo, kernel, &group.arches, &global.install_options())?;
+                let (toolchain, source) = (&ready.toolchain, &ready.source);
+                for &arch in &group.arches {
+                    let cell = group.cell(arch);
+                    let (active, skipped) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
+                    for (driver, reason) in skipped {
+                        ui::status("Skipping", format!("{} on {}: {reason}", driver.name, cell.label()));
+                    }
+                    let plan =
+                        pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, toolchain, &active)?;
+                    let log = context.output.join("logs").join(format!("kernel-{}.log", cell.id()));
+                    let parallel = Parallel::Jobs(pipeline::default_jobs());
+                    let build = pipeline::build_kernel(&plan, toolchain, source, &log, parallel)?;
+                    let out = context.output.join("drivers").join(cell.id());
+                    for built in pipeline::build_drivers(&active, arch, toolchain, source, &build, &out, parallel)? {
+                        for module in &built.modules {
+                            println!("{}", module.ko.display());
+                        }
                     }
                 }
             }

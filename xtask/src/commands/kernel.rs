@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+use super::selection::{Selection, by_kernel};
 use super::{Context, GlobalArgs};
 use crate::jobserver::Parallel;
 use crate::kernel::build as kbuild;
@@ -18,20 +19,13 @@ pub struct KernelArgs {
 pub enum KernelCommand {
     /// Configure a kernel and check every requested option survived, without building it.
     Config {
-        #[arg(long)]
-        kernel: Option<String>,
-        /// Comma-separated arches or `all` (default: the default matrix's).
-        #[arg(long)]
-        arch: Option<String>,
+        #[command(flatten)]
+        selection: Selection,
     },
-    /// Build a kernel (config fragments merged, LLVM=1, out of tree, cached).
+    /// Build a kernel (config fragments merged, LLVM=1, out of tree, cached): one cell.
     Build {
-        /// Kernel id from kforge.toml (default: the default matrix's first).
-        #[arg(long)]
-        kernel: Option<String>,
-        /// Architecture (kernel name or alias, e.g. x86_64, arm64, aarch64).
-        #[arg(long)]
-        arch: String,
+        #[command(flatten)]
+        selection: Selection,
         /// Parallel make jobs (default: KFORGE_JOBS or the number of CPUs).
         #[arg(long, short)]
         jobs: Option<usize>,
@@ -42,20 +36,20 @@ pub enum KernelCommand {
 }
 
 pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
-    let (kernel, arch, jobs, dry_run) = match args.command {
-        KernelCommand::Build { kernel, arch, jobs, dry_run } => (kernel, arch, jobs, dry_run),
-        KernelCommand::Config { kernel, arch } => return configure(kernel, arch, global),
+    let (selection, jobs, dry_run) = match args.command {
+        KernelCommand::Build { selection, jobs, dry_run } => (selection, jobs, dry_run),
+        KernelCommand::Config { selection } => return configure(&selection, global),
     };
     let context = Context::load()?;
-    let kernel = context.kernel(kernel.as_deref())?;
-    let arch = crate::arch::Arch::find(&arch)?;
-    let drivers = context.drivers(None)?;
-    let (active, _) = pipeline::split_drivers(&drivers, arch, &kernel);
+    let cell = selection.one_cell(&context, "kernel build")?;
+    let (kernel, arch) = (&cell.kernel, cell.arch);
+    let drivers = selection.drivers(&context)?;
     let jobs = jobs.unwrap_or_else(pipeline::default_jobs);
     if dry_run {
+        let (active, _) = pipeline::split_drivers(&drivers, arch, kernel);
         let toolchain = crate::toolchain::Toolchain::load(&context.repo, &kernel.toolchain)?;
-        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
-        println!("# kernel {}/{} with toolchain {}", kernel.id, arch.name, toolchain.id());
+        let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;
+        println!("# kernel {}/{} ({}) with toolchain {}", kernel.id, arch.name, cell.profile, toolchain.id());
         println!("# cache entry: {} (key {})", plan.entry.display(), plan.key);
         for fragment in &plan.fragments {
             println!("# fragment {}: {}", fragment.name, fragment.origin);
@@ -66,11 +60,11 @@ pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
         println!("{}", kbuild::build_command(&plan, Parallel::Jobs(jobs)).join(" "));
         return Ok(0);
     }
-    let ready = pipeline::ready_kernel(&context.repo, &kernel, &[arch], &global.install_options())?;
-    let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
+    let ready = pipeline::ready_kernel(&context.repo, kernel, &[arch], &global.install_options())?;
+    let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
     let pipeline::ReadyKernel { toolchain, source } = ready;
-    let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
-    let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
+    let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;
+    let log = context.output.join("logs").join(format!("kernel-{}.log", cell.id()));
     let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(jobs))?;
     println!("{}", build.image.display());
     if !build.image.is_file() {
@@ -79,26 +73,29 @@ pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `kernel config`: configure each arch and report the `.config` it produced.
-fn configure(kernel: Option<String>, arch: Option<String>, global: &GlobalArgs) -> Result<i32> {
+/// `kernel config`: configure each selected cell and report the `.config` it produced.
+fn configure(selection: &Selection, global: &GlobalArgs) -> Result<i32> {
     let context = Context::load()?;
-    let kernel = context.kernel(kernel.as_deref())?;
-    let drivers = context.drivers(None)?;
-    let arches = context.arches(arch.as_deref())?;
-    let ready = pipeline::ready_kernel(&context.repo, &kernel, &arches, &global.install_options())?;
+    let drivers = selection.drivers(&context)?;
     let mut failed = 0;
-    for arch in arches {
-        let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
-        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &ready.toolchain, &active)?;
-        let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
-        match kbuild::configure_only(&plan, &ready.toolchain, &ready.source, &log) {
-            Ok(config) => {
-                ui::status("Configured", format!("kernel {}/{}: every requested option is set", kernel.id, arch.name));
-                println!("{}", config.display());
-            }
-            Err(err) => {
-                failed += 1;
-                ui::error(&error::render(&err));
+    for group in by_kernel(&selection.cells(&context)?) {
+        let kernel = &group.kernel;
+        let ready = pipeline::ready_kernel(&context.repo, kernel, &group.arches, &global.install_options())?;
+        for &arch in &group.arches {
+            let cell = group.cell(arch);
+            let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
+            let plan =
+                pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &ready.toolchain, &active)?;
+            let log = context.output.join("logs").join(format!("kernel-{}.log", cell.id()));
+            match kbuild::configure_only(&plan, &ready.toolchain, &ready.source, &log) {
+                Ok(config) => {
+                    ui::status("Configured", format!("kernel {}: every requested option is set", cell.label()));
+                    println!("{}", config.display());
+                }
+                Err(err) => {
+                    failed += 1;
+                    ui::error(&error::render(&err));
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod report;
 pub mod run;
 pub mod rust_analyzer;
 pub mod sdk;
+pub mod selection;
 pub mod test;
 pub mod toolchain;
 

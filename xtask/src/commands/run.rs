@@ -3,38 +3,28 @@
 use anyhow::Result;
 use clap::Args;
 
+use super::selection::Selection;
 use super::{Context, GlobalArgs};
 use crate::jobserver::Parallel;
-use crate::matrix::Cell;
-use crate::project::Profile;
 use crate::qemu;
 use crate::{pipeline, ui};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Architecture to boot.
-    #[arg(long)]
-    pub arch: String,
-    #[arg(long)]
-    pub kernel: Option<String>,
-    /// Comma-separated driver names or `all` (default: the default matrix's).
-    #[arg(long)]
-    pub driver: Option<String>,
-    /// Test profile: `debug` (default, or kforge.toml's [matrix] profile) or `release`.
-    #[arg(long)]
-    pub profile: Option<Profile>,
+    /// One cell: `--arch` picks it from the matrix's kernel (or give --kernel, or --cell).
+    #[command(flatten)]
+    pub selection: Selection,
 }
 
 pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     let context = Context::load()?;
-    let arch = crate::arch::Arch::find(&args.arch)?;
-    let kernel = context.kernel(args.kernel.as_deref())?;
-    let drivers = context.drivers(args.driver.as_deref())?;
-    let ready = pipeline::ready_kernel(&context.repo, &kernel, &[arch], &global.install_options())?;
-    let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
+    let cell = args.selection.one_cell(&context, "run")?;
+    let (kernel, arch) = (&cell.kernel, cell.arch);
+    let drivers = args.selection.drivers(&context)?;
+    let ready = pipeline::ready_kernel(&context.repo, kernel, &[arch], &global.install_options())?;
+    let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
     let pipeline::ReadyKernel { toolchain, source } = ready;
-    let cell = Cell { kernel: kernel.clone(), arch, profile: context.project.test_profile(args.profile) };
-    let plan = pipeline::profile_kernel_plan(&context.repo, &kernel, arch, cell.profile, &toolchain, &active)?;
+    let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;
     let dir = context.output.join("run").join(cell.id());
     let build = pipeline::build_kernel(
         &plan,

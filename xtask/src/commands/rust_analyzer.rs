@@ -3,20 +3,18 @@
 use anyhow::Result;
 use clap::Args;
 
+use super::selection::Selection;
 use super::{Context, GlobalArgs};
 use crate::jobserver::Parallel;
 use crate::{analyzer, error, pipeline, ui};
 
 #[derive(Debug, Args)]
 pub struct RustAnalyzerArgs {
-    /// The arch whose kernel build the editor should see (default: x86_64).
-    #[arg(long, default_value = "x86_64")]
-    pub arch: String,
-    #[arg(long)]
-    pub kernel: Option<String>,
-    /// Comma-separated drivers (default: every driver that builds its own module).
-    #[arg(long)]
-    pub driver: Option<String>,
+    /// The cell whose kernel build the editor should see: the selection's
+    /// first (default: kforge.toml's first kernel and arch). `--driver`
+    /// defaults to every driver that builds its own module.
+    #[command(flatten)]
+    pub selection: Selection,
     /// Also run `rust-analyzer diagnostics` (from the toolchain) and fail on unresolved names.
     #[arg(long)]
     pub check: bool,
@@ -24,19 +22,20 @@ pub struct RustAnalyzerArgs {
 
 pub fn run(args: RustAnalyzerArgs, global: &GlobalArgs) -> Result<i32> {
     let context = Context::load()?;
-    let arch = crate::arch::Arch::find(&args.arch)?;
-    let kernel = context.kernel(args.kernel.as_deref())?;
+    let cells = args.selection.cells(&context)?;
+    let cell = cells.first().ok_or_else(|| error::user("the selection holds no cell"))?;
+    let (kernel, arch) = (&cell.kernel, cell.arch);
     let drivers: Vec<_> = context
-        .drivers_of(Some(args.driver.as_deref().unwrap_or("all")), None)?
+        .drivers_of(Some(args.selection.driver.as_deref().unwrap_or("all")), args.selection.suite.as_deref())?
         .into_iter()
         .filter(|driver| driver.meta.module.is_some())
         .collect();
-    let ready = pipeline::ready_kernel(&context.repo, &kernel, &[arch], &global.install_options())?;
+    let ready = pipeline::ready_kernel(&context.repo, kernel, &[arch], &global.install_options())?;
     // The kernel the default matrix builds for this arch, so its cache is shared with `test`.
     let matrix_drivers = context.drivers(None)?;
-    let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &matrix_drivers)?;
+    let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &matrix_drivers)?;
     let pipeline::ReadyKernel { toolchain, source } = ready;
-    let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+    let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;
     let dir = context.output.join("rust-analyzer");
     let build = pipeline::build_kernel(
         &plan,

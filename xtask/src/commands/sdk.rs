@@ -6,20 +6,17 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 
+use super::selection::Selection;
 use super::{Context, GlobalArgs};
-use crate::arch::Arch;
 use crate::jobserver::Parallel;
 use crate::kernel::source;
 use crate::{pipeline, sdk, ui};
 
 #[derive(Debug, Args)]
 pub struct SdkArgs {
-    /// Kernel id from kforge.toml (default: the default matrix's first).
-    #[arg(long)]
-    pub kernel: Option<String>,
-    /// Architecture (kernel name or alias, e.g. x86_64, arm64).
-    #[arg(long)]
-    pub arch: String,
+    /// One cell: `--arch` picks it from the matrix's kernel (or give --kernel, or --cell).
+    #[command(flatten)]
+    pub selection: Selection,
     /// Where to write the tarball (default: target/kforge/sdk/kforge-sdk-<kernel>-<arch>.tar.gz).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -27,14 +24,14 @@ pub struct SdkArgs {
 
 pub fn run(args: SdkArgs, global: &GlobalArgs) -> Result<i32> {
     let context = Context::load()?;
-    let kernel = context.kernel(args.kernel.as_deref())?;
-    let arch = Arch::find(&args.arch)?;
-    // The kernel `kernel build` and `test` build: configured for the default matrix's drivers.
-    let drivers = context.drivers(None)?;
-    let ready = pipeline::ready_kernel(&context.repo, &kernel, &[arch], &global.install_options())?;
-    let (active, _) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
+    let cell = args.selection.one_cell(&context, "sdk")?;
+    let (kernel, arch) = (&cell.kernel, cell.arch);
+    // The kernel `kernel build` and `test` build: configured for the matrix's drivers (and any selected).
+    let drivers = args.selection.drivers(&context)?;
+    let ready = pipeline::ready_kernel(&context.repo, kernel, &[arch], &global.install_options())?;
+    let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
     let pipeline::ReadyKernel { toolchain, source } = ready;
-    let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, &toolchain, &active)?;
+    let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;
     let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
     let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(pipeline::default_jobs()))?;
     let archive = args.out.unwrap_or_else(|| context.output.join("sdk").join(sdk::archive_name(&kernel.id, arch)));
