@@ -149,7 +149,7 @@ fn run_cell(cell: &Cell, options: &RunOptions, shared: &Shared, jobserver: &Jobs
         Ok(Some(prepared)) => {
             // A fault in this cell's own output (full disk) fails this cell only.
             let fallback = prepared.result.clone();
-            boot_and_evaluate(prepared, Duration::from_secs(options.boot.timeout_seconds))
+            boot_and_evaluate(prepared, cell.profile.boot_timeout(&options.boot))
                 .or_else(|err| crate::outdir::contain_cell_fault(fallback, err))
         }
         Ok(None) => Err(anyhow::Error::new(error::Interrupted)),

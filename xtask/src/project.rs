@@ -82,6 +82,16 @@ impl Profile {
             Profile::Release => &boot.memory,
         }
     }
+
+    /// Boot timeout: `[boot] timeout-seconds`, or for `debug`
+    /// `[boot] debug-timeout-seconds` (KASAN, lockdep and kmemleak scans make
+    /// a TCG guest several times slower).
+    pub fn boot_timeout(self, boot: &BootSettings) -> std::time::Duration {
+        std::time::Duration::from_secs(match self {
+            Profile::Debug => boot.debug_timeout_seconds,
+            Profile::Release => boot.timeout_seconds,
+        })
+    }
 }
 
 impl std::fmt::Display for Profile {
@@ -175,15 +185,27 @@ pub struct BootSettings {
     /// Guest memory for the `debug` profile (KASAN keeps a shadow of 1/8 of it).
     #[serde(default = "default_debug_memory")]
     pub debug_memory: String,
+    /// Boot timeout for the `debug` profile.
+    #[serde(default = "default_debug_timeout_seconds")]
+    pub debug_timeout_seconds: u64,
 }
 
 fn default_debug_memory() -> String {
     "1G".to_string()
 }
 
+fn default_debug_timeout_seconds() -> u64 {
+    900
+}
+
 impl Default for BootSettings {
     fn default() -> Self {
-        BootSettings { timeout_seconds: 300, memory: "512M".to_string(), debug_memory: default_debug_memory() }
+        BootSettings {
+            timeout_seconds: 300,
+            memory: "512M".to_string(),
+            debug_memory: default_debug_memory(),
+            debug_timeout_seconds: default_debug_timeout_seconds(),
+        }
     }
 }
 

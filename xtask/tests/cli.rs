@@ -519,7 +519,10 @@ fn one_cell_commands_name_the_cells_when_the_selection_holds_several() {
         let output = xtask(command, &[]);
         let text = stderr(&output);
         assert_eq!(output.status.code(), Some(2), "{command:?}: {text}");
-        assert!(text.contains("works on one cell; the selection holds 7.2/x86_64/release, 7.2/arm64/release"), "{text}");
+        assert!(
+            text.contains("works on one cell; the selection holds 7.2/x86_64/release, 7.2/arm64/release"),
+            "{text}"
+        );
         assert!(text.contains("--cell <kernel>-<arch>-<profile>"), "{text}");
     }
     // The same flags, with the same meaning, pick one cell in every command.
