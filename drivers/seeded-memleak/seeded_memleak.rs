@@ -17,12 +17,25 @@ module! {
 
 struct SeededMemleak;
 
+/// How many allocations the module leaks.
+const LEAKS: usize = 16;
+
+#[inline(never)]
+fn leak_one() -> Result {
+    let buffer = KBox::new([3u8; 256], GFP_KERNEL)?;
+    core::mem::forget(buffer);
+    Ok(())
+}
+
 impl kernel::Module for SeededMemleak {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let buffer = KBox::new([3u8; 256], GFP_KERNEL)?;
-        // BUG: the only pointer to it is dropped without freeing it.
-        core::mem::forget(buffer);
-        pr_info!("seeded_memleak: leaked 256 bytes\n");
+        // BUG: the only pointer to each buffer is dropped without freeing it.
+        // Several of them: a stale copy of the last pointer can survive in a
+        // (cached, still scanned) kernel stack and keep that one "referenced".
+        for _ in 0..LEAKS {
+            leak_one()?;
+        }
+        pr_info!("seeded_memleak: leaked {LEAKS} buffers of 256 bytes\n");
         Ok(SeededMemleak)
     }
 }

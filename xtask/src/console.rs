@@ -388,6 +388,22 @@ pub fn attribute(dmesg: &str, nonce: &str) -> Attribution {
     attribution
 }
 
+/// How many CPUs the kernel brought up, from its own (facility 0) line
+/// `smp: Brought up N node(s), M CPU(s)` in a raw dmesg dump, with that line.
+/// None when the kernel printed none (a kernel without SMP).
+pub fn cpus_brought_up(dmesg: &str) -> Option<(u32, String)> {
+    dmesg.lines().find_map(|raw| {
+        let (facility, rest) = split_syslog_prefix(raw)?;
+        let (_, text) = split_timestamp(rest);
+        if facility != 0 {
+            return None;
+        }
+        let counts = text.strip_prefix("smp: Brought up ")?;
+        let cpus = counts.split(", ").nth(1)?.split(' ').next()?.parse().ok()?;
+        Some((cpus, text.trim().to_string()))
+    })
+}
+
 /// `<N>rest` -> (facility, rest).
 fn split_syslog_prefix(line: &str) -> Option<(u32, &str)> {
     let (number, rest) = line.strip_prefix('<')?.split_once('>')?;
@@ -407,6 +423,15 @@ pub fn scan(log: &str) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cpus_the_kernel_brought_up_come_from_its_own_line_only() {
+        let dmesg = "<13>[    0.01] smp: Brought up 1 node, 8 CPUs\n<6>[    0.804000] smp: Brought up 1 node, 1 CPU\n";
+        assert_eq!(cpus_brought_up(dmesg), Some((1, "smp: Brought up 1 node, 1 CPU".to_string())));
+        assert_eq!(cpus_brought_up("<6>[    0.06] smp: Brought up 1 node, 2 CPUs\n").unwrap().0, 2);
+        assert_eq!(cpus_brought_up("<13>[ 0.1] smp: Brought up 1 node, 2 CPUs\n"), None, "user space wrote it");
+        assert_eq!(cpus_brought_up("<6>[ 0.1] Linux version 7.2\n"), None);
+    }
 
     fn kinds(log: &str) -> Vec<&'static str> {
         scan(log).iter().map(|f| f.detector.as_str()).collect()

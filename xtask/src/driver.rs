@@ -14,7 +14,7 @@ use crate::process::{Cmd, Control, Outcome};
 use crate::sandbox::{Jail, Sandbox};
 use crate::stage::{Category, StageContext};
 use crate::toolchain::Toolchain;
-use crate::{cache, error, project, version};
+use crate::{cache, error, paths, progress, project, version};
 
 /// The directory under `drivers/` that every driver shares: `compat.rs` (the
 /// kernel API differences between releases, compiled into each driver) and
@@ -207,11 +207,20 @@ pub struct BuiltDriver {
     pub modules: Vec<ModuleFile>,
     /// The built copy's `tests/` directory: scripts, helpers and compiled programs.
     pub tests_dir: PathBuf,
+    /// The cache entry of this build, where its initramfs segment is kept too.
+    pub cache_entry: Option<PathBuf>,
 }
 
-/// Builds one driver package against a built kernel, in `out_dir/<name>` (a
-/// copy of its sources): its own module, its test programs, and the in-tree
-/// modules it uses (which must exist in the kernel build).
+/// Bump when the way a driver is built changes in a way the key cannot see
+/// (the jail's mounts, the entry's layout): every cached driver build is then redone.
+const BUILD_FORMAT: &str = "1";
+
+/// Builds one driver package against a built kernel: its own module, its test
+/// programs, and the in-tree modules it uses (which must exist in the kernel
+/// build). The build is a cache entry keyed by everything it reads (see
+/// [`build_key`]): a driver whose sources, kernel and toolchain did not change
+/// is not recompiled. Either way its log is `out_dir/<name>.build.log` and
+/// its module is copied to `out_dir/<name>/<module>.ko`.
 pub fn build(
     driver: &Driver,
     arch: &Arch,
@@ -221,9 +230,6 @@ pub fn build(
     out_dir: &Path,
     parallel: Parallel<'_>,
 ) -> Result<BuiltDriver> {
-    let work = out_dir.join(&driver.name);
-    cache::remove_dir_if_exists(&work)?;
-    copy_tree(&driver.dir, &work)?;
     let failed = |message: String| format!("driver {} failed to build for {}: {message}", driver.name, arch.name);
     let mut modules = Vec::new();
     for relative in &driver.meta.in_tree_modules {
@@ -236,21 +242,116 @@ pub fn build(
         }
         modules.push(ModuleFile { name: module_name(relative), ko, params: Vec::new() });
     }
-    let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
     let tree = KernelTree { source: &source.dir, build: &kernel.dir, make_vars: &kernel.make_vars };
-    if driver.meta.module.is_some() {
-        modules.push(compile_module(driver, arch, &sandbox, &tree, &work, out_dir, parallel)?);
+    let key = build_key(driver, arch, toolchain, &tree, kernel)?;
+    let entry = entry_path(driver, kernel, &key)?;
+    fs_err::create_dir_all(out_dir)?;
+    let log = out_dir.join(format!("{}.build.log", driver.name));
+    let built_now = cache::ensure_dir(&entry, |work| {
+        progress::status("Compiling", format!("driver {} for {}", driver.name, arch.name));
+        copy_tree(&driver.dir, work)?;
+        let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
+        if driver.meta.module.is_some() {
+            compile_module(driver, arch, &sandbox, &tree, work, &log, parallel)?;
+        }
+        for program in &driver.meta.test_programs {
+            let output = format!("/drv/{}", program.strip_suffix(".c").unwrap_or(program));
+            let command = test_program_command(arch, &format!("/drv/{program}"), &output);
+            let cmd = tree.jail(&sandbox, driver, work).command(&command)?;
+            cmd.run().stage(Category::Build, failed(format!("test program {program} did not compile")))?;
+        }
+        Ok(())
+    })?;
+    if built_now {
+        prune_older_builds(&entry)?;
+    } else {
+        let reused = format!("{} for {}: up to date, nothing compiled ({})", driver.name, arch.name, entry.display());
+        fs_err::write(&log, format!("kforge: {reused}\n"))?;
+        progress::status("Fresh", format!("driver {reused}"));
     }
+    if let Some(module) = &driver.meta.module {
+        // The run's own copy, where the user finds it: `<out_dir>/<name>/<module>.ko`.
+        let file = format!("{module}.ko");
+        let ko = out_dir.join(&driver.name).join(&file);
+        cache::remove_dir_if_exists(&out_dir.join(&driver.name))?;
+        fs_err::create_dir_all(out_dir.join(&driver.name))?;
+        fs_err::copy(entry.join(&file), &ko)?;
+        modules.push(ModuleFile { name: module.clone(), ko, params: driver.meta.module_params.clone() });
+    }
+    Ok(BuiltDriver { driver: driver.clone(), modules, tests_dir: entry.join("tests"), cache_entry: Some(entry) })
+}
+
+/// The cache key of a driver build: the driver's files and `drivers/common`
+/// (paths, modes and contents), the arch, the toolchain, the kernel build it
+/// links against (its directory, `Module.symvers`, and when its image and
+/// Rust metadata were last written) and the exact commands that build it.
+pub fn build_key(
+    driver: &Driver,
+    arch: &Arch,
+    toolchain: &Toolchain,
+    tree: &KernelTree<'_>,
+    kernel: &KernelBuild,
+) -> Result<cache::KeyHasher> {
+    let mut key = cache::KeyHasher::new();
+    key.input("format", BUILD_FORMAT).input("driver", &driver.name).input("arch", arch.name);
+    key.input("toolchain", &toolchain.build_key);
+    let mut trees = vec![("driver", driver.dir.clone())];
+    trees.extend(driver.common_dir().map(|common| ("common", common)));
+    for (label, dir) in trees {
+        for relative in source_files(&dir)? {
+            let path = dir.join(&relative);
+            let mode = std::os::unix::fs::PermissionsExt::mode(&fs_err::metadata(&path)?.permissions());
+            key.input(label, relative.to_string_lossy().as_bytes());
+            key.input("mode", format!("{:o}", mode & 0o111));
+            key.input("content", fs_err::read(&path)?);
+        }
+    }
+    key.input("kernel", kernel.dir.to_string_lossy().as_bytes());
+    let symvers = kernel.dir.join("Module.symvers");
+    if symvers.is_file() {
+        key.input("symvers", fs_err::read(&symvers)?);
+    }
+    for output in [kernel.image.clone(), kernel.dir.join("rust/libkernel.rmeta")] {
+        if let Ok(metadata) = std::fs::metadata(&output) {
+            let modified = metadata.modified().ok().and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok());
+            key.input("kernel-output", format!("{} {} {modified:?}", output.display(), metadata.len()));
+        }
+    }
+    key.input("module-command", module_command(arch, tree.make_vars, Parallel::Jobs(1)).join(" "));
     for program in &driver.meta.test_programs {
-        let output = format!("/drv/{}", program.strip_suffix(".c").unwrap_or(program));
-        let cmd = tree.jail(&sandbox, driver, &work).command(&test_program_command(
-            arch,
-            &format!("/drv/{program}"),
-            &output,
-        ))?;
-        cmd.run().stage(Category::Build, failed(format!("test program {program} did not compile")))?;
+        key.input("program-command", test_program_command(arch, program, "out").join(" "));
     }
-    Ok(BuiltDriver { driver: driver.clone(), modules, tests_dir: work.join("tests") })
+    Ok(key)
+}
+
+/// `<cache>/drivers/<driver>-<kernel entry>-<key>`: one entry per version of a
+/// driver's sources built against one kernel build.
+fn entry_path(driver: &Driver, kernel: &KernelBuild, key: &cache::KeyHasher) -> Result<PathBuf> {
+    let kernel_name = kernel.dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(paths::cache_dir()?.join("drivers").join(format!("{}-{kernel_name}-{}", driver.name, key.short())))
+}
+
+/// Removes the other builds of the same driver against the same kernel (an
+/// edit makes a new entry; the old one will not be used again), each under
+/// its entry lock. Their lock files stay: they are empty and reused.
+fn prune_older_builds(entry: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (entry.parent(), entry.file_name().and_then(|name| name.to_str())) else {
+        return Ok(());
+    };
+    let Some((prefix, _key)) = name.rsplit_once('-') else { return Ok(()) };
+    for sibling in fs_err::read_dir(parent)? {
+        let path = sibling?.path();
+        let Some(other) = path.file_name().and_then(|name| name.to_str()) else { continue };
+        let is_older_build = other != name
+            && other.rsplit_once('-').is_some_and(|(other_prefix, key)| {
+                other_prefix == prefix && key.len() == 16 && key.bytes().all(|byte| byte.is_ascii_hexdigit())
+            });
+        if is_older_build && path.is_dir() {
+            let _lock = cache::lock(&path)?;
+            cache::remove_dir_if_exists(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// What an external module build reads: a kernel source directory (mounted at
@@ -295,30 +396,30 @@ pub fn build_module(
     cache::remove_dir_if_exists(&work)?;
     copy_tree(&driver.dir, &work)?;
     let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
-    compile_module(driver, arch, &sandbox, tree, &work, out_dir, parallel)
+    let log = out_dir.join(format!("{}.build.log", driver.name));
+    compile_module(driver, arch, &sandbox, tree, &work, &log, parallel)
 }
 
-/// `make -C /build ARCH=... LLVM=1 M=/drv modules` in the driver's copy `work`; the log goes to `out_dir/<name>.build.log`.
+/// `make -C /build ARCH=... LLVM=1 M=/drv modules` in the driver's copy `work`; the make output goes to `log`.
 fn compile_module(
     driver: &Driver,
     arch: &Arch,
     sandbox: &Sandbox,
     tree: &KernelTree<'_>,
     work: &Path,
-    out_dir: &Path,
+    log: &Path,
     parallel: Parallel<'_>,
 ) -> Result<ModuleFile> {
     let failed = |message: &str| format!("driver {} failed to build for {}: {message}", driver.name, arch.name);
     let Some(module) = &driver.meta.module else {
         return Err(error::user(format!("driver {} has no `module` to build (see its Cargo.toml)", driver.name)));
     };
-    let log = out_dir.join(format!("{}.build.log", driver.name));
     let cmd =
         parallel.attach(tree.jail(sandbox, driver, work)).command(&module_command(arch, tree.make_vars, parallel))?;
-    let outcome = cmd.stream(&log, None, &mut |_| Control::Continue)?;
+    let outcome = cmd.stream(log, None, &mut |_| Control::Continue)?;
     let ko = work.join(format!("{module}.ko"));
     if !matches!(outcome, Outcome::Exited(status) if status.success()) {
-        return Err(process_failure(&cmd, outcome, &log)).stage(Category::Build, failed("the module did not compile"));
+        return Err(process_failure(&cmd, outcome, log)).stage(Category::Build, failed("the module did not compile"));
     }
     if !ko.is_file() {
         return Err(anyhow::anyhow!("the build produced no {module}.ko (is `module` in Cargo.toml right?)"))
@@ -373,26 +474,45 @@ pub fn test_program_command(arch: &Arch, source: &str, output: &str) -> Vec<Stri
     argv
 }
 
-/// Copies a driver's directory (skipping build output) for an isolated build.
+/// A driver's source files, relative and sorted: everything but build output
+/// (`target/`, `*.o`, `*.ko`) and hidden files (Kbuild's `.cmd` files).
+fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(root: &Path, relative: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries = fs_err::read_dir(root.join(relative))?.collect::<std::io::Result<Vec<_>>>()?;
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            let name_text = name.to_string_lossy();
+            if name_text == "target"
+                || name_text.ends_with(".o")
+                || name_text.ends_with(".ko")
+                || name_text.starts_with('.')
+            {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(root, &relative.join(&name), files)?;
+            } else if kind.is_file() {
+                files.push(relative.join(&name));
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, Path::new(""), &mut files)?;
+    Ok(files)
+}
+
+/// Copies a driver's source files (see [`source_files`]) for an isolated build.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     fs_err::create_dir_all(to)?;
-    for entry in fs_err::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name_text = name.to_string_lossy();
-        if name_text == "target"
-            || name_text.ends_with(".o")
-            || name_text.ends_with(".ko")
-            || name_text.starts_with('.')
-        {
-            continue;
+    for relative in source_files(from)? {
+        let target = to.join(&relative);
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent)?;
         }
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &to.join(&name))?;
-        } else if kind.is_file() {
-            fs_err::copy(entry.path(), to.join(&name))?;
-        }
+        fs_err::copy(from.join(&relative), target)?;
     }
     Ok(())
 }
@@ -460,6 +580,68 @@ mod tests {
         let kbuild = fs_err::read_to_string(fifo.dir.join("Kbuild")).unwrap();
         assert!(kbuild.contains("include $(src)/../common/kforge.mk"), "{kbuild}");
         let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_driver_build_key_changes_with_its_sources_and_nothing_else() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let fifo = discover(&repo).unwrap().into_iter().find(|driver| driver.name == "fifo").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&fifo.dir, &dir.path().join("fifo")).unwrap();
+        copy_tree(&fifo.common_dir().unwrap(), &dir.path().join(COMMON_DIR)).unwrap();
+        let copy = Driver { dir: dir.path().join("fifo"), ..fifo };
+        let toolchain = Toolchain::load(&repo, "sid").unwrap();
+        let x86 = Arch::find("x86_64").unwrap();
+        let kernel_dir = dir.path().join("7.2-x86_64-0123456789abcdef");
+        fs_err::create_dir_all(&kernel_dir).unwrap();
+        fs_err::write(kernel_dir.join("Module.symvers"), "0x0 symbol vmlinux EXPORT_SYMBOL\n").unwrap();
+        let kernel = KernelBuild {
+            dir: kernel_dir.clone(),
+            image: kernel_dir.join("bzImage"),
+            compiled_steps: 0,
+            cpu_seconds: 0.0,
+            make_vars: vec![],
+        };
+        let tree = KernelTree { source: Path::new("/src"), build: &kernel_dir, make_vars: &[] };
+        let key = || build_key(&copy, x86, &toolchain, &tree, &kernel).unwrap().finish();
+        let original = key();
+        // Build output and hidden files are not inputs.
+        fs_err::write(copy.dir.join("kforge_fifo.ko"), "elf").unwrap();
+        fs_err::write(copy.dir.join(".kforge_fifo.o.cmd"), "cmd").unwrap();
+        assert_eq!(key(), original);
+        // A source edit, a shared file edit, a new kernel symbol table: each is a new build.
+        let source = copy.dir.join("kforge_fifo.rs");
+        let text = fs_err::read_to_string(&source).unwrap();
+        fs_err::write(&source, format!("{text}\n// edited\n")).unwrap();
+        let edited = key();
+        assert_ne!(edited, original);
+        fs_err::write(&source, &text).unwrap();
+        assert_eq!(key(), original, "the key is the content, not the time of the edit");
+        let compat = dir.path().join(COMMON_DIR).join("compat.rs");
+        fs_err::write(&compat, "// changed\n").unwrap();
+        let common_edited = key();
+        assert_ne!(common_edited, original);
+        fs_err::write(kernel_dir.join("Module.symvers"), "0x1 symbol vmlinux EXPORT_SYMBOL\n").unwrap();
+        assert_ne!(key(), common_edited);
+    }
+
+    #[test]
+    fn a_new_build_removes_only_older_builds_of_the_same_driver_and_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |name: &str| dir.path().join(name);
+        let names = [
+            "fifo-7.2-x86_64-debug-0ece4edc65afa168-1111111111111111",
+            "fifo-7.2-x86_64-debug-0ece4edc65afa168-2222222222222222",
+            "fifo-7.2-arm64-debug-16b01d4fc1c39049-3333333333333333",
+            "edu-7.2-x86_64-debug-0ece4edc65afa168-4444444444444444",
+            "fifo-7.2-x86_64-debug-0ece4edc65afa168-notakey",
+        ];
+        for name in names {
+            fs_err::create_dir_all(entry(name)).unwrap();
+        }
+        prune_older_builds(&entry(names[0])).unwrap();
+        let left: Vec<bool> = names.iter().map(|name| entry(name).is_dir()).collect();
+        assert_eq!(left, [true, false, true, true, true]);
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! Bootable initramfs images: a deterministic newc cpio (sorted, fixed owners and mtimes), gzip'd, with busybox, /init, modules and tests.
+//! Bootable initramfs images: deterministic newc cpio segments (sorted, fixed owners and mtimes), gzip'd and concatenated: busybox and /init, then one per package with its modules and tests.
+//!
+//! The kernel unpacks concatenated compressed archives in order, so a
+//! package's segment is made once per content and appended as it is: an edit
+//! to one driver repacks only that driver's segment.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -132,73 +136,108 @@ pub struct ImageInput {
     pub drivers: Vec<BuiltDriver>,
 }
 
-/// Lays out the initramfs: /init, /bin/busybox (+ /bin/sh), /dev/console, and
-/// /kforge/drivers/<name>/{modules,test-list,<module>.ko...,tests/*}.
-pub fn layout(input: &ImageInput) -> Result<Cpio> {
+/// Bump when the layout of a segment changes, so no cached segment is reused across it.
+const SEGMENT_FORMAT: &str = "1";
+
+/// Reads a file for the image; never follows a symlink a build left (safefs):
+/// a link where a file is expected is refused.
+fn read_for_image(path: &Path) -> Result<Vec<u8>> {
+    crate::safefs::read_regular(path)
+        .map(|file| file.data)
+        .with_context(|| format!("cannot put {} into the image", path.display()))
+}
+
+/// The base segment: /init, /bin/busybox (+ /bin/sh), /dev/console and the
+/// mount points.
+pub fn base_layout(input: &ImageInput) -> Result<Cpio> {
     let mut cpio = Cpio::new();
-    // Never follows a symlink a build left (safefs): a link where a file is expected is refused.
-    let read = |path: &Path| {
-        crate::safefs::read_regular(path)
-            .map(|file| file.data)
-            .with_context(|| format!("cannot put {} into the image", path.display()))
-    };
     if !input.busybox.is_file() {
         bail!("busybox is missing at {} (reinstall the toolchain)", input.busybox.display());
     }
-    cpio.add_file("init", 0o755, read(&input.init)?);
-    cpio.add_file("bin/busybox", 0o755, read(&input.busybox)?);
+    cpio.add_file("init", 0o755, read_for_image(&input.init)?);
+    cpio.add_file("bin/busybox", 0o755, read_for_image(&input.busybox)?);
     cpio.add("bin/sh", Node::Symlink("busybox".to_string()));
     cpio.add("dev/console", Node::CharDevice { mode: 0o600, major: 5, minor: 1 });
     for dir in ["proc", "sys", "tmp", "root"] {
         cpio.add(dir, Node::Dir);
     }
-    for built in &input.drivers {
-        let driver = &built.driver;
-        let base = format!("kforge/drivers/{}", driver.name);
-        // One line per module, in load order: `<name> <params...>`.
-        let mut modules = String::new();
-        for module in &built.modules {
-            modules.push_str(&format!("{} {}\n", module.name, module.params.join(" ")).replace(" \n", "\n"));
-            cpio.add_file(&format!("{base}/{}.ko", module.name), 0o644, read(&module.ko)?);
-        }
-        cpio.add_file(&format!("{base}/modules"), 0o644, modules);
-        let suites: String = driver.meta.kunit_suites.iter().map(|suite| format!("{suite}\n")).collect();
-        cpio.add_file(&format!("{base}/kunit-suites"), 0o644, suites);
-        let mut list = String::new();
-        for test in &driver.meta.tests {
-            let file = test.rsplit('/').next().unwrap_or(test);
-            list.push_str(&format!("{} {file}\n", crate::driver::test_name(test)));
-        }
-        cpio.add_file(&format!("{base}/test-list"), 0o644, list);
-        // Everything in the built tests/ directory: the tests, their helpers
-        // and the compiled test programs (not the C sources).
-        if built.tests_dir.is_dir() {
-            for entry in fs_err::read_dir(&built.tests_dir)? {
-                let path = entry?.path();
-                let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-                if name.ends_with(".c") || name.ends_with(".h") {
-                    continue;
-                }
-                // A symlink the build made is packed as a symlink (the guest
-                // resolves it inside the image), never followed on the host.
-                let kind = fs_err::symlink_metadata(&path)?.file_type();
-                if kind.is_symlink() {
-                    let target = fs_err::read_link(&path)?.to_string_lossy().into_owned();
-                    cpio.add(&format!("{base}/tests/{name}"), Node::Symlink(target));
-                } else if kind.is_file() {
-                    cpio.add_file(&format!("{base}/tests/{name}"), 0o755, read(&path)?);
-                }
+    Ok(cpio)
+}
+
+/// One package's segment: /kforge/drivers/<name>/{modules,kunit-suites,test-list,<module>.ko...,tests/*}.
+pub fn driver_layout(built: &BuiltDriver) -> Result<Cpio> {
+    let mut cpio = Cpio::new();
+    let driver = &built.driver;
+    let base = format!("kforge/drivers/{}", driver.name);
+    // One line per module, in load order: `<name> <params...>`.
+    let mut modules = String::new();
+    for module in &built.modules {
+        modules.push_str(&format!("{} {}\n", module.name, module.params.join(" ")).replace(" \n", "\n"));
+        cpio.add_file(&format!("{base}/{}.ko", module.name), 0o644, read_for_image(&module.ko)?);
+    }
+    cpio.add_file(&format!("{base}/modules"), 0o644, modules);
+    let suites: String = driver.meta.kunit_suites.iter().map(|suite| format!("{suite}\n")).collect();
+    cpio.add_file(&format!("{base}/kunit-suites"), 0o644, suites);
+    let mut list = String::new();
+    for test in &driver.meta.tests {
+        let file = test.rsplit('/').next().unwrap_or(test);
+        list.push_str(&format!("{} {file}\n", crate::driver::test_name(test)));
+    }
+    cpio.add_file(&format!("{base}/test-list"), 0o644, list);
+    // Everything in the built tests/ directory: the tests, their helpers
+    // and the compiled test programs (not the C sources).
+    if built.tests_dir.is_dir() {
+        for entry in fs_err::read_dir(&built.tests_dir)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.ends_with(".c") || name.ends_with(".h") {
+                continue;
+            }
+            // A symlink the build made is packed as a symlink (the guest
+            // resolves it inside the image), never followed on the host.
+            let kind = fs_err::symlink_metadata(&path)?.file_type();
+            if kind.is_symlink() {
+                let target = fs_err::read_link(&path)?.to_string_lossy().into_owned();
+                cpio.add(&format!("{base}/tests/{name}"), Node::Symlink(target));
+            } else if kind.is_file() {
+                cpio.add_file(&format!("{base}/tests/{name}"), 0o755, read_for_image(&path)?);
             }
         }
     }
     Ok(cpio)
 }
 
+/// A package's gzip'd segment. Compressing is the costly part, so the result
+/// is kept in the package's cache entry under the hash of the uncompressed
+/// archive: the same content is never compressed twice, and changed content
+/// can never be served from the cache.
+fn driver_segment(built: &BuiltDriver, mtime: u64) -> Result<Vec<u8>> {
+    let archive = driver_layout(built)?.to_newc(mtime);
+    let Some(entry) = &built.cache_entry else { return gzip(&archive) };
+    let mut key = crate::cache::KeyHasher::new();
+    key.input("format", SEGMENT_FORMAT).input("archive", &archive);
+    let cached = entry.join(format!("initramfs-segment-{}.cpio.gz", key.short()));
+    if let Ok(bytes) = fs_err::read(&cached) {
+        return Ok(bytes);
+    }
+    let bytes = gzip(&archive)?;
+    crate::cache::write_atomic(&cached, &bytes)?;
+    Ok(bytes)
+}
+
+/// The whole initramfs: the base segment, then each package's, concatenated.
+pub fn initramfs_bytes(input: &ImageInput) -> Result<Vec<u8>> {
+    let mtime = source_date_epoch();
+    let mut bytes = gzip(&base_layout(input)?.to_newc(mtime))?;
+    for built in &input.drivers {
+        bytes.extend(driver_segment(built, mtime)?);
+    }
+    Ok(bytes)
+}
+
 /// Writes the gzip'd initramfs atomically to `out`.
 pub fn write_initramfs(input: &ImageInput, out: &Path) -> Result<()> {
-    let cpio = layout(input)?;
-    let bytes = gzip(&cpio.to_newc(source_date_epoch()))?;
-    crate::cache::write_atomic(out, bytes)
+    crate::cache::write_atomic(out, initramfs_bytes(input)?)
 }
 
 #[cfg(test)]
@@ -253,17 +292,64 @@ mod tests {
             driver: driver.clone(),
             modules: vec![ModuleFile { name: "evil".into(), ko: path(ko), params: vec![] }],
             tests_dir: path("tests"),
+            cache_entry: None,
         };
         let input = |ko: &str| ImageInput { busybox: path("busybox"), init: path("init"), drivers: vec![built(ko)] };
 
-        let message = format!("{:#}", layout(&input("evil.ko")).err().unwrap());
+        let message = format!("{:#}", initramfs_bytes(&input("evil.ko")).err().unwrap());
         assert!(message.contains("evil.ko is a symlink (to `/etc/passwd`)"), "{message}");
 
         fs_err::write(path("real.ko"), "ko").unwrap();
-        let cpio = layout(&input("real.ko")).unwrap();
+        let cpio = driver_layout(&input("real.ko").drivers[0]).unwrap();
         let node = |name: &str| cpio.entries.get(name).cloned();
         assert_eq!(node("kforge/drivers/evil/tests/leak"), Some(Node::Symlink("/etc/passwd".into())));
         assert!(matches!(node("kforge/drivers/evil/tests/basic.sh"), Some(Node::File { .. })));
+    }
+
+    #[test]
+    fn the_initramfs_is_a_base_segment_then_one_cached_segment_per_package() {
+        use crate::driver::{BuiltDriver, Driver, ModuleFile};
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        fs_err::write(path("init"), "#!/bin/sh\n").unwrap();
+        fs_err::write(path("busybox"), "elf").unwrap();
+        fs_err::write(path("fifo.ko"), "module one").unwrap();
+        fs_err::create_dir(path("entry")).unwrap();
+        let meta = toml::from_str("module = \"fifo\"\ntests = []").unwrap();
+        let driver = Driver { name: "fifo".into(), version: "0.1.0".into(), dir: dir.path().to_path_buf(), meta };
+        let built = BuiltDriver {
+            driver,
+            modules: vec![ModuleFile { name: "fifo".into(), ko: path("fifo.ko"), params: vec![] }],
+            tests_dir: path("tests"),
+            cache_entry: Some(path("entry")),
+        };
+        let input = ImageInput { busybox: path("busybox"), init: path("init"), drivers: vec![built.clone()] };
+        let segments = || {
+            let mut names: Vec<String> = fs_err::read_dir(path("entry"))
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+
+        let bytes = initramfs_bytes(&input).unwrap();
+        // Every gzip member in order: the base archive, then the package's.
+        let mut unpacked = Vec::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut unpacked).unwrap();
+        let expected = [base_layout(&input).unwrap().to_newc(0), driver_layout(&built).unwrap().to_newc(0)].concat();
+        assert_eq!(unpacked, expected);
+        assert_eq!(segments().len(), 1, "{:?}", segments());
+        assert_eq!(initramfs_bytes(&input).unwrap(), bytes, "the cached segment gives the same bytes");
+
+        // Changed content is a new segment, never the cached one.
+        fs_err::write(path("fifo.ko"), "module two").unwrap();
+        let changed = initramfs_bytes(&input).unwrap();
+        let mut unpacked = Vec::new();
+        flate2::read::MultiGzDecoder::new(&changed[..]).read_to_end(&mut unpacked).unwrap();
+        assert!(String::from_utf8_lossy(&unpacked).contains("module two"));
+        assert_eq!(segments().len(), 2, "{:?}", segments());
     }
 
     #[test]

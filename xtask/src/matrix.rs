@@ -82,6 +82,8 @@ struct Prepared {
     active: Vec<Driver>,
     /// This boot's verdict-channel nonce.
     nonce: String,
+    /// The CPUs the kernel must bring up (the debug profile's SMP guests), if any.
+    required_cpus: Option<u32>,
 }
 
 /// Runs every cell. Toolchains and sources are made ready first, one at a
@@ -354,7 +356,8 @@ fn prepare(
         Ok(boot) => boot,
         Err(err) => return Err(fail_cell(result, err, None)),
     };
-    Ok(Some(Prepared { arch: cell.arch, result, boot, active, nonce }))
+    let required_cpus = (cell.profile == Profile::Debug).then_some(spec.cpus);
+    Ok(Some(Prepared { arch: cell.arch, result, boot, active, nonce, required_cpus }))
 }
 
 /// The log that explains a failed stage: the driver's build log, else the kernel's.
@@ -370,7 +373,7 @@ fn failed_log(err: &anyhow::Error, kernel_log: &Path, drivers_dir: &Path) -> Pat
 }
 
 fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult> {
-    let Prepared { arch, mut result, boot, active, nonce } = prepared;
+    let Prepared { arch, mut result, boot, active, nonce, required_cpus } = prepared;
     let console_log = PathBuf::from(&result.log);
     let runner = match arch.runner {
         crate::arch::Runner::Qemu(_) => "in QEMU",
@@ -398,6 +401,9 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
     let ktap_path = dir.join("ktap.json");
     fs_err::write(&ktap_path, serde_json::to_string_pretty(&report)? + "\n")?;
     result.ktap = Some(ktap_path.display().to_string());
+    if let Some(record) = required_cpus.and_then(|cpus| missing_cpus(&split.dmesg, cpus)) {
+        result.tests.push(record);
+    }
     evaluate(&mut result, &report, &findings, &active, &booted);
     result.recount();
     let verb = match result.status {
@@ -420,6 +426,23 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
         ),
     );
     Ok(result)
+}
+
+/// A failed `kforge.smp` when the kernel brought up fewer CPUs than the cell
+/// asked for: the debug profile's tests are only worth their name on SMP, so
+/// a guest that silently ran on one CPU must not be green.
+fn missing_cpus(dmesg: &str, required: u32) -> Option<TestRecord> {
+    let (cpus, line) = console::cpus_brought_up(dmesg)?;
+    (cpus < required).then(|| TestRecord {
+        name: "kforge.smp".to_string(),
+        status: Status::Fail,
+        reason: None,
+        diagnostics: vec![
+            format!("the cell asked for {required} CPUs and the kernel brought up {cpus}: `{line}`"),
+            "the kernel did not find the other CPUs: check the kernel config (ACPI, where the firmware lists CPUs there) and the machine".to_string(),
+        ],
+        category: None,
+    })
 }
 
 /// The kernel reports a boot produced, placed in test windows where possible.
@@ -628,6 +651,17 @@ fn check_expected(result: &mut CellResult, first: usize, driver: &Driver) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_debug_guest_on_fewer_cpus_than_asked_fails_kforge_smp() {
+        let one = "<6>[    0.804000] smp: Brought up 1 node, 1 CPU\n";
+        let record = missing_cpus(one, 2).expect("1 of 2 CPUs must fail");
+        assert_eq!((record.name.as_str(), record.status), ("kforge.smp", Status::Fail));
+        assert!(record.diagnostics[0].contains("asked for 2 CPUs and the kernel brought up 1"), "{record:?}");
+        assert!(missing_cpus("<6>[    0.06] smp: Brought up 1 node, 2 CPUs\n", 2).is_none());
+        // A line a test wrote to /dev/kmsg (facility user) is not the kernel's.
+        assert!(missing_cpus("<13>[    0.9] smp: Brought up 1 node, 1 CPU\n", 2).is_none());
+    }
     use crate::driver::DriverMeta;
     use crate::qemu::{DMESG_BEGIN, DMESG_END, END_MARKER};
 

@@ -227,7 +227,7 @@ pub fn build_kernel(
     Ok(build)
 }
 
-/// Builds each driver for a kernel; the first failure stops (category build).
+/// Builds each driver for a kernel (or reuses its cached build); the first failure stops (category build).
 pub fn build_drivers(
     drivers: &[Driver],
     arch: &Arch,
@@ -239,7 +239,6 @@ pub fn build_drivers(
 ) -> Result<Vec<BuiltDriver>> {
     let mut built = Vec::new();
     for item in drivers {
-        progress::status("Compiling", format!("driver {} for {}", item.name, arch.name));
         built.push(driver::build(item, arch, toolchain, source, kernel, out_dir, parallel)?);
     }
     Ok(built)

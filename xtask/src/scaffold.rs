@@ -86,6 +86,32 @@ pub fn new_driver(repo: &Path, name: &str) -> Result<(PathBuf, Names)> {
     Ok((dir, names))
 }
 
+/// Adds `name` to `[matrix] drivers` in `<repo>/kforge.toml`, keeping the
+/// file's comments and layout, so the next plain `cargo xtask test` runs the
+/// new driver. Returns false when it is listed already.
+pub fn join_matrix(repo: &Path, name: &str) -> Result<bool> {
+    let path = repo.join("kforge.toml");
+    let text = fs_err::read_to_string(&path)?;
+    let mut document: toml_edit::DocumentMut =
+        text.parse().map_err(|err| error::user(format!("malformed {}: {err}", path.display())))?;
+    let Some(drivers) = document
+        .get_mut("matrix")
+        .and_then(|matrix| matrix.as_table_like_mut())
+        .and_then(|matrix| matrix.get_mut("drivers"))
+    else {
+        return Err(error::user(format!("{} has no [matrix] drivers list to add {name} to", path.display())));
+    };
+    let Some(list) = drivers.as_array_mut() else {
+        return Err(error::user(format!("[matrix] drivers in {} is not a list", path.display())));
+    };
+    if list.iter().any(|value| value.as_str() == Some(name)) {
+        return Ok(false);
+    }
+    list.push(name);
+    crate::cache::write_atomic(&path, document.to_string())?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +124,20 @@ mod tests {
         for bad in ["", "Upper", "1abc", "a/b", "a b"] {
             assert!(names(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn a_new_driver_joins_the_matrix_and_the_comments_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "# the matrix\n[matrix]\nkernels = [\"7.2\"]\n# ours\ndrivers = [\"fifo\", \"edu\"]\n";
+        fs_err::write(dir.path().join("kforge.toml"), text).unwrap();
+        assert!(join_matrix(dir.path(), "demo").unwrap());
+        assert!(!join_matrix(dir.path(), "demo").unwrap(), "listed twice");
+        let written = fs_err::read_to_string(dir.path().join("kforge.toml")).unwrap();
+        assert_eq!(written, text.replace("\"edu\"]", "\"edu\", \"demo\"]"));
+        fs_err::write(dir.path().join("kforge.toml"), "[matrix]\nkernels = [\"7.2\"]\n").unwrap();
+        let message = join_matrix(dir.path(), "demo").unwrap_err().to_string();
+        assert!(message.contains("has no [matrix] drivers list"), "{message}");
     }
 
     #[test]

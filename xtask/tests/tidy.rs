@@ -435,7 +435,7 @@ const ARCH_NAME_ALLOWED: &[(&str, &str, &str)] = &[
         "`{id}` is not a cell id; cell ids look like <kernel>-<arch>-<profile>, e.g. 7.2-x86_64-release",
         "an example in an error message",
     ),
-    ("commands/new_driver.rs", "next: cargo xtask test --driver {} --arch x86_64", "an example command for the user"),
+    ("commands/new_driver.rs", "next: cargo xtask test --arch x86_64", "an example command for the user"),
 ];
 
 /// The string literals of some code (escapes kept as written).

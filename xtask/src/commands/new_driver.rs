@@ -19,7 +19,9 @@ pub fn run(args: NewDriverArgs) -> Result<i32> {
         "Created",
         format!("driver {} in {} (module {}, /dev/{})", names.name, dir.display(), names.module, names.device),
     );
-    ui::info(format!("next: cargo xtask test --driver {} --arch x86_64", names.name));
-    ui::info(format!("      add \"{}\" to [matrix] drivers in kforge.toml to test it by default", names.name));
+    if scaffold::join_matrix(&context.repo, &names.name)? {
+        ui::status("Added", format!("{} to [matrix] drivers in kforge.toml", names.name));
+    }
+    ui::info("next: cargo xtask test --arch x86_64");
     Ok(0)
 }

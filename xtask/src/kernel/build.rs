@@ -2,8 +2,9 @@
 //!
 //! The build runs in `<entry>.partial` (kept across interrupted runs, since
 //! kbuild is incremental and safe to resume) and is renamed to `<entry>` when
-//! it completes. A complete entry is re-made on every use: with nothing
-//! changed kbuild compiles nothing, which `compiled_steps == 0` reports.
+//! it completes. A complete entry of a verified source is used as it is; one
+//! of a local `path` source is re-made on every use: with nothing changed
+//! kbuild compiles nothing, which `compiled_steps == 0` reports.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,6 +33,16 @@ pub struct KernelPlan {
     pub fragments: Vec<Fragment>,
     /// Set for a distro's own kernel (`kernel::distro`), which is not built but prepared.
     pub distro: Option<super::distro::DistroPlan>,
+    /// Whether a complete entry is re-made on every use: only when the source
+    /// can change under it (a local `path`). A verified source (a Debian
+    /// package, a checksummed tarball) cannot, so its complete entry is used
+    /// as it is, without running make.
+    pub remake_complete: bool,
+    /// Key over every input but the config options (source, toolchain, arch,
+    /// profile): builds of one lineage differ only in their `.config`, so a
+    /// new entry can start from a complete one of its lineage and let Kbuild
+    /// rebuild what the config change touches. Empty: never seeded.
+    pub lineage: String,
 }
 
 /// A finished build.
@@ -66,6 +77,8 @@ pub fn make_command_with(arch: &Arch, source: &str, build: &str, make_vars: &[St
 
 const COMPLETE_MARKER: &str = ".kforge-complete";
 const CONFIG_MARKER: &str = ".kforge-config-ok";
+/// A complete entry's [`KernelPlan::lineage`].
+const LINEAGE_FILE: &str = ".kforge-lineage";
 
 /// Computes the cache key and entry: source identity, the toolchain's build key, arch and
 /// what the fragments request (after later fragments override earlier ones),
@@ -88,6 +101,8 @@ pub fn plan(
         // Only for non-release profiles, so release entries kept their pre-profile keys and names.
         key.input("profile", profile.as_str());
     }
+    let mut lineage = key.clone();
+    lineage.input("lineage-profile", profile.as_str());
     for (name, request) in config::requests(&fragments) {
         key.input("option", format!("{name}={}", request.value));
     }
@@ -96,7 +111,16 @@ pub fn plan(
         _ => format!("{kernel_id}-{}-{profile}-{}", arch.name, key.short()),
     };
     let entry = paths::cache_dir()?.join("kernels").join(name);
-    Ok(KernelPlan { kernel_id: kernel_id.to_string(), arch, key: key.finish(), entry, fragments, distro: None })
+    Ok(KernelPlan {
+        kernel_id: kernel_id.to_string(),
+        arch,
+        key: key.finish(),
+        entry,
+        fragments,
+        distro: None,
+        remake_complete: source_identity.starts_with(super::source::MUTABLE_IDENTITY_PREFIX),
+        lineage: lineage.finish(),
+    })
 }
 
 /// `make -C /src O=/build ARCH=... LLVM=1` plus reproducibility knobs.
@@ -197,6 +221,19 @@ pub fn build(
     parallel: Parallel<'_>,
 ) -> Result<KernelBuild> {
     let (_lock, dir, complete) = configured_dir(plan, toolchain, source, log)?;
+    if complete && !plan.remake_complete && dir.join(plan.arch.kernel_image).is_file() {
+        fs_err::write(
+            log,
+            format!("kforge: {} is complete and its source cannot change: nothing to make\n", dir.display()),
+        )?;
+        return Ok(KernelBuild {
+            image: dir.join(plan.arch.kernel_image),
+            dir,
+            compiled_steps: 0,
+            cpu_seconds: 0.0,
+            make_vars: Vec::new(),
+        });
+    }
     let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
     let jail = |build_dir: &Path| build_jail(&sandbox, source, build_dir);
 
@@ -220,6 +257,7 @@ pub fn build(
         dir
     } else {
         fs_err::write(dir.join(COMPLETE_MARKER), format!("{{\"steps\": {compiled}}}\n"))?;
+        fs_err::write(dir.join(LINEAGE_FILE), &plan.lineage)?;
         fs_err::rename(&dir, &plan.entry)?;
         plan.entry.clone()
     };
@@ -247,6 +285,16 @@ fn configured_dir(
     let lock = cache::lock(&plan.entry)?;
     let complete = plan.entry.join(COMPLETE_MARKER).is_file();
     let dir = if complete { plan.entry.clone() } else { cache::sibling(&plan.entry, "partial") };
+    if complete && !plan.lineage.is_empty() && !dir.join(LINEAGE_FILE).is_file() {
+        // An entry completed before lineages were recorded: its key matched, so this is its lineage.
+        fs_err::write(dir.join(LINEAGE_FILE), &plan.lineage)?;
+    }
+    if !complete && !dir.exists() && !plan.lineage.is_empty() {
+        let kernels = plan.entry.parent().unwrap_or(Path::new("."));
+        if let Some(nearest) = nearest_complete_build(kernels, &plan.lineage) {
+            seed_from(plan, &nearest, &dir)?;
+        }
+    }
     fs_err::create_dir_all(&dir)?;
     if !dir.join(CONFIG_MARKER).is_file() || !dir.join(".config").is_file() {
         let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
@@ -254,6 +302,49 @@ fn configured_dir(
             .stage(Category::Config, format!("kernel config for {} failed", label(plan)))?;
     }
     Ok((lock, dir, complete))
+}
+
+/// The most recently completed entry in `kernels` of `lineage`, if any: the
+/// same source, toolchain, arch and profile with other config options.
+fn nearest_complete_build(kernels: &Path, lineage: &str) -> Option<PathBuf> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(kernels).ok()?.flatten() {
+        let path = entry.path();
+        if std::fs::read_to_string(path.join(LINEAGE_FILE)).ok().as_deref() != Some(lineage) {
+            continue;
+        }
+        let Ok(completed) = std::fs::metadata(path.join(COMPLETE_MARKER)).and_then(|meta| meta.modified()) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(time, _)| completed > *time) {
+            best = Some((completed, path));
+        }
+    }
+    best.map(|(_, path)| path)
+}
+
+/// Starts the `.partial` directory `partial` of a new entry as a copy of the
+/// complete build `nearest` (`cp -a --reflink=auto`, which keeps the mtimes
+/// Kbuild compares), without its markers: configuring writes the new
+/// `.config`, and Kbuild then rebuilds only what the changed options touch.
+/// The copy goes to a sibling first, so an interrupted copy is never taken
+/// for a build directory.
+fn seed_from(plan: &KernelPlan, nearest: &Path, partial: &Path) -> Result<()> {
+    let name = nearest.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    progress::status("Seeding", format!("kernel {} from the cached build {name}", label(plan)));
+    let seeding = cache::sibling(partial, "seeding");
+    cache::remove_dir_if_exists(&seeding)?;
+    Cmd::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(nearest.join("."))
+        .arg(&seeding)
+        .run()
+        .stage(Category::Infrastructure, format!("could not copy {} to start {}", nearest.display(), label(plan)))?;
+    for marker in [COMPLETE_MARKER, CONFIG_MARKER, LINEAGE_FILE] {
+        let _ = std::fs::remove_file(seeding.join(marker));
+    }
+    fs_err::rename(&seeding, partial)?;
+    Ok(())
 }
 
 /// Configures the kernel (checking every requested option) without building
@@ -500,6 +591,28 @@ mod tests {
     }
 
     #[test]
+    fn a_new_entry_starts_from_the_newest_complete_build_of_its_lineage_only() {
+        let kernels = tempfile::tempdir().unwrap();
+        let make = |name: &str, lineage: &str, complete: bool| {
+            let dir = kernels.path().join(name);
+            fs_err::create_dir_all(&dir).unwrap();
+            fs_err::write(dir.join(LINEAGE_FILE), lineage).unwrap();
+            if complete {
+                fs_err::write(dir.join(COMPLETE_MARKER), "{\"steps\": 1}\n").unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            dir
+        };
+        assert_eq!(nearest_complete_build(kernels.path(), "L"), None);
+        let _older = make("7.2-x86_64-1111111111111111", "L", true);
+        let newer = make("7.2-x86_64-2222222222222222", "L", true);
+        make("7.2-x86_64-3333333333333333.partial", "L", false);
+        make("7.2-arm64-4444444444444444", "other", true);
+        assert_eq!(nearest_complete_build(kernels.path(), "L"), Some(newer));
+        assert_eq!(nearest_complete_build(kernels.path(), "none"), None);
+    }
+
+    #[test]
     fn plan_key_changes_with_each_input() {
         let _guard = crate::test_support::env_lock();
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -514,7 +627,12 @@ mod tests {
         assert_ne!(base.key, plan("7.2", arm, release, &toolchain, "debian:a", fragments.clone()).unwrap().key);
         let mut changed = fragments.clone();
         changed[0].text.push_str("CONFIG_X=y\n");
-        assert_ne!(base.key, plan("7.2", x86, release, &toolchain, "debian:a", changed).unwrap().key);
+        let option_added = plan("7.2", x86, release, &toolchain, "debian:a", changed).unwrap();
+        assert_ne!(base.key, option_added.key);
+        // Only the options differ: the same lineage, so one can start from the other.
+        assert_eq!(base.lineage, option_added.lineage);
+        assert_ne!(base.lineage, plan("7.2", arm, release, &toolchain, "debian:a", fragments.clone()).unwrap().lineage);
+        assert_ne!(base.lineage, plan("7.2", x86, release, &toolchain, "debian:b", fragments.clone()).unwrap().lineage);
         let mut commented = fragments.clone();
         commented[0].text.push_str("# only a comment\n");
         assert_eq!(base.key, plan("7.2", x86, release, &toolchain, "debian:a", commented).unwrap().key);

@@ -77,6 +77,8 @@ pub fn plan(
         entry,
         fragments: Vec::new(),
         distro: Some(DistroPlan { packages, candidates }),
+        remake_complete: false,
+        lineage: String::new(),
     })
 }
 

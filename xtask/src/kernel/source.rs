@@ -15,12 +15,16 @@ pub struct SourceTree {
     pub dir: PathBuf,
 }
 
+/// How the identity of a local `path` source starts: the only kind of source
+/// whose files can change without its identity changing.
+pub const MUTABLE_IDENTITY_PREFIX: &str = "path:";
+
 /// The identity of a source as written in kforge.toml (no fetching needed).
 pub fn identity(source: &KernelSource) -> Result<String> {
     Ok(match source {
         KernelSource::Debian { package, version, sha256 } => format!("debian:{package}={version}:{sha256}"),
         KernelSource::Tarball { sha256, .. } => format!("tarball:{sha256}"),
-        KernelSource::Path(path) => format!("path:{}", canonical_local(path)?.display()),
+        KernelSource::Path(path) => format!("{MUTABLE_IDENTITY_PREFIX}{}", canonical_local(path)?.display()),
         KernelSource::DebianImage(image) => {
             let mut identity = format!("debian-image:{}", package_identity(&image.source));
             for (arch, packages) in &image.arches {
