@@ -121,6 +121,77 @@ wait_orphans() {
     done
 }
 
+# UEFI boots: report the firmware's Secure Boot state (efivarfs's SecureBoot
+# variable: 4 attribute bytes, then 1 for enabled) on the verdict channel; the
+# harness checks it against how it booted (`kforge.secure-boot`). A direct boot
+# has no /sys/firmware/efi and prints nothing.
+# Firmware without Secure Boot support has no SecureBoot variable: disabled.
+if [ -d /sys/firmware/efi ]; then
+    secure_boot=unknown
+    if mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null; then
+        secure_boot=disabled
+        var=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+        # Read whole: efivarfs files cannot seek.
+        # shellcheck disable=SC2046 # one word per byte, on purpose
+        [ -r "$var" ] && set -- $(od -An -t u1 "$var")
+        [ "${5:-0}" = 1 ] && secure_boot=enabled
+    fi
+    echo "kforge-efi secure-boot=$secure_boot"
+fi
+
+# UEFI boots: the disk's root partition (erofs, GPT partition 2 of the virtio
+# disk) holds /lib/modules/<release>/ with modules.dep; modprobe must load a
+# module from it, kforge_fifo when it is there (`kforge.rootfs.modprobe`).
+if [ -d /sys/firmware/efi ]; then
+    tries=0
+    while [ ! -b /dev/vda2 ] && [ "$tries" -lt 50 ]; do
+        sleep 0.1
+        tries=$((tries + 1))
+    done
+    mkdir -p /sysroot /lib/modules
+    if ! out=$(mount -t erofs -o ro /dev/vda2 /sysroot 2>&1); then
+        echo "kforge-rootfs failed: mount -t erofs /dev/vda2: $out" | tr '\n' ' '
+        echo
+    else
+        mount -o bind /sysroot/lib/modules /lib/modules
+        dep=/lib/modules/$(uname -r)/modules.dep
+        name=$(sed -n 's|^extra/\(kforge_fifo\)\.ko:.*|\1|p' "$dep" 2>/dev/null)
+        [ -n "$name" ] || name=$(sed -n '1s|^\(.*/\)\{0,1\}\([^/]*\)\.ko:.*|\2|p' "$dep" 2>/dev/null)
+        if [ -z "$name" ]; then
+            echo "kforge-rootfs failed: no module in $dep"
+        elif out=$(modprobe "$name" 2>&1) && grep -q "^$name " /proc/modules; then
+            echo "kforge-rootfs ok $name"
+            rmmod "$name"
+        else
+            echo "kforge-rootfs failed: modprobe $name: $out" | tr '\n' ' '
+            echo
+        fi
+        umount /lib/modules
+        umount /sysroot
+    fi
+fi
+
+# Secure Boot cells: before any package loads, prove that the kernel enforces
+# module signatures. /kforge/modsig/ holds one module signed with the
+# project's db key, the same module unsigned, and the signed one with a byte
+# changed; the harness turns these lines into kforge.module-signature.* tests.
+# The bad copies go first, so one that wrongly loads is unloaded before the
+# signed one is tried.
+if [ -d /kforge/modsig ]; then
+    read -r probe_module probe_params < /kforge/modsig/module
+    echo "kforge-modsig enforce=$(cat /sys/module/module/parameters/sig_enforce 2>/dev/null || echo missing)"
+    for probe in unsigned tampered signed; do
+        # shellcheck disable=SC2086 # params are word-split on purpose
+        if out=$(insmod "/kforge/modsig/$probe.ko" $probe_params 2>&1); then
+            echo "kforge-modsig $probe=loaded"
+            rmmod "$probe_module"
+        else
+            echo "kforge-modsig $probe=refused: $out" | tr '\n' ' '
+            echo
+        fi
+    done
+fi
+
 drivers=""
 if [ -d /kforge/drivers ]; then
     drivers=$(ls /kforge/drivers)

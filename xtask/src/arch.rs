@@ -26,6 +26,28 @@ pub struct QemuSpec {
     pub mttcg: bool,
 }
 
+/// How this arch boots through UEFI firmware (`--boot efi`): the systemd-stub
+/// flavour of its unified kernel image and the firmware QEMU loads. Paths are
+/// inside the disk-image tools root (`toolchains/images.pins`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EfiSpec {
+    /// systemd's and the UEFI spec's name for the machine type: `x64`, `aa64`
+    /// (stub `linux<efi_arch>.efi.stub`, default boot path `\EFI\BOOT\BOOT<EFI_ARCH>.EFI`).
+    pub efi_arch: &'static str,
+    /// The Debian package that ships the firmware (named in "missing firmware" errors).
+    pub firmware_package: &'static str,
+    /// Firmware code without Secure Boot (`-drive if=pflash,unit=0,readonly=on`).
+    pub code: &'static str,
+    /// Secure Boot capable firmware code; `None`: Debian ships none for this arch.
+    pub secure_code: Option<&'static str>,
+    /// The empty variable store a boot gets a copy of (`-drive if=pflash,unit=1`).
+    pub vars: &'static str,
+    /// Extra QEMU arguments of every UEFI boot.
+    pub args: &'static [&'static str],
+    /// Extra QEMU arguments under Secure Boot (OVMF's secure build needs SMM on q35).
+    pub secure_args: &'static [&'static str],
+}
+
 /// How a built kernel of this arch is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -77,6 +99,8 @@ pub struct Arch {
     /// for arches whose kernel-wide Rust flags give relocations their module loader rejects.
     pub module_rustflags: &'static [&'static str],
     pub runner: Runner,
+    /// UEFI boot; `None`: why this arch has none here.
+    pub efi: Result<EfiSpec, &'static str>,
 }
 
 /// Device models of the test devices kforge's drivers use.
@@ -110,6 +134,15 @@ pub const ARCHES: &[Arch] = &[
             extra_args: &[],
             mttcg: true,
         }),
+        efi: Ok(EfiSpec {
+            efi_arch: "x64",
+            firmware_package: "ovmf",
+            code: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            secure_code: Some("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"),
+            vars: "/usr/share/OVMF/OVMF_VARS_4M.fd",
+            args: &[],
+            secure_args: &["-machine", "smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"],
+        }),
     },
     Arch {
         name: "arm64",
@@ -136,6 +169,18 @@ pub const ARCHES: &[Arch] = &[
             bios: None,
             extra_args: &[],
             mttcg: true,
+        }),
+        efi: Ok(EfiSpec {
+            efi_arch: "aa64",
+            firmware_package: "qemu-efi-aarch64",
+            code: "/usr/share/AAVMF/AAVMF_CODE.no-secboot.fd",
+            secure_code: Some("/usr/share/AAVMF/AAVMF_CODE.secboot.fd"),
+            vars: "/usr/share/AAVMF/AAVMF_VARS.fd",
+            // Without QEMU's ACPI tables the firmware hands the kernel the
+            // device tree (it passes one or the other), which kforge's arm64
+            // kernel (no CONFIG_ACPI) needs.
+            args: &["-machine", "acpi=off"],
+            secure_args: &[],
         }),
     },
     Arch {
@@ -165,6 +210,9 @@ pub const ARCHES: &[Arch] = &[
             extra_args: &[],
             mttcg: true,
         }),
+        efi: Err(
+            "kforge has no UEFI boot for 32-bit arm yet: U-Boot's EFI on -M virt (u-boot-qemu with an armhf systemd-stub) has not been tried",
+        ),
     },
     Arch {
         name: "riscv",
@@ -193,6 +241,16 @@ pub const ARCHES: &[Arch] = &[
             extra_args: &[],
             mttcg: true,
         }),
+        efi: Ok(EfiSpec {
+            efi_arch: "riscv64",
+            firmware_package: "qemu-efi-riscv64",
+            code: "/usr/share/qemu-efi-riscv64/RISCV_VIRT_CODE.fd",
+            secure_code: None,
+            vars: "/usr/share/qemu-efi-riscv64/RISCV_VIRT_VARS.fd",
+            // As on arm64: the device tree, not ACPI (the kernel has no CONFIG_ACPI).
+            args: &["-machine", "acpi=off"],
+            secure_args: &[],
+        }),
     },
     Arch {
         name: "loongarch",
@@ -204,7 +262,8 @@ pub const ARCHES: &[Arch] = &[
         llvm_triple: "loongarch64-linux-gnu",
         user_cflags: &[],
         headers_arch: "loongarch",
-        kernel_image: "arch/loongarch/boot/vmlinux.elf",
+        // The EFI stub's PE image: firmware starts it, and QEMU's direct boot loads it too.
+        kernel_image: "arch/loongarch/boot/vmlinux.efi",
         console: "ttyS0",
         verdict_port: None,
         config_fragment: "loongarch.config",
@@ -220,6 +279,16 @@ pub const ARCHES: &[Arch] = &[
             bios: None,
             extra_args: &[],
             mttcg: true,
+        }),
+        efi: Ok(EfiSpec {
+            efi_arch: "loongarch64",
+            firmware_package: "qemu-efi-loongarch64",
+            code: "/usr/share/qemu-efi-loongarch64/QEMU_EFI.fd",
+            // Debian's build has no Secure Boot.
+            secure_code: None,
+            vars: "/usr/share/qemu-efi-loongarch64/QEMU_VARS.fd",
+            args: &[],
+            secure_args: &[],
         }),
     },
     Arch {
@@ -249,6 +318,7 @@ pub const ARCHES: &[Arch] = &[
             extra_args: &[],
             mttcg: true,
         }),
+        efi: Err("s390 has no UEFI: it IPLs its kernel"),
     },
     Arch {
         name: "um",
@@ -273,6 +343,7 @@ pub const ARCHES: &[Arch] = &[
         // SMP: CONFIG_SMP needs UML_SUBARCH_SUPPORTS_SMP (arch/x86/um/Kconfig: if X86_CX8), which
         // x86_64 has; the kernel starts its CPUs with `ncpus=N` (arch/um/kernel/smp.c), each a host thread.
         runner: Runner::Uml,
+        efi: Err("User Mode Linux has no firmware: the kernel is a host program"),
     },
 ];
 

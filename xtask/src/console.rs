@@ -420,9 +420,30 @@ pub fn scan(log: &str) -> Vec<Finding> {
     classifier.finish()
 }
 
+/// A UEFI firmware console line refusing to start an image: its Secure Boot
+/// signature check failed (EDK2: `... : Access Denied` / `Security Violation`).
+pub fn is_firmware_refusal(line: &str) -> bool {
+    line.contains("Access Denied") || line.contains("Security Violation")
+}
+
+/// A line only a started kernel prints: its EFI stub, or its banner.
+pub fn is_kernel_start(line: &str) -> bool {
+    line.contains("EFI stub: ") || line.contains("Linux version ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn firmware_refusals_and_kernel_starts_are_told_apart() {
+        let refused = r#"BdsDxe: failed to load Boot0002 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x3,0x0): Access Denied -- rejected probably by Secure Boot"#;
+        assert!(is_firmware_refusal(refused));
+        assert!(!is_kernel_start(refused));
+        assert!(is_kernel_start("EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path"));
+        assert!(is_kernel_start("[    0.000000] Linux version 7.2.13 (kforge@kforge)"));
+        assert!(!is_firmware_refusal(r#"BdsDxe: starting Boot0002 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x3,0x0)"#));
+    }
 
     #[test]
     fn the_cpus_the_kernel_brought_up_come_from_its_own_line_only() {

@@ -49,6 +49,9 @@ pub struct Manifest {
     pub toolchain: ToolchainFacts,
     pub build: BuildFacts,
     pub source_date_epoch: u64,
+    /// The UEFI disk image, for arches that boot through UEFI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskFacts>,
     /// sha256 of every file in the archive except manifest, SBOM and SHA256SUMS.
     pub files: BTreeMap<String, String>,
 }
@@ -61,6 +64,19 @@ pub struct ToolchainFacts {
     pub versions: BTreeMap<String, String>,
     /// Every Debian package in the root -> version.
     pub packages: BTreeMap<String, String>,
+}
+
+/// How the disk image was made (`disk.raw`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskFacts {
+    pub image: String,
+    /// The pinned disk-image tools (`toolchains/images.pins`): package -> version.
+    pub tools: BTreeMap<String, String>,
+    /// The UEFI firmware package the disk is tested with -> its version.
+    pub firmware: BTreeMap<String, String>,
+    /// SHA-256 fingerprint of the db certificate the UKI is signed with (unsigned: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure_boot_certificate_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,6 +140,20 @@ pub fn spdx(manifest: &Manifest, entries: &[Entry]) -> Result<String> {
             &format!("Debian package in toolchain {}", manifest.toolchain.id),
         ));
         relationships.push(serde_json::json!({"spdxElementId": id, "relationshipType": "BUILD_TOOL_OF", "relatedSpdxElement": "SPDXRef-Package-linux"}));
+    }
+    if let Some(disk) = &manifest.disk {
+        let disk_id = format!("SPDXRef-File-{}", spdx_id(&disk.image));
+        for (name, version) in disk.tools.iter().chain(&disk.firmware) {
+            let id = format!("SPDXRef-Package-image-tool-{}", spdx_id(name));
+            packages.push(package(
+                &id,
+                name,
+                version,
+                "NOASSERTION",
+                "Debian package that built or boots the disk image",
+            ));
+            relationships.push(serde_json::json!({"spdxElementId": id, "relationshipType": "BUILD_TOOL_OF", "relatedSpdxElement": disk_id}));
+        }
     }
     let files: Vec<serde_json::Value> = entries
         .iter()

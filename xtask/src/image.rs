@@ -50,6 +50,26 @@ impl Cpio {
         self.add(path, Node::File { mode, data: data.into() });
     }
 
+    /// Writes the entries as a directory tree under `dir` (the disk image's
+    /// root partition holds the same files as the initramfs segments).
+    /// Device nodes are left out: they need privileges and the disk needs none.
+    pub fn write_tree(&self, dir: &Path) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for (path, node) in &self.entries {
+            let target = dir.join(path);
+            match node {
+                Node::Dir => fs_err::create_dir_all(&target)?,
+                Node::File { mode, data } => {
+                    fs_err::write(&target, data)?;
+                    fs_err::set_permissions(&target, std::fs::Permissions::from_mode(*mode))?;
+                }
+                Node::Symlink(link) => fs_err::os::unix::fs::symlink(link, &target)?,
+                Node::CharDevice { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
     #[cfg(test)]
     pub fn paths(&self) -> Vec<&str> {
         self.entries.keys().map(String::as_str).collect()
@@ -134,6 +154,8 @@ pub struct ImageInput {
     pub busybox: PathBuf,
     pub init: PathBuf,
     pub drivers: Vec<BuiltDriver>,
+    /// More files for the base segment (path without leading `/`, contents), mode 0644.
+    pub extra_files: Vec<(String, Vec<u8>)>,
 }
 
 /// Bump when the layout of a segment changes, so no cached segment is reused across it.
@@ -160,6 +182,9 @@ pub fn base_layout(input: &ImageInput) -> Result<Cpio> {
     cpio.add("dev/console", Node::CharDevice { mode: 0o600, major: 5, minor: 1 });
     for dir in ["proc", "sys", "tmp", "root"] {
         cpio.add(dir, Node::Dir);
+    }
+    for (path, data) in &input.extra_files {
+        cpio.add_file(path, 0o644, data.clone());
     }
     Ok(cpio)
 }
@@ -294,7 +319,12 @@ mod tests {
             tests_dir: path("tests"),
             cache_entry: None,
         };
-        let input = |ko: &str| ImageInput { busybox: path("busybox"), init: path("init"), drivers: vec![built(ko)] };
+        let input = |ko: &str| ImageInput {
+            busybox: path("busybox"),
+            init: path("init"),
+            drivers: vec![built(ko)],
+            extra_files: vec![],
+        };
 
         let message = format!("{:#}", initramfs_bytes(&input("evil.ko")).err().unwrap());
         assert!(message.contains("evil.ko is a symlink (to `/etc/passwd`)"), "{message}");
@@ -324,7 +354,12 @@ mod tests {
             tests_dir: path("tests"),
             cache_entry: Some(path("entry")),
         };
-        let input = ImageInput { busybox: path("busybox"), init: path("init"), drivers: vec![built.clone()] };
+        let input = ImageInput {
+            busybox: path("busybox"),
+            init: path("init"),
+            drivers: vec![built.clone()],
+            extra_files: vec![],
+        };
         let segments = || {
             let mut names: Vec<String> = fs_err::read_dir(path("entry"))
                 .unwrap()

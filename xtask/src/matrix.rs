@@ -11,13 +11,13 @@ use crate::driver::Driver;
 use crate::jobserver::{Jobserver, Parallel};
 use crate::kernel::config as kconfig;
 use crate::kernel::source::SourceTree;
-use crate::project::{BootSettings, KernelEntry, Profile};
+use crate::project::{BootMethod, BootMode, BootSettings, KernelEntry, Profile};
 use crate::qemu::{self, BootEnd, BootSpec};
 use crate::report::{CellResult, Results, RunSummary, Status, TestRecord, Timings, Totals};
 use crate::stage::{self, Category};
 use crate::toolchain::Toolchain;
 use crate::toolchain::install::InstallOptions;
-use crate::{console, error, ktap, pipeline, process, progress};
+use crate::{console, disk, error, ktap, pipeline, process, progress};
 
 /// One cell to run: a kernel on an arch, built and booted in a profile.
 #[derive(Debug, Clone)]
@@ -65,6 +65,8 @@ pub struct RunOptions {
     /// Cores to keep busy: the jobserver's token count.
     pub jobs: usize,
     pub boot: BootSettings,
+    /// Direct or through UEFI firmware (with or without Secure Boot).
+    pub boot_mode: BootMode,
     pub install: InstallOptions,
 }
 
@@ -84,6 +86,13 @@ struct Prepared {
     nonce: String,
     /// The CPUs the kernel must bring up (the debug profile's SMP guests), if any.
     required_cpus: Option<u32>,
+    /// For a UEFI boot: whether the guest must see Secure Boot enabled.
+    expect_secure_boot: Option<bool>,
+    /// Under Secure Boot: the boot of the same disk with one byte of the UKI
+    /// changed, which the firmware must refuse.
+    tampered_boot: Option<process::Cmd>,
+    /// Whether /init got the module-signature probes (a Secure Boot cell).
+    module_probes: bool,
 }
 
 /// Runs every cell. Toolchains and sources are made ready first, one at a
@@ -98,7 +107,9 @@ pub fn run(cells: &[Cell], options: &RunOptions) -> Result<Results> {
     let mut shared = Shared { toolchains: BTreeMap::new(), sources: BTreeMap::new() };
     for cell in cells {
         process::check_interrupt()?;
-        if pipeline::planned_skip_reason(&options.repo, &cell.kernel, cell.arch).is_ok_and(|reason| reason.is_some()) {
+        if pipeline::planned_skip_reason(&options.repo, &cell.kernel, cell.arch).is_ok_and(|reason| reason.is_some())
+            || boot_skip_reason(cell.arch, options.boot_mode).is_some()
+        {
             // A skip needs nothing installed; `prepare` records its reason.
             continue;
         }
@@ -172,10 +183,11 @@ fn kernel_cached(cell: &Cell, options: &RunOptions, shared: &Shared) -> bool {
 /// A cell that failed before booting, already turned into its result.
 struct Failed(Box<CellResult>);
 
-fn empty_result(cell: &Cell, dir: &Path) -> CellResult {
+fn empty_result(cell: &Cell, dir: &Path, boot: BootMode) -> CellResult {
     CellResult {
         id: cell.id(),
         profile: cell.profile.as_str().to_string(),
+        boot: boot.label().to_string(),
         arch: cell.arch.name.to_string(),
         kernel: cell.kernel.id.clone(),
         toolchain: cell.kernel.toolchain.clone(),
@@ -188,6 +200,19 @@ fn empty_result(cell: &Cell, dir: &Path) -> CellResult {
         tests: Vec::new(),
         totals: Totals::default(),
         timings: Timings::default(),
+    }
+}
+
+/// Why `arch` cannot boot the way `mode` asks (no UEFI firmware, or none
+/// with Secure Boot): the cell is a skip, decided before anything is installed.
+fn boot_skip_reason(arch: &Arch, mode: BootMode) -> Option<String> {
+    match (mode.method, arch.efi) {
+        (BootMethod::Efi, Err(reason)) => Some(reason.to_string()),
+        (BootMethod::Efi, Ok(spec)) if mode.secure_boot && spec.secure_code.is_none() => Some(format!(
+            "no Secure Boot on {}: Debian's {} has no Secure Boot build of the firmware",
+            arch.name, spec.firmware_package
+        )),
+        _ => None,
     }
 }
 
@@ -212,7 +237,7 @@ fn prepare(
     parallel: Parallel<'_>,
 ) -> Result<Option<Prepared>, Failed> {
     let dir = options.output.join("cells").join(cell.id());
-    let mut result = empty_result(cell, &dir);
+    let mut result = empty_result(cell, &dir, options.boot_mode);
     let started = Instant::now();
     if let Err(err) = crate::cache::remove_dir_if_exists(&dir).and_then(|_| Ok(fs_err::create_dir_all(&dir)?)) {
         return Err(fail_cell(result, err, None));
@@ -228,6 +253,12 @@ fn prepare(
         }
         Ok(None) => {}
         Err(err) => return Err(fail_cell(result, err, None)),
+    }
+    if let Some(reason) = boot_skip_reason(cell.arch, options.boot_mode) {
+        progress::status("Skipped", format!("{}: {reason}", cell.id()));
+        result.status = Status::Skip;
+        result.message = Some(reason);
+        return Err(Failed(Box::new(result)));
     }
 
     let toolchain = match shared.toolchains.get(&cell.kernel.toolchain) {
@@ -278,9 +309,17 @@ fn prepare(
 
     let kernel_log = dir.join("kernel-build.log");
     let drivers_dir = dir.join("drivers");
-    let staged = (|| -> Result<(PathBuf, PathBuf, Vec<String>)> {
-        let plan =
-            pipeline::profile_kernel_plan(&options.repo, &cell.kernel, cell.arch, cell.profile, &toolchain, &active)?;
+    let staged = (|| -> Result<(qemu::Media, Vec<String>, bool)> {
+        let keys = pipeline::check_secure_boot(&options.repo, options.boot_mode.secure_boot, &options.install)?;
+        let plan = pipeline::cell_kernel_plan(
+            &options.repo,
+            &cell.kernel,
+            cell.arch,
+            cell.profile,
+            &toolchain,
+            &active,
+            keys.as_ref(),
+        )?;
         for missing in kconfig::missing_detectors(&plan.fragments) {
             result.tests.push(TestRecord {
                 name: format!("kforge.detector.{}", missing.detector),
@@ -300,8 +339,30 @@ fn prepare(
         }
         let built =
             pipeline::build_drivers(&runnable, cell.arch, &toolchain, &source, &kernel, &drivers_dir, parallel)?;
-        let initrd =
-            pipeline::build_image(&toolchain, cell.arch, &options.repo, built, &dir.join("initramfs.cpio.gz"))?;
+        let (built, probes) = pipeline::sign_modules(&toolchain, &kernel, keys.as_ref(), built, &dir)?;
+        let initrd = pipeline::build_image(
+            &toolchain,
+            cell.arch,
+            &options.repo,
+            built.clone(),
+            probes.as_ref(),
+            &dir.join("initramfs.cpio.gz"),
+        )?;
+        let media = match options.boot_mode.method {
+            BootMethod::Direct => qemu::Media::Direct { kernel: kernel.image.clone(), initrd },
+            BootMethod::Efi => {
+                let request = pipeline::DiskRequest {
+                    repo: &options.repo,
+                    arch: cell.arch,
+                    kernel: &kernel,
+                    initrd: &initrd,
+                    drivers: &built,
+                    keys: keys.as_ref(),
+                    install: &options.install,
+                };
+                qemu::Media::Efi(pipeline::efi_media(&request, &dir)?)
+            }
+        };
         let mut devices: Vec<String> = Vec::new();
         for driver in &active {
             for device in &driver.meta.qemu_devices {
@@ -310,11 +371,11 @@ fn prepare(
                 }
             }
         }
-        Ok((kernel.image, initrd, devices))
+        Ok((media, devices, probes.is_some()))
     })();
     result.timings.build_seconds = started.elapsed().as_secs_f64();
     result.build_log = Some(kernel_log.display().to_string());
-    let (kernel_image, initrd, devices) = match staged {
+    let (media, devices, module_probes) = match staged {
         Ok(staged) => staged,
         Err(err) if error::is_interrupted(&err) => return Ok(None),
         Err(err) => {
@@ -352,12 +413,41 @@ fn prepare(
         Err(err) => return Err(fail_cell(result, err, None)),
     };
     let spec = cell.boot_spec(&options.boot, &devices, false, &nonce);
-    let boot = match toolchain.sandbox().and_then(|sandbox| qemu::command(&sandbox, &spec, &kernel_image, &initrd)) {
+    let boot = match toolchain.sandbox().and_then(|sandbox| qemu::command(&sandbox, &spec, &media)) {
         Ok(boot) => boot,
         Err(err) => return Err(fail_cell(result, err, None)),
     };
     let required_cpus = (cell.profile == Profile::Debug).then_some(spec.cpus);
-    Ok(Some(Prepared { arch: cell.arch, result, boot, active, nonce, required_cpus }))
+    let expect_secure_boot = matches!(media, qemu::Media::Efi(_)).then_some(options.boot_mode.secure_boot);
+    let tampered_boot = match &media {
+        qemu::Media::Efi(efi) if options.boot_mode.secure_boot => {
+            let tampered = qemu::EfiMedia {
+                disk: dir.join("disk-tampered.raw"),
+                vars: dir.join("efi-vars-tampered.fd"),
+                ..efi.clone()
+            };
+            let made = disk::tamper_uki(&efi.disk, &tampered.disk)
+                .and_then(|_| Ok(fs_err::copy(&efi.vars, &tampered.vars)?))
+                .and_then(|_| toolchain.sandbox())
+                .and_then(|sandbox| qemu::command(&sandbox, &spec, &qemu::Media::Efi(tampered)));
+            match made {
+                Ok(cmd) => Some(cmd),
+                Err(err) => return Err(fail_cell(result, err, None)),
+            }
+        }
+        _ => None,
+    };
+    Ok(Some(Prepared {
+        arch: cell.arch,
+        result,
+        boot,
+        active,
+        nonce,
+        required_cpus,
+        expect_secure_boot,
+        tampered_boot,
+        module_probes,
+    }))
 }
 
 /// The log that explains a failed stage: the driver's build log, else the kernel's.
@@ -373,7 +463,17 @@ fn failed_log(err: &anyhow::Error, kernel_log: &Path, drivers_dir: &Path) -> Pat
 }
 
 fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult> {
-    let Prepared { arch, mut result, boot, active, nonce, required_cpus } = prepared;
+    let Prepared {
+        arch,
+        mut result,
+        boot,
+        active,
+        nonce,
+        required_cpus,
+        expect_secure_boot,
+        tampered_boot,
+        module_probes,
+    } = prepared;
     let console_log = PathBuf::from(&result.log);
     let runner = match arch.runner {
         crate::arch::Runner::Qemu(_) => "in QEMU",
@@ -391,6 +491,7 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
         }
     };
     result.timings.boot_seconds = booted.seconds;
+    result.timings.kernel_start_seconds = booted.kernel_start_seconds;
     let console = String::from_utf8_lossy(&fs_err::read(&console_log)?).into_owned();
     let split = qemu::split_console(&console, Some(&nonce));
     let dir = console_log.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -403,6 +504,16 @@ fn boot_and_evaluate(prepared: Prepared, timeout: Duration) -> Result<CellResult
     result.ktap = Some(ktap_path.display().to_string());
     if let Some(record) = required_cpus.and_then(|cpus| missing_cpus(&split.dmesg, cpus)) {
         result.tests.push(record);
+    }
+    if let Some(secure) = expect_secure_boot {
+        result.tests.push(secure_boot_record(&split.verdicts, secure));
+        result.tests.push(rootfs_record(&split.verdicts));
+    }
+    if module_probes {
+        result.tests.extend(module_signature_records(&split.verdicts));
+    }
+    if let Some(tampered) = tampered_boot {
+        result.tests.push(tampered_uki_record(&tampered, &dir.join("console-tampered.log"))?);
     }
     evaluate(&mut result, &report, &findings, &active, &booted);
     result.recount();
@@ -441,6 +552,131 @@ fn missing_cpus(dmesg: &str, required: u32) -> Option<TestRecord> {
             format!("the cell asked for {required} CPUs and the kernel brought up {cpus}: `{line}`"),
             "the kernel did not find the other CPUs: check the kernel config (ACPI, where the firmware lists CPUs there) and the machine".to_string(),
         ],
+        category: None,
+    })
+}
+
+/// `kforge.secure-boot`: the Secure Boot state the guest read from efivarfs
+/// (/init's nonce-framed `kforge-efi` line) must be what the boot asked for.
+fn secure_boot_record(verdicts: &str, expect_secure: bool) -> TestRecord {
+    let reported = verdicts.lines().find_map(|line| line.trim().strip_prefix("kforge-efi secure-boot="));
+    let expected = if expect_secure { "enabled" } else { "disabled" };
+    let (status, diagnostics) = match reported {
+        Some(state) if state == expected => (Status::Pass, vec![format!("the guest reads Secure Boot as {state} from efivarfs")]),
+        Some(state) => (
+            Status::Fail,
+            vec![format!("the boot asked for Secure Boot {expected}, and the guest reads it as {state} from efivarfs")],
+        ),
+        None => (
+            Status::Fail,
+            vec!["the guest reported no UEFI state: it did not boot through the firmware, or /init did not reach its check".to_string()],
+        ),
+    };
+    TestRecord { name: "kforge.secure-boot".to_string(), status, reason: None, diagnostics, category: None }
+}
+
+/// `kforge.rootfs.modprobe`: /init mounted the disk's root partition and
+/// modprobe loaded a module from its /lib/modules (`kforge-rootfs` line).
+fn rootfs_record(verdicts: &str) -> TestRecord {
+    let reported = verdicts.lines().find_map(|line| line.trim().strip_prefix("kforge-rootfs "));
+    let (status, diagnostics) = match reported {
+        Some(outcome) => match outcome.strip_prefix("ok ") {
+            Some(module) => {
+                (Status::Pass, vec![format!("modprobe loaded {module} from the disk's root partition (/lib/modules)")])
+            }
+            None => (Status::Fail, vec![format!("the root partition's modules did not load: {}", outcome.trim())]),
+        },
+        None => (
+            Status::Fail,
+            vec!["the guest reported nothing about the root partition: /init did not reach its check".to_string()],
+        ),
+    };
+    TestRecord { name: "kforge.rootfs.modprobe".to_string(), status, reason: None, diagnostics, category: None }
+}
+
+/// What insmod prints for EKEYREJECTED, the kernel's answer to a module whose
+/// signature is missing or wrong under `module.sig_enforce=1`.
+const KEY_REJECTED: &str = "Key was rejected by service";
+
+/// `kforge.module-signature.*`: from /init's `kforge-modsig` lines, the
+/// kernel enforces signatures, loads the signed probe, and refuses the
+/// unsigned and the tampered copy with EKEYREJECTED.
+fn module_signature_records(verdicts: &str) -> Vec<TestRecord> {
+    let reported = |key: &str| {
+        let prefix = format!("kforge-modsig {key}=");
+        verdicts
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(prefix.as_str()).map(|value| value.trim().to_string()))
+    };
+    let record = |name: &str, passed: bool, diagnostic: String| TestRecord {
+        name: format!("kforge.module-signature.{name}"),
+        status: if passed { Status::Pass } else { Status::Fail },
+        reason: None,
+        diagnostics: vec![diagnostic],
+        category: None,
+    };
+    let missing = "the guest reported nothing: /init did not reach its signature probes".to_string();
+    let mut records = Vec::new();
+    records.push(match reported("enforce") {
+        Some(value) => record(
+            "enforced",
+            value == "Y",
+            format!("/sys/module/module/parameters/sig_enforce reads {value} (Y: module.sig_enforce=1 took effect)"),
+        ),
+        None => record("enforced", false, missing.clone()),
+    });
+    records.push(match reported("signed") {
+        Some(value) => record("signed-loads", value == "loaded", format!("the module signed with the db key: {value}")),
+        None => record("signed-loads", false, missing.clone()),
+    });
+    for (probe, name) in [("unsigned", "unsigned-refused"), ("tampered", "tampered-refused")] {
+        records.push(match reported(probe) {
+            Some(value) => record(
+                name,
+                value.starts_with("refused") && value.contains(KEY_REJECTED),
+                format!("the {probe} copy: {value} (expected: refused, {KEY_REJECTED})"),
+            ),
+            None => record(name, false, missing.clone()),
+        });
+    }
+    records
+}
+
+/// How long the firmware gets to refuse a tampered UKI.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `kforge.secure-boot.tampered-uki`: boots the disk whose UKI has one byte
+/// changed; the firmware must refuse it (a signature error on the console),
+/// and the kernel must never start.
+fn tampered_uki_record(cmd: &process::Cmd, console_log: &Path) -> Result<TestRecord> {
+    progress::status("Booting", "the same disk with a tampered UKI (the firmware must refuse it)");
+    let mut refusal: Option<String> = None;
+    let mut started: Option<String> = None;
+    let outcome = cmd.stream(console_log, Some(REFUSAL_TIMEOUT), &mut |line| {
+        if console::is_firmware_refusal(line) {
+            refusal = Some(line.trim().to_string());
+            return process::Control::Stop;
+        }
+        if console::is_kernel_start(line) {
+            started = Some(line.trim().to_string());
+            return process::Control::Stop;
+        }
+        process::Control::Continue
+    })?;
+    let log = console_log.display();
+    let (status, diagnostics) = match (refusal, started) {
+        (_, Some(line)) => (Status::Fail, vec![format!("the kernel of the tampered UKI started: `{line}` ({log})")]),
+        (Some(line), None) => (Status::Pass, vec![format!("the firmware refused the tampered UKI: `{line}`")]),
+        (None, None) => (
+            Status::Fail,
+            vec![format!("the firmware neither refused the tampered UKI nor started it ({outcome:?}; console: {log})")],
+        ),
+    };
+    Ok(TestRecord {
+        name: "kforge.secure-boot.tampered-uki".to_string(),
+        status,
+        reason: None,
+        diagnostics,
         category: None,
     })
 }
@@ -653,6 +889,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cells_that_cannot_boot_as_asked_are_skips_with_the_reason() {
+        let efi = BootMode { method: BootMethod::Efi, secure_boot: false };
+        let secure = BootMode { method: BootMethod::Efi, secure_boot: true };
+        let direct = BootMode { method: BootMethod::Direct, secure_boot: false };
+        let find = |name| Arch::find(name).unwrap();
+        assert_eq!(boot_skip_reason(find("s390"), direct), None);
+        assert!(boot_skip_reason(find("s390"), efi).unwrap().contains("IPLs"));
+        assert!(boot_skip_reason(find("um"), efi).unwrap().contains("no firmware"));
+        assert_eq!(boot_skip_reason(find("riscv"), efi), None);
+        assert!(boot_skip_reason(find("riscv"), secure).unwrap().contains("qemu-efi-riscv64 has no Secure Boot build"));
+        assert_eq!(boot_skip_reason(find("x86_64"), secure), None);
+        assert_eq!(boot_skip_reason(find("arm64"), secure), None);
+    }
+
+    #[test]
+    fn module_signature_probes_pass_only_when_the_kernel_refuses_the_bad_copies() {
+        let statuses = |verdicts: &str| -> Vec<(String, Status)> {
+            module_signature_records(verdicts).into_iter().map(|record| (record.name, record.status)).collect()
+        };
+        let rejected = "refused: insmod: can't insert '/kforge/modsig/x.ko': Key was rejected by service";
+        let good = format!(
+            "kforge-modsig enforce=Y\nkforge-modsig unsigned={rejected}\nkforge-modsig tampered={rejected}\nkforge-modsig signed=loaded\n"
+        );
+        assert!(statuses(&good).iter().all(|(_, status)| *status == Status::Pass), "{:?}", statuses(&good));
+        assert_eq!(statuses(&good).len(), 4);
+        // An unsigned module that loads, a refusal for another reason, no
+        // enforcement, and silence each fail their own test.
+        let bad =
+            "kforge-modsig enforce=N\nkforge-modsig unsigned=loaded\nkforge-modsig tampered=refused: No such file\n";
+        for (name, status) in statuses(bad) {
+            assert_eq!(status, Status::Fail, "{name}");
+        }
+        assert!(statuses("").iter().all(|(_, status)| *status == Status::Fail));
+    }
+
+    #[test]
+    fn the_rootfs_test_passes_only_on_the_guests_ok() {
+        assert_eq!(rootfs_record("kforge-rootfs ok kforge_fifo\n").status, Status::Pass);
+        let failed = rootfs_record("kforge-rootfs failed: mount -t erofs /dev/vda2: No such device\n");
+        assert_eq!(failed.status, Status::Fail);
+        assert!(failed.diagnostics[0].contains("No such device"), "{:?}", failed.diagnostics);
+        assert_eq!(rootfs_record("").status, Status::Fail);
+    }
+
+    #[test]
     fn a_debug_guest_on_fewer_cpus_than_asked_fails_kforge_smp() {
         let one = "<6>[    0.804000] smp: Brought up 1 node, 1 CPU\n";
         let record = missing_cpus(one, 2).expect("1 of 2 CPUs must fail");
@@ -708,6 +989,7 @@ mod tests {
         let mut result = CellResult {
             id: "7.2-x86_64".into(),
             profile: String::new(),
+            boot: String::new(),
             arch: "x86_64".into(),
             kernel: "7.2".into(),
             toolchain: "sid".into(),
@@ -724,7 +1006,8 @@ mod tests {
         let split = qemu::split_console(log, Some(NONCE));
         let report = ktap::parse(&split.verdicts);
         let findings = Findings::of(&split, NONCE);
-        let booted = qemu::Boot { end: BootEnd::Finished, seconds: 1.0, last_line: String::new() };
+        let booted =
+            qemu::Boot { end: BootEnd::Finished, seconds: 1.0, last_line: String::new(), kernel_start_seconds: None };
         evaluate(&mut result, &report, &findings, &[edu()], &booted);
         result.recount();
         result
@@ -791,7 +1074,8 @@ mod tests {
         log += "[    2.000100] Kernel panic - not syncing: Fatal exception\n";
         let mut result = evaluated(&log);
         let split = qemu::split_console(&log, Some(NONCE));
-        let booted = qemu::Boot { end: BootEnd::Crashed, seconds: 1.0, last_line: String::new() };
+        let booted =
+            qemu::Boot { end: BootEnd::Crashed, seconds: 1.0, last_line: String::new(), kernel_start_seconds: None };
         result.tests.clear();
         evaluate(&mut result, &ktap::parse(&split.verdicts), &Findings::of(&split, NONCE), &[edu()], &booted);
         assert_eq!((result.status, result.category), (Status::Fail, Some(Category::Overflow)));

@@ -18,7 +18,8 @@ use crate::project::{KernelEntry, KernelSource, Profile};
 use crate::stage::{Category, StageContext};
 use crate::toolchain::install::InstallOptions;
 use crate::toolchain::{Provider, Toolchain, resolve, verify};
-use crate::{error, image, lock, progress};
+use crate::toolroot::ToolRoot;
+use crate::{disk, error, image, lock, modsign, progress, qemu, secureboot};
 
 /// Loads the toolchain, installs it if missing, and verifies every pin.
 pub fn ready_toolchain(repo: &Path, id: &str, options: &InstallOptions) -> Result<Toolchain> {
@@ -154,6 +155,42 @@ pub fn profile_kernel_plan(
     toolchain: &Toolchain,
     drivers: &[Driver],
 ) -> Result<KernelPlan> {
+    plan_with_trust(repo, kernel, arch, profile, toolchain, drivers, None)
+}
+
+/// The kernel of a Secure Boot cell: `profile_kernel_plan`'s kernel that also
+/// trusts the key set's db certificate for module signatures
+/// (CONFIG_SYSTEM_TRUSTED_KEYS). It is a sibling of the plain kernel in the
+/// same lineage, so it is built from a copy of that one: Kbuild remakes the
+/// certificate list and relinks.
+pub fn secure_boot_kernel_plan(
+    repo: &Path,
+    kernel: &KernelEntry,
+    arch: &'static Arch,
+    profile: Profile,
+    toolchain: &Toolchain,
+    drivers: &[Driver],
+    keys: &secureboot::KeySet,
+) -> Result<KernelPlan> {
+    if let KernelSource::DebianImage(_) = &kernel.source {
+        return Err(error::user(format!(
+            "kernel {} is a distribution's built kernel: it cannot be made to trust the project's module-signing certificate, so it has no Secure Boot cell",
+            kernel.id
+        )));
+    }
+    let certificate = fs_err::read_to_string(keys.file("db.crt"))?;
+    plan_with_trust(repo, kernel, arch, profile, toolchain, drivers, Some(certificate))
+}
+
+fn plan_with_trust(
+    repo: &Path,
+    kernel: &KernelEntry,
+    arch: &'static Arch,
+    profile: Profile,
+    toolchain: &Toolchain,
+    drivers: &[Driver],
+    trusted_certificate: Option<String>,
+) -> Result<KernelPlan> {
     if let KernelSource::DebianImage(image) = &kernel.source {
         return distro::plan(repo, kernel, image, arch, toolchain);
     }
@@ -170,8 +207,17 @@ pub fn profile_kernel_plan(
         let names: Vec<&str> = needing.iter().map(|driver| driver.name.as_str()).collect();
         extras.push(config::fragment_from_lines("drivers.config", &format!("drivers {}", names.join(", ")), &lines));
     }
+    if trusted_certificate.is_some() {
+        let line = format!("CONFIG_SYSTEM_TRUSTED_KEYS=\"{}\"", kbuild::TRUSTED_CERT_PATH);
+        extras.push(config::fragment_from_lines(
+            "secure-boot.config",
+            "the Secure Boot key set's db certificate",
+            &[line],
+        ));
+    }
     let fragments = config::fragments(repo, arch, profile, &extras)?;
-    kbuild::plan(&kernel.id, arch, profile, toolchain, &source::identity(&kernel.source)?, fragments)
+    let identity = source::identity(&kernel.source)?;
+    kbuild::plan(&kernel.id, arch, profile, toolchain, &identity, fragments, trusted_certificate)
 }
 
 /// The default matrix's packages (`[matrix] drivers`) that can run on this cell.
@@ -244,19 +290,132 @@ pub fn build_drivers(
     Ok(built)
 }
 
-/// Writes the initramfs for a cell.
+/// Writes the initramfs for a cell; `probes` (a Secure Boot cell's) go in as `/kforge/modsig/`.
 pub fn build_image(
     toolchain: &Toolchain,
     arch: &Arch,
     repo: &Path,
     drivers: Vec<BuiltDriver>,
+    probes: Option<&modsign::Probes>,
     out: &Path,
 ) -> Result<PathBuf> {
-    let input = image::ImageInput { busybox: toolchain.busybox(arch), init: repo.join("images/init.sh"), drivers };
+    let input = image::ImageInput {
+        busybox: toolchain.busybox(arch),
+        init: repo.join("images/init.sh"),
+        drivers,
+        extra_files: probes.map(modsign::Probes::initramfs_files).unwrap_or_default(),
+    };
     image::write_initramfs(&input, out)
         .with_context(|| format!("failed to write {}", out.display()))
         .stage(Category::Image, format!("initramfs for {} could not be built", arch.name))?;
     Ok(out.to_path_buf())
+}
+
+/// Before anything is built: with Secure Boot on, the disk-image tools are
+/// installed and the key set is readable and consistent (a bad key must not
+/// cost a kernel build first). Returns the key set.
+pub fn check_secure_boot(
+    repo: &Path,
+    secure_boot: bool,
+    install: &InstallOptions,
+) -> Result<Option<secureboot::KeySet>> {
+    if !secure_boot {
+        return Ok(None);
+    }
+    let tools = disk::ready_tools(repo, install)?;
+    Ok(Some(secureboot::ready_keys(&tools)?))
+}
+
+/// The kernel plan of a cell: `secure_boot_kernel_plan` when it boots under
+/// Secure Boot (`keys`), else `profile_kernel_plan`.
+pub fn cell_kernel_plan(
+    repo: &Path,
+    kernel: &KernelEntry,
+    arch: &'static Arch,
+    profile: Profile,
+    toolchain: &Toolchain,
+    drivers: &[Driver],
+    keys: Option<&secureboot::KeySet>,
+) -> Result<KernelPlan> {
+    match keys {
+        Some(keys) => secure_boot_kernel_plan(repo, kernel, arch, profile, toolchain, drivers, keys),
+        None => profile_kernel_plan(repo, kernel, arch, profile, toolchain, drivers),
+    }
+}
+
+/// For a Secure Boot cell (`keys`): the packages' modules signed into
+/// `dir/signed` and the signature probes for /init. Otherwise the builds as they are.
+pub fn sign_modules(
+    toolchain: &Toolchain,
+    kernel: &KernelBuild,
+    keys: Option<&secureboot::KeySet>,
+    built: Vec<BuiltDriver>,
+    dir: &Path,
+) -> Result<(Vec<BuiltDriver>, Option<modsign::Probes>)> {
+    let Some(keys) = keys else { return Ok((built, None)) };
+    let count: usize = built.iter().map(|build| build.modules.len()).sum();
+    progress::status("Signing", format!("{count} modules with the Secure Boot db key ({})", keys.dir.display()));
+    modsign::sign_drivers(toolchain, kernel, keys, &built, &dir.join("signed"))
+        .stage(Category::Build, "the modules could not be signed for Secure Boot")
+}
+
+/// What a cell's UEFI disk is made of: its kernel, initramfs and package
+/// builds (signed ones for Secure Boot), and the key set to sign the UKI
+/// with (`check_secure_boot`'s), if any.
+pub struct DiskRequest<'a> {
+    pub repo: &'a Path,
+    pub arch: &'a Arch,
+    pub kernel: &'a KernelBuild,
+    pub initrd: &'a Path,
+    pub drivers: &'a [BuiltDriver],
+    pub keys: Option<&'a secureboot::KeySet>,
+    pub install: &'a InstallOptions,
+}
+
+/// Builds the cell's UEFI disk image at `out` (its UKI signed when the
+/// request has keys); returns the disk-image tools root it used.
+pub fn build_disk(request: &DiskRequest<'_>, out: &Path) -> Result<ToolRoot> {
+    let tools = disk::ready_tools(request.repo, request.install)
+        .stage(Category::Toolchain, "the disk-image tools are not usable")?;
+    let input = disk::DiskInput {
+        repo: request.repo,
+        arch: request.arch,
+        kernel_image: &request.kernel.image,
+        initramfs: request.initrd,
+        release: disk::kernel_release(&request.kernel.dir)?,
+        drivers: request.drivers,
+        signing: request.keys,
+    };
+    let work = out.with_extension("work");
+    disk::build(&tools, &input, &work, out)
+        .stage(Category::Image, format!("the disk image for {} could not be built", request.arch.name))?;
+    crate::cache::remove_dir_if_exists(&work)?;
+    Ok(tools)
+}
+
+/// Builds the cell's disk (`build_disk`, as `<dir>/disk.raw`) and this boot's
+/// firmware variable store (the keys enrolled, for Secure Boot): the media of
+/// a UEFI boot.
+pub fn efi_media(request: &DiskRequest<'_>, dir: &Path) -> Result<qemu::EfiMedia> {
+    let spec = disk::efi_spec(request.arch)?;
+    let disk_path = dir.join("disk.raw");
+    let tools = build_disk(request, &disk_path)?;
+    let secure_boot = request.keys.is_some();
+    let firmware = disk::firmware(&tools, spec, secure_boot).stage(Category::Toolchain, "UEFI firmware is missing")?;
+    let vars = dir.join("efi-vars.fd");
+    match request.keys {
+        Some(keys) => secureboot::enroll(&tools.sandbox()?, keys, &firmware.vars, &vars)
+            .stage(Category::Image, "the Secure Boot keys could not be enrolled")?,
+        None => {
+            fs_err::copy(&firmware.vars, &vars)?;
+        }
+    }
+    Ok(qemu::EfiMedia {
+        code: firmware.code,
+        vars,
+        disk: disk_path,
+        machine_args: spec.args.iter().chain(if secure_boot { spec.secure_args } else { &[] }).copied().collect(),
+    })
 }
 
 /// The drivers of a cell that can run, and those that cannot with the reason.

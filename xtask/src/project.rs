@@ -52,6 +52,54 @@ pub struct Matrix {
     /// The test profile `test` and `run` use unless `--profile` says otherwise (default `debug`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
+    /// How `test` and `run` boot unless `--boot` says otherwise (default `direct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootMethod>,
+    /// Whether EFI boots enforce Secure Boot unless `--secure-boot` is given (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<bool>,
+}
+
+/// How a guest is started: QEMU loads kernel and initramfs itself (`direct`),
+/// or UEFI firmware boots kforge's disk image (`efi`: a UKI on a GPT disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootMethod {
+    Direct,
+    Efi,
+}
+
+/// A run's boot: the method, and for `efi` whether Secure Boot is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BootMode {
+    pub method: BootMethod,
+    pub secure_boot: bool,
+}
+
+impl BootMode {
+    /// `--boot`/`--secure-boot` over kforge.toml's `[matrix]`; Secure Boot
+    /// needs the firmware, so it implies `efi` and refuses `direct`.
+    pub fn choose(cli_method: Option<BootMethod>, cli_secure: bool, matrix: &Matrix) -> Result<BootMode> {
+        let secure_boot = cli_secure || matrix.secure_boot.unwrap_or(false);
+        let method =
+            cli_method.or(matrix.boot).unwrap_or(if secure_boot { BootMethod::Efi } else { BootMethod::Direct });
+        if secure_boot && method == BootMethod::Direct {
+            return Err(error::user_hint(
+                "Secure Boot needs UEFI firmware, but the boot method is `direct`",
+                "use --boot efi (or drop --secure-boot / [matrix] secure-boot)",
+            ));
+        }
+        Ok(BootMode { method, secure_boot })
+    }
+
+    /// `direct`, `efi` or `efi+secure-boot`: results.json's `boot` of a cell.
+    pub fn label(self) -> &'static str {
+        match (self.method, self.secure_boot) {
+            (BootMethod::Direct, _) => "direct",
+            (BootMethod::Efi, false) => "efi",
+            (BootMethod::Efi, true) => "efi+secure-boot",
+        }
+    }
 }
 
 /// What a test kernel is built for: `debug` (SMP, lockdep, KASAN where it

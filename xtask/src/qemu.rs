@@ -1,6 +1,6 @@
 //! Boots a kernel and initramfs in QEMU inside the toolchain root, watches the serial console and the nonce-framed verdict channel, and stops QEMU at the end marker, a crash, a cap or a timeout.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -44,28 +44,67 @@ pub struct BootSpec<'a> {
     pub nonce: &'a str,
 }
 
-/// The kernel command line.
-pub fn kernel_cmdline(spec: &BootSpec<'_>) -> String {
-    let mut cmdline = format!("console={} panic=-1 oops=panic rdinit=/init", spec.arch.console);
-    cmdline.push_str(&format!(" kforge.nonce={}", spec.nonce));
-    if let Some(port) = spec.arch.verdict_port {
-        cmdline.push_str(&format!(" kforge.verdicts={port}"));
-    }
-    if spec.arch.qemu().is_none() && spec.cpus > 1 {
-        cmdline.push_str(&format!(" ncpus={}", spec.cpus));
-    }
-    if spec.interactive {
-        cmdline.push_str(" kforge.interactive");
-    }
-    cmdline
+/// The command line every boot of `arch` needs: the console, no reboot on a
+/// panic, and kforge's /init. A UKI carries exactly this (see `disk`).
+pub fn base_cmdline(arch: &Arch) -> String {
+    format!("console={} panic=-1 oops=panic rdinit=/init", arch.console)
 }
 
-/// The boot argv for `spec`, with kernel and initrd at the given (guest) paths:
-/// QEMU, or the UML kernel itself.
-pub fn boot_argv(spec: &BootSpec<'_>, kernel: &str, initrd: &str) -> Vec<String> {
-    match &spec.arch.runner {
-        Runner::Qemu(qemu) => qemu_argv(qemu, spec, kernel, initrd),
-        Runner::Uml => uml_argv(spec, kernel, initrd),
+/// The per-boot words: this boot's nonce and verdict port, UML's CPUs, the
+/// interactive shell. A UEFI boot passes them through SMBIOS to systemd-stub.
+pub fn boot_words(spec: &BootSpec<'_>) -> String {
+    let mut words = format!("kforge.nonce={}", spec.nonce);
+    if let Some(port) = spec.arch.verdict_port {
+        words.push_str(&format!(" kforge.verdicts={port}"));
+    }
+    if spec.arch.qemu().is_none() && spec.cpus > 1 {
+        words.push_str(&format!(" ncpus={}", spec.cpus));
+    }
+    if spec.interactive {
+        words.push_str(" kforge.interactive");
+    }
+    words
+}
+
+/// The kernel command line of a direct boot.
+pub fn kernel_cmdline(spec: &BootSpec<'_>) -> String {
+    format!("{} {}", base_cmdline(spec.arch), boot_words(spec))
+}
+
+/// What QEMU starts: a kernel and initramfs directly, or a disk through UEFI
+/// firmware. Paths are the host's; `command` mounts them.
+#[derive(Debug, Clone)]
+pub enum Media {
+    Direct { kernel: PathBuf, initrd: PathBuf },
+    Efi(EfiMedia),
+}
+
+/// A UEFI boot: firmware code, this boot's own copy of the variable store,
+/// the disk image (read-only) and, under Secure Boot, the machine's extras.
+#[derive(Debug, Clone)]
+pub struct EfiMedia {
+    pub code: PathBuf,
+    pub vars: PathBuf,
+    pub disk: PathBuf,
+    /// The arch's extra arguments for UEFI boots (and for Secure Boot, when on).
+    pub machine_args: Vec<&'static str>,
+}
+
+/// The guest-side paths `command` mounts media at.
+#[derive(Debug, Clone)]
+enum GuestMedia {
+    Direct { kernel: String, initrd: String },
+    Efi { code: String, vars: String, disk: String, machine_args: Vec<&'static str> },
+}
+
+/// The boot argv for `spec` with media at guest paths: QEMU, or the UML kernel itself.
+fn boot_argv(spec: &BootSpec<'_>, media: &GuestMedia) -> Result<Vec<String>> {
+    match (&spec.arch.runner, media) {
+        (Runner::Qemu(qemu), media) => Ok(qemu_argv(qemu, spec, media)),
+        (Runner::Uml, GuestMedia::Direct { kernel, initrd }) => Ok(uml_argv(spec, kernel, initrd)),
+        (Runner::Uml, GuestMedia::Efi { .. }) => {
+            Err(crate::error::user("User Mode Linux has no firmware: it cannot boot a disk through UEFI"))
+        }
     }
 }
 
@@ -82,7 +121,7 @@ fn uml_argv(spec: &BootSpec<'_>, kernel: &str, initrd: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), command]
 }
 
-fn qemu_argv(qemu: &QemuSpec, spec: &BootSpec<'_>, kernel: &str, initrd: &str) -> Vec<String> {
+fn qemu_argv(qemu: &QemuSpec, spec: &BootSpec<'_>, media: &GuestMedia) -> Vec<String> {
     let mut argv: Vec<String> = vec![qemu.binary.into(), "-M".into(), qemu.machine.into()];
     if let Some(cpu) = qemu.cpu {
         argv.extend(["-cpu".into(), cpu.into()]);
@@ -109,26 +148,56 @@ fn qemu_argv(qemu: &QemuSpec, spec: &BootSpec<'_>, kernel: &str, initrd: &str) -
     for device in spec.devices {
         argv.extend(["-device".into(), device.clone()]);
     }
-    argv.extend([
-        "-kernel".into(),
-        kernel.into(),
-        "-initrd".into(),
-        initrd.into(),
-        "-append".into(),
-        kernel_cmdline(spec),
-    ]);
+    match media {
+        GuestMedia::Direct { kernel, initrd } => argv.extend([
+            "-kernel".into(),
+            kernel.clone(),
+            "-initrd".into(),
+            initrd.clone(),
+            "-append".into(),
+            kernel_cmdline(spec),
+        ]),
+        GuestMedia::Efi { code, vars, disk, machine_args } => {
+            argv.extend(machine_args.iter().map(|arg| arg.to_string()));
+            argv.extend([
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=0,readonly=on,file={code}"),
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=1,file={vars}"),
+                "-drive".into(),
+                format!("if=none,id=kforge-disk,format=raw,readonly=on,file={disk}"),
+                "-device".into(),
+                "virtio-blk-pci,drive=kforge-disk,bootindex=0".into(),
+                // systemd-stub appends this to the UKI's command line (SMBIOS
+                // type 11; QEMU reads a doubled comma as a literal one).
+                "-smbios".into(),
+                format!("type=11,value=io.systemd.stub.kernel-cmdline-extra={}", boot_words(spec).replace(',', ",,")),
+            ]);
+        }
+    }
     argv
 }
 
-/// The sandboxed QEMU command: kernel and initrd mounted read-only, no network.
-pub fn command(sandbox: &Sandbox, spec: &BootSpec<'_>, kernel: &Path, initrd: &Path) -> Result<Cmd> {
+/// The sandboxed QEMU command: media mounted read-only (the variable store
+/// writable: firmware writes to it), no network.
+pub fn command(sandbox: &Sandbox, spec: &BootSpec<'_>, media: &Media) -> Result<Cmd> {
     let mut jail = sandbox.jail();
-    let kernel_guest = jail.ro(kernel, "/kforge/boot/kernel");
-    let initrd_guest = jail.ro(initrd, "/kforge/boot/initrd");
+    let guest = match media {
+        Media::Direct { kernel, initrd } => GuestMedia::Direct {
+            kernel: jail.ro(kernel, "/kforge/boot/kernel"),
+            initrd: jail.ro(initrd, "/kforge/boot/initrd"),
+        },
+        Media::Efi(efi) => GuestMedia::Efi {
+            code: jail.ro(&efi.code, "/kforge/boot/code.fd"),
+            vars: jail.rw(&efi.vars, "/kforge/boot/vars.fd"),
+            disk: jail.ro(&efi.disk, "/kforge/boot/disk.raw"),
+            machine_args: efi.machine_args.clone(),
+        },
+    };
     let jail = if spec.interactive { jail.interactive() } else { jail };
     // UML keeps guest memory in a file under TMPDIR (the jail's tmpfs /tmp).
     let jail = jail.env("TMPDIR", "/tmp");
-    jail.command(&boot_argv(spec, &kernel_guest, &initrd_guest))
+    jail.command(&boot_argv(spec, &guest)?)
 }
 
 /// How a boot ended.
@@ -154,6 +223,11 @@ pub struct Boot {
     pub seconds: f64,
     /// Last line QEMU printed when it exited early (often its own error).
     pub last_line: String,
+    /// Seconds from QEMU start to the kernel's start (firmware, boot loader,
+    /// decompression): the least of (arrival − printk timestamp) over the
+    /// console's kernel lines; a line printed live gives it exactly, a line
+    /// replayed when the console registered gives more. `None`: no kernel line.
+    pub kernel_start_seconds: Option<f64>,
 }
 
 /// Boots and watches the console, which is saved to `console_log`. Only a whole line equal
@@ -168,8 +242,13 @@ pub fn boot(cmd: &Cmd, console_log: &Path, timeout: Duration, nonce: &str) -> Re
     let (mut crashed, mut finished, mut capped) = (false, false, None);
     let mut bytes: u64 = 0;
     let mut last_line = String::new();
+    let mut kernel_start: Option<f64> = None;
     let outcome = cmd.stream(console_log, Some(timeout), &mut |line| {
         bytes += line.len() as u64 + 1;
+        if let (Some(printk), _) = console::split_timestamp(line) {
+            let start = started.elapsed().as_secs_f64() - printk;
+            kernel_start = Some(kernel_start.map_or(start, |known: f64| known.min(start)));
+        }
         if line.len() >= MAX_LINE_BYTES || bytes > MAX_CONSOLE_BYTES {
             let cap = if line.len() >= MAX_LINE_BYTES { Cap::LineLength } else { Cap::ConsoleBytes };
             capped = Some(cap);
@@ -201,7 +280,12 @@ pub fn boot(cmd: &Cmd, console_log: &Path, timeout: Duration, nonce: &str) -> Re
         Outcome::TimedOut => BootEnd::TimedOut,
         Outcome::Stopped | Outcome::Exited(_) => BootEnd::Exited,
     };
-    Ok(Boot { end, seconds: started.elapsed().as_secs_f64(), last_line })
+    Ok(Boot {
+        end,
+        seconds: started.elapsed().as_secs_f64(),
+        last_line,
+        kernel_start_seconds: kernel_start.map(|start| start.max(0.0)),
+    })
 }
 
 /// A console log taken apart: what /init sent on the verdict channel (nonce-framed lines,
@@ -269,6 +353,26 @@ fn find_nonce(log: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn direct() -> GuestMedia {
+        GuestMedia::Direct { kernel: "/k".into(), initrd: "/i".into() }
+    }
+
+    #[test]
+    fn efi_boots_take_firmware_and_disk_and_pass_the_nonce_through_smbios() {
+        let arch = Arch::find("x86_64").unwrap();
+        let spec = BootSpec { arch, memory: "512M", cpus: 1, devices: &[], interactive: false, nonce: "00ff" };
+        let efi = GuestMedia::Efi {
+            code: "/c.fd".into(),
+            vars: "/v.fd".into(),
+            disk: "/d.raw".into(),
+            machine_args: arch.efi.unwrap().secure_args.to_vec(),
+        };
+        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -machine smm=on -global driver=cfi.pflash01,property=secure,value=on -drive if=pflash,format=raw,unit=0,readonly=on,file=/c.fd -drive if=pflash,format=raw,unit=1,file=/v.fd -drive if=none,id=kforge-disk,format=raw,readonly=on,file=/d.raw -device virtio-blk-pci,drive=kforge-disk,bootindex=0 -smbios type=11,value=io.systemd.stub.kernel-cmdline-extra=kforge.nonce=00ff kforge.verdicts=ttyS1"]
+            .assert_eq(&boot_argv(&spec, &efi).unwrap().join(" "));
+        let uml = BootSpec { arch: Arch::find("um").unwrap(), ..spec };
+        assert!(boot_argv(&uml, &efi).unwrap_err().to_string().contains("no firmware"));
+    }
+
     #[test]
     fn x86_64_boot_plan() {
         let arch = Arch::find("x86_64").unwrap();
@@ -282,7 +386,7 @@ mod tests {
             nonce: "0123456789abcdef",
         };
         expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1"]
-            .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
+            .assert_eq(&boot_argv(&spec, &direct()).unwrap().join(" "));
     }
 
     #[test]
@@ -291,7 +395,7 @@ mod tests {
         let spec =
             BootSpec { arch, memory: "512M", cpus: 2, devices: &[], interactive: true, nonce: "0123456789abcdef" };
         expect_test::expect!["qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial mon:stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1 kforge.interactive"]
-            .assert_eq(&boot_argv(&spec, "/k", "/i").join(" "));
+            .assert_eq(&boot_argv(&spec, &direct()).unwrap().join(" "));
     }
 
     #[test]
@@ -307,7 +411,7 @@ mod tests {
                     interactive: false,
                     nonce: "0123456789abcdef",
                 };
-                boot_argv(&spec, "/k", "/i").join(" ")
+                boot_argv(&spec, &direct()).unwrap().join(" ")
             })
             .collect();
         expect_test::expect![[r#"

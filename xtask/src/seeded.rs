@@ -67,6 +67,9 @@ pub struct Row {
     /// What the cell produced: its failure category, or its status when it has none.
     pub got: String,
     pub caught: bool,
+    /// The cell's own account (its message, or the first lines of its primary finding) and
+    /// its console log, so a miss in CI output says why without the results directory.
+    pub evidence: String,
 }
 
 /// What a variant's cell produced, in the terms variants declare.
@@ -75,6 +78,20 @@ pub fn outcome(cell: &CellResult) -> String {
         (_, Some(category)) => category.as_str().to_string(),
         (status, None) => status.as_str().to_string(),
     }
+}
+
+/// The cell's message, else its first failing test's first diagnostics, and its console log.
+fn evidence(cell: &CellResult) -> String {
+    let failing = cell.tests.iter().find(|test| matches!(test.status, Status::Fail | Status::Error));
+    let account = match (&cell.message, failing) {
+        (Some(message), _) => message.clone(),
+        (None, Some(test)) if !test.diagnostics.is_empty() => {
+            format!("{}: {}", test.name, test.diagnostics.iter().take(3).cloned().collect::<Vec<_>>().join("\n"))
+        }
+        (None, Some(test)) => format!("{} failed without diagnostics", test.name),
+        (None, None) => "no failing test and no kernel report".to_string(),
+    };
+    format!("{account}\nconsole: {}", cell.log)
 }
 
 /// The catch table: one row per (variant, cell). A variant is caught on a
@@ -93,6 +110,7 @@ pub fn catch_table(runs: &[(String, Declared, Vec<CellResult>)]) -> Vec<Row> {
                 expected: declared.expect.clone(),
                 got,
                 caught,
+                evidence: evidence(cell),
             });
         }
     }
@@ -122,7 +140,10 @@ pub fn render(rows: &[Row]) -> String {
 pub fn misses(rows: &[Row]) -> Vec<String> {
     rows.iter()
         .filter(|row| !row.caught)
-        .map(|row| format!("{} on {}: expected {}, got {}", row.class, row.arch, row.expected, row.got))
+        .map(|row| {
+            let evidence = row.evidence.lines().map(|line| format!("\n      {line}")).collect::<String>();
+            format!("{} on {}: expected {}, got {}{evidence}", row.class, row.arch, row.expected, row.got)
+        })
         .collect()
 }
 
@@ -158,6 +179,7 @@ mod tests {
         CellResult {
             id: format!("7.2-{arch}-debug"),
             profile: "debug".into(),
+            boot: "direct".into(),
             arch: arch.into(),
             kernel: "7.2".into(),
             toolchain: "sid".into(),
@@ -198,8 +220,8 @@ mod tests {
         assert_eq!(
             misses(&rows),
             [
-                "arithmetic overflow on arm64: expected panic, got pass",
-                "lost update on x86_64: expected test-fail, got panic"
+                "arithmetic overflow on arm64: expected panic, got pass\n      no failing test and no kernel report\n      console: ",
+                "lost update on x86_64: expected test-fail, got panic\n      no failing test and no kernel report\n      console: "
             ]
         );
         let text = render(&rows);

@@ -530,3 +530,26 @@ fn one_cell_commands_name_the_cells_when_the_selection_holds_several() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stdout(&output).contains("# kernel 7.2/arm64 (debug) with toolchain sid"), "{}", stdout(&output));
 }
+
+#[test]
+fn boot_choices_that_cannot_work_are_refused_before_anything_is_installed() {
+    let direct = xtask(&["test", "--boot", "direct", "--secure-boot", "--arch", "x86_64"], &[]);
+    assert_eq!(direct.status.code(), Some(2));
+    assert!(
+        stderr(&direct).contains("Secure Boot needs UEFI firmware, but the boot method is `direct`"),
+        "{}",
+        stderr(&direct)
+    );
+    let initramfs = xtask(&["image", "--secure-boot", "--arch", "x86_64"], &[]);
+    assert_eq!(initramfs.status.code(), Some(2));
+    assert!(stderr(&initramfs).contains("--secure-boot signs a disk image"), "{}", stderr(&initramfs));
+    let s390 = xtask(&["image", "disk", "--arch", "s390"], &[]);
+    assert_eq!(s390.status.code(), Some(2));
+    assert!(stderr(&s390).contains("s390 cannot boot through UEFI: s390 has no UEFI"), "{}", stderr(&s390));
+    let two = xtask(&["image", "disk", "--arch", "x86_64,arm64", "--out", "/tmp/kforge-never.raw"], &[]);
+    assert_eq!(two.status.code(), Some(2));
+    assert!(stderr(&two).contains("--out names one file, but the selection holds 2 cells"), "{}", stderr(&two));
+    let unknown = xtask(&["test", "--boot", "pxe"], &[]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("direct") && stderr(&unknown).contains("efi"), "{}", stderr(&unknown));
+}

@@ -1,9 +1,10 @@
-//! The real thing: install the pinned toolchain, build Linux for x86_64 and arm64, boot both in QEMU and check the driver tests ran.
+//! The real thing: install the pinned toolchain, build Linux for x86_64 and arm64, boot both in QEMU (directly, then from the UEFI disk under Secure Boot) and check the driver tests ran.
 //!
 //! Ignored by default (`cargo test -- --include-ignored` runs it, as CI does):
 //! it needs root (bubblewrap, `unshare -n` for the offline check) or user
 //! namespaces, the Debian archive and ~20 minutes on two cores.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -83,6 +84,7 @@ fn end_to_end_x86_64_and_arm64() {
     }
 
     in_kernel_and_pci_tests_ran(&results);
+    secure_boot_efi_boots_agree_with(&results);
     sdk_builds_the_same_module();
     scaffolded_driver_passes_then_a_broken_one_fails();
     offline_after_fetch();
@@ -114,6 +116,64 @@ fn in_kernel_and_pci_tests_ran(results: &serde_json::Value) {
         {
             assert!(passed.contains(&name), "{label}: {name} did not pass: {passed:?}");
         }
+    }
+}
+
+/// The tests kforge adds to a Secure Boot cell: the firmware state, the
+/// refused UKI, modprobe from the disk's root partition, and the kernel's
+/// enforcement of module signatures (signed loads; unsigned and tampered refused).
+const SECURE_BOOT_TESTS: [&str; 7] = [
+    "kforge.secure-boot",
+    "kforge.secure-boot.tampered-uki",
+    "kforge.rootfs.modprobe",
+    "kforge.module-signature.enforced",
+    "kforge.module-signature.signed-loads",
+    "kforge.module-signature.unsigned-refused",
+    "kforge.module-signature.tampered-refused",
+];
+
+/// `(test, status)` of every test of a results.json cell.
+fn verdicts(cell: &serde_json::Value) -> BTreeSet<(String, String)> {
+    cell["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|test| (test["name"].as_str().unwrap().to_string(), test["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// The same cells booted from kforge's UEFI disk under enforced Secure Boot
+/// (OVMF on x86_64, AAVMF on arm64), with a kernel that trusts the project's
+/// db certificate and modules signed with its key: every Secure Boot test
+/// passes, and every other test has the verdict it had in the direct boot.
+fn secure_boot_efi_boots_agree_with(direct: &serde_json::Value) {
+    let output = tempfile::tempdir().unwrap();
+    eprintln!("\n$ KFORGE_OUTPUT_DIR={} cargo xtask test --arch x86_64,arm64 --secure-boot", output.path().display());
+    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["test", "--arch", "x86_64,arm64", "--secure-boot"])
+        .current_dir(repo())
+        .env("NO_COLOR", "1")
+        .env("KFORGE_OUTPUT_DIR", output.path())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "the Secure Boot UEFI boots failed");
+    let efi: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(output.path().join("results.json")).unwrap()).unwrap();
+    let (direct, efi) = (direct["cells"].as_array().unwrap(), efi["cells"].as_array().unwrap());
+    assert_eq!(direct.len(), efi.len());
+    for (direct, efi) in direct.iter().zip(efi) {
+        let label = efi["id"].as_str().unwrap();
+        assert_eq!(direct["id"], efi["id"]);
+        assert_eq!(direct["boot"], "direct", "{label}");
+        assert_eq!(efi["boot"], "efi+secure-boot", "{label}");
+        let efi_tests = verdicts(efi);
+        for name in SECURE_BOOT_TESTS {
+            assert!(efi_tests.contains(&(name.to_string(), "pass".to_string())), "{label}: {name} did not pass");
+        }
+        let others: BTreeSet<(String, String)> =
+            efi_tests.into_iter().filter(|(name, _)| !SECURE_BOOT_TESTS.contains(&name.as_str())).collect();
+        assert_eq!(others, verdicts(direct), "{label}: the UEFI boot's verdicts differ from the direct boot's");
     }
 }
 

@@ -258,6 +258,7 @@ mod tests {
             log: format!("target/kforge/cells/{id}/console.log"),
             id,
             profile: String::new(),
+            boot: String::new(),
             arch: arch.to_string(),
             kernel: "7.2".to_string(),
             toolchain: "sid".to_string(),
@@ -268,7 +269,12 @@ mod tests {
             ktap: None,
             tests,
             totals: Totals::default(),
-            timings: Timings { build_seconds: 400.0, build_cpu_seconds: 700.0, boot_seconds: 3.0 },
+            timings: Timings {
+                build_seconds: 400.0,
+                build_cpu_seconds: 700.0,
+                boot_seconds: 3.0,
+                kernel_start_seconds: None,
+            },
         };
         cell.recount();
         cell

@@ -8,13 +8,14 @@ use clap::Args;
 
 use super::selection::Selection;
 use super::{Context, GlobalArgs};
-use crate::dist::{self, BuildFacts, DriverFacts, Entry, KernelFacts, Manifest, ToolchainFacts};
+use crate::arch::EfiSpec;
+use crate::dist::{self, BuildFacts, DiskFacts, DriverFacts, Entry, KernelFacts, Manifest, ToolchainFacts};
 use crate::jobserver::Parallel;
 use crate::kernel::build as kbuild;
 use crate::matrix::Cell;
 use crate::project::Profile;
 use crate::toolchain::verify;
-use crate::{cache, error, image, kernel, pipeline, ui};
+use crate::{cache, disk, error, image, kernel, pipeline, secureboot, ui};
 
 #[derive(Debug, Args)]
 pub struct DistArgs {
@@ -27,6 +28,10 @@ pub struct DistArgs {
     /// Keep debug information in the modules (stripped by default).
     #[arg(long)]
     pub keep_debug: bool,
+    /// Sign the disk image's UKI for Secure Boot with the project key set
+    /// (`KFORGE_SECURE_BOOT_KEYS`, else the generated one); the manifest records the certificate's fingerprint.
+    #[arg(long)]
+    pub secure_boot: bool,
     /// Build everything twice from scratch in two separate caches and compare every artifact byte for byte.
     #[arg(long)]
     pub check_reproducible: bool,
@@ -37,11 +42,12 @@ pub fn run(args: DistArgs, global: &GlobalArgs) -> Result<i32> {
         return check_reproducible(&args, global);
     }
     let context = Context::load()?;
+    let keys = pipeline::check_secure_boot(&context.repo, args.secure_boot, &global.install_options())?;
     let cells = args.selection.cells_or(&context, Profile::Release)?;
     let drivers = args.selection.drivers(&context)?;
     fs_err::create_dir_all(&args.out)?;
     for cell in &cells {
-        let archive = dist_cell(&context, cell, &drivers, &args, global)
+        let archive = dist_cell(&context, cell, &drivers, keys.as_ref(), &args, global)
             .with_context(|| format!("failed to make the archive of cell {}", cell.id()))?;
         ui::status("Packed", archive.display().to_string());
         println!("{}", archive.display());
@@ -54,6 +60,7 @@ fn dist_cell(
     context: &Context,
     cell: &Cell,
     drivers: &[crate::driver::Driver],
+    keys: Option<&secureboot::KeySet>,
     args: &DistArgs,
     global: &GlobalArgs,
 ) -> Result<PathBuf> {
@@ -66,7 +73,7 @@ fn dist_cell(
         ui::status("Skipping", format!("{} in {}: {reason}", driver.name, cell.id()));
     }
     let plan =
-        pipeline::profile_kernel_plan(&context.repo, &cell.kernel, cell.arch, cell.profile, &toolchain, &active)?;
+        pipeline::cell_kernel_plan(&context.repo, &cell.kernel, cell.arch, cell.profile, &toolchain, &active, keys)?;
     let work = context.output.join("dist").join(cell.id());
     cache::remove_dir_if_exists(&work)?;
     let jobs = pipeline::default_jobs();
@@ -84,8 +91,42 @@ fn dist_cell(
     if !args.keep_debug {
         dist::strip_modules(&toolchain, &mut built, &work.join("stripped"))?;
     }
-    let initramfs =
-        pipeline::build_image(&toolchain, cell.arch, &context.repo, built.clone(), &work.join("initramfs.cpio.gz"))?;
+    // Signed after stripping: stripping would drop the signature.
+    let (built, probes) = pipeline::sign_modules(&toolchain, &build, keys, built, &work)?;
+    let initramfs = pipeline::build_image(
+        &toolchain,
+        cell.arch,
+        &context.repo,
+        built.clone(),
+        probes.as_ref(),
+        &work.join("initramfs.cpio.gz"),
+    )?;
+
+    let disk = match cell.arch.efi {
+        Ok(spec) => {
+            let path = work.join("disk.raw");
+            ui::status("Assembling", format!("UEFI disk image for {}", cell.label()));
+            let request = pipeline::DiskRequest {
+                repo: &context.repo,
+                arch: cell.arch,
+                kernel: &build,
+                initrd: &initramfs,
+                drivers: &built,
+                keys,
+                install: &global.install_options(),
+            };
+            let tools = pipeline::build_disk(&request, &path)?;
+            let fingerprint = match keys {
+                Some(keys) => Some(secureboot::fingerprint(&tools.sandbox()?, keys)?),
+                None => None,
+            };
+            Some((path, disk_facts(&context.repo, &spec, fingerprint)?))
+        }
+        Err(reason) => {
+            ui::status("Skipping", format!("the disk image of {}: {reason}", cell.id()));
+            None
+        }
+    };
 
     let image_name = cell.arch.kernel_image.rsplit('/').next().unwrap_or(cell.arch.kernel_image);
     let config = dist::read_packed(&build.dir.join(".config"))?;
@@ -94,6 +135,9 @@ fn dist_cell(
         Entry { path: "boot/config".to_string(), mode: 0o644, data: config.clone() },
         Entry { path: "initramfs.cpio.gz".to_string(), mode: 0o644, data: dist::read_packed(&initramfs)? },
     ];
+    if let Some((path, _)) = &disk {
+        entries.push(Entry { path: "disk.raw".to_string(), mode: 0o644, data: dist::read_packed(path)? });
+    }
     let mut driver_facts = Vec::new();
     for item in &built {
         for module in &item.modules {
@@ -134,6 +178,7 @@ fn dist_cell(
             modules_stripped: !args.keep_debug,
         },
         source_date_epoch: epoch,
+        disk: disk.map(|(_, facts)| facts),
         files: entries.iter().map(|entry| (entry.path.clone(), cache::sha256_hex(&entry.data))).collect(),
     };
     entries.push(Entry {
@@ -151,6 +196,23 @@ fn dist_cell(
     dist::write_archive(&args.out, &cell.id(), &entries, epoch)
 }
 
+/// The manifest's facts of a disk image: the pinned tools and the firmware package.
+fn disk_facts(repo: &std::path::Path, spec: &EfiSpec, fingerprint: Option<String>) -> Result<DiskFacts> {
+    let pins = disk::ImagePins::load(repo)?;
+    let mut tools = BTreeMap::new();
+    let mut firmware = BTreeMap::new();
+    for pin in &pins.packages {
+        let (name, version) = crate::toolchain::spec::split_pin(pin)?;
+        let is_firmware = crate::arch::ARCHES.iter().any(|arch| arch.efi.is_ok_and(|efi| efi.firmware_package == name));
+        if name == spec.firmware_package {
+            firmware.insert(name, version);
+        } else if !is_firmware {
+            tools.insert(name, version);
+        }
+    }
+    Ok(DiskFacts { image: "disk.raw".to_string(), tools, firmware, secure_boot_certificate_sha256: fingerprint })
+}
+
 /// Runs this same `dist` twice, each in a fresh cache (sharing only the
 /// toolchain roots and the download store), and compares the archives.
 fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
@@ -161,7 +223,9 @@ fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
     for side in ["a", "b"] {
         let cache_dir = base.join(format!("cache-{side}"));
         fs_err::create_dir_all(&cache_dir)?;
-        for shared in ["toolchains", "store"] {
+        // Shared: what is installed, not built, and the Secure Boot key set
+        // (two generated key sets would sign two different images).
+        for shared in ["toolchains", "store", "image-tools", "secureboot"] {
             fs_err::create_dir_all(real_cache.join(shared))?;
             std::os::unix::fs::symlink(real_cache.join(shared), cache_dir.join(shared))?;
         }
@@ -173,6 +237,9 @@ fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
         argv.extend(args.selection.forwarded_without_profile());
         if args.keep_debug {
             argv.push("--keep-debug".to_string());
+        }
+        if args.secure_boot {
+            argv.push("--secure-boot".to_string());
         }
         ui::status("Building", format!("from scratch, pass {side} (cache {})", cache_dir.display()));
         let log = base.join(format!("build-{side}.log"));

@@ -3,9 +3,10 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::selection::Selection;
+use super::selection::{BootArgs, Selection};
 use super::{Context, GlobalArgs};
 use crate::jobserver::Parallel;
+use crate::project::BootMethod;
 use crate::qemu;
 use crate::{pipeline, ui};
 
@@ -14,17 +15,22 @@ pub struct RunArgs {
     /// One cell: `--arch` picks it from the matrix's kernel (or give --kernel, or --cell).
     #[command(flatten)]
     pub selection: Selection,
+    #[command(flatten)]
+    pub boot: BootArgs,
 }
 
 pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     let context = Context::load()?;
     let cell = args.selection.one_cell(&context, "run")?;
+    let boot_mode = args.boot.mode(&context)?;
+    let keys = pipeline::check_secure_boot(&context.repo, boot_mode.secure_boot, &global.install_options())?;
     let (kernel, arch) = (&cell.kernel, cell.arch);
     let drivers = args.selection.drivers(&context)?;
     let ready = pipeline::ready_kernel(&context.repo, kernel, &[arch], &global.install_options())?;
     let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
     let pipeline::ReadyKernel { toolchain, source } = ready;
-    let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;
+    let plan =
+        pipeline::cell_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active, keys.as_ref())?;
     let dir = context.output.join("run").join(cell.id());
     let build = pipeline::build_kernel(
         &plan,
@@ -42,11 +48,34 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
         &dir.join("drivers"),
         Parallel::Jobs(pipeline::default_jobs()),
     )?;
-    let initrd = pipeline::build_image(&toolchain, arch, &context.repo, built, &dir.join("initramfs.cpio.gz"))?;
+    let (built, probes) = pipeline::sign_modules(&toolchain, &build, keys.as_ref(), built, &dir)?;
+    let initrd = pipeline::build_image(
+        &toolchain,
+        arch,
+        &context.repo,
+        built.clone(),
+        probes.as_ref(),
+        &dir.join("initramfs.cpio.gz"),
+    )?;
+    let media = match boot_mode.method {
+        BootMethod::Direct => qemu::Media::Direct { kernel: build.image.clone(), initrd },
+        BootMethod::Efi => {
+            let request = pipeline::DiskRequest {
+                repo: &context.repo,
+                arch,
+                kernel: &build,
+                initrd: &initrd,
+                drivers: &built,
+                keys: keys.as_ref(),
+                install: &global.install_options(),
+            };
+            qemu::Media::Efi(pipeline::efi_media(&request, &dir)?)
+        }
+    };
     let devices: Vec<String> = active.iter().flat_map(|driver| driver.meta.qemu_devices.clone()).collect();
     let nonce = qemu::new_nonce()?;
     let spec = cell.boot_spec(&context.project.boot, &devices, true, &nonce);
-    let cmd = qemu::command(&toolchain.sandbox()?, &spec, &build.image, &initrd)?;
+    let cmd = qemu::command(&toolchain.sandbox()?, &spec, &media)?;
     ui::info("kforge: booting; the tests run first, then a shell. Quit QEMU with Ctrl-A X.");
     let status = cmd.run_interactive()?;
     Ok(status.code().unwrap_or(0))

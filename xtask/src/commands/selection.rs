@@ -7,7 +7,7 @@ use super::Context;
 use crate::driver::Driver;
 use crate::error;
 use crate::matrix::Cell;
-use crate::project::Profile;
+use crate::project::{BootMethod, BootMode, Profile};
 
 /// Which cells and packages a command works on. Every flag is optional: what
 /// is not given comes from kforge.toml's `[matrix]`.
@@ -148,4 +148,23 @@ pub fn by_kernel(cells: &[Cell]) -> Vec<KernelGroup> {
         }
     }
     groups
+}
+
+/// How `test` and `run` boot (`--boot`, `--secure-boot`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BootArgs {
+    /// `direct` (QEMU loads kernel and initramfs) or `efi` (UEFI firmware boots kforge's
+    /// disk image: a unified kernel image on a GPT disk). Default: kforge.toml's [matrix] boot, else direct.
+    #[arg(long, value_enum)]
+    pub boot: Option<BootMethod>,
+    /// Boot the disk under enforced Secure Boot: the UKI signed with the project's db key,
+    /// the keys enrolled into the firmware's variable store. Implies --boot efi.
+    #[arg(long)]
+    pub secure_boot: bool,
+}
+
+impl BootArgs {
+    pub fn mode(&self, context: &Context) -> Result<BootMode> {
+        BootMode::choose(self.boot, self.secure_boot, &context.project.matrix)
+    }
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::selection::Selection;
+use super::selection::{BootArgs, Selection};
 use super::{Context, GlobalArgs};
 use crate::matrix::{self, Cell, RunOptions};
 use crate::{error, pipeline, seeded, ui};
@@ -12,6 +12,8 @@ use crate::{error, pipeline, seeded, ui};
 pub struct TestArgs {
     #[command(flatten)]
     pub selection: Selection,
+    #[command(flatten)]
+    pub boot: BootArgs,
     /// Parallel make jobs (default: KFORGE_JOBS or the number of CPUs).
     #[arg(long, short)]
     pub jobs: Option<usize>,
@@ -26,8 +28,10 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
         drivers: args.selection.drivers(&context)?,
         jobs: args.jobs.unwrap_or_else(pipeline::default_jobs),
         boot: context.project.boot.clone(),
+        boot_mode: args.boot.mode(&context)?,
         install: global.install_options(),
     };
+    pipeline::check_secure_boot(&context.repo, options.boot_mode.secure_boot, &options.install)?;
     if args.selection.suite.as_deref() == Some(seeded::SUITE) {
         return run_seeded(&cells, &options);
     }

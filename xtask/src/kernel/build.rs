@@ -43,7 +43,14 @@ pub struct KernelPlan {
     /// new entry can start from a complete one of its lineage and let Kbuild
     /// rebuild what the config change touches. Empty: never seeded.
     pub lineage: String,
+    /// A PEM certificate the kernel trusts for module signatures (a Secure
+    /// Boot cell's project db certificate): written to [`TRUSTED_CERT_PATH`]
+    /// in the build directory, which a fragment names as CONFIG_SYSTEM_TRUSTED_KEYS.
+    pub trusted_certificate: Option<String>,
 }
+
+/// Where a plan's trusted certificate is written, as the jail sees the build directory.
+pub const TRUSTED_CERT_PATH: &str = "/build/kforge-trusted-certs.pem";
 
 /// A finished build.
 #[derive(Debug, Clone)]
@@ -83,6 +90,10 @@ const LINEAGE_FILE: &str = ".kforge-lineage";
 /// Computes the cache key and entry: source identity, the toolchain's build key, arch and
 /// what the fragments request (after later fragments override earlier ones),
 /// so comments, fragment names and drivers that need nothing do not cause rebuilds.
+/// A kernel that also trusts `trusted_certificate` (PEM) for module
+/// signatures has fragments naming [`TRUSTED_CERT_PATH`] as
+/// CONFIG_SYSTEM_TRUSTED_KEYS; the certificate is part of the key, and the
+/// entry's name ends in `-trusting` so it is told apart in the cache.
 pub fn plan(
     kernel_id: &str,
     arch: &'static Arch,
@@ -90,6 +101,7 @@ pub fn plan(
     toolchain: &Toolchain,
     source_identity: &str,
     fragments: Vec<Fragment>,
+    trusted_certificate: Option<String>,
 ) -> Result<KernelPlan> {
     let mut key = cache::KeyHasher::new();
     key.input("source", source_identity).input("toolchain", &toolchain.build_key).input("arch", arch.name);
@@ -106,10 +118,16 @@ pub fn plan(
     for (name, request) in config::requests(&fragments) {
         key.input("option", format!("{name}={}", request.value));
     }
-    let name = match profile {
+    if let Some(pem) = &trusted_certificate {
+        key.input("trusted-certificate", pem);
+    }
+    let mut name = match profile {
         Profile::Release => format!("{kernel_id}-{}-{}", arch.name, key.short()),
         _ => format!("{kernel_id}-{}-{profile}-{}", arch.name, key.short()),
     };
+    if trusted_certificate.is_some() {
+        name.push_str("-trusting");
+    }
     let entry = paths::cache_dir()?.join("kernels").join(name);
     Ok(KernelPlan {
         kernel_id: kernel_id.to_string(),
@@ -120,6 +138,7 @@ pub fn plan(
         distro: None,
         remake_complete: source_identity.starts_with(super::source::MUTABLE_IDENTITY_PREFIX),
         lineage: lineage.finish(),
+        trusted_certificate,
     })
 }
 
@@ -388,6 +407,10 @@ fn configure(plan: &KernelPlan, dir: &Path, log: &Path, jail: &crate::sandbox::J
     for fragment in &plan.fragments {
         fs_err::write(fragment_dir.join(&fragment.name), &fragment.text)?;
     }
+    if let Some(pem) = &plan.trusted_certificate {
+        let name = TRUSTED_CERT_PATH.strip_prefix("/build/").unwrap_or(TRUSTED_CERT_PATH);
+        fs_err::write(dir.join(name), pem)?;
+    }
     let _ = fs_err::remove_file(dir.join(CONFIG_MARKER));
     // Each command streams into a part file that is appended to the config log.
     let config_log = config_log_path(log);
@@ -621,27 +644,42 @@ mod tests {
         let arm = crate::arch::Arch::find("arm64").unwrap();
         let release = Profile::Release;
         let fragments = config::fragments(&repo, x86, release, &[]).unwrap();
-        let base = plan("7.2", x86, release, &toolchain, "debian:a", fragments.clone()).unwrap();
-        assert_eq!(base.key, plan("7.2", x86, release, &toolchain, "debian:a", fragments.clone()).unwrap().key);
-        assert_ne!(base.key, plan("7.2", x86, release, &toolchain, "debian:b", fragments.clone()).unwrap().key);
-        assert_ne!(base.key, plan("7.2", arm, release, &toolchain, "debian:a", fragments.clone()).unwrap().key);
+        let base = plan("7.2", x86, release, &toolchain, "debian:a", fragments.clone(), None).unwrap();
+        assert_eq!(base.key, plan("7.2", x86, release, &toolchain, "debian:a", fragments.clone(), None).unwrap().key);
+        assert_ne!(base.key, plan("7.2", x86, release, &toolchain, "debian:b", fragments.clone(), None).unwrap().key);
+        assert_ne!(base.key, plan("7.2", arm, release, &toolchain, "debian:a", fragments.clone(), None).unwrap().key);
         let mut changed = fragments.clone();
         changed[0].text.push_str("CONFIG_X=y\n");
-        let option_added = plan("7.2", x86, release, &toolchain, "debian:a", changed).unwrap();
+        let option_added = plan("7.2", x86, release, &toolchain, "debian:a", changed, None).unwrap();
         assert_ne!(base.key, option_added.key);
         // Only the options differ: the same lineage, so one can start from the other.
         assert_eq!(base.lineage, option_added.lineage);
-        assert_ne!(base.lineage, plan("7.2", arm, release, &toolchain, "debian:a", fragments.clone()).unwrap().lineage);
-        assert_ne!(base.lineage, plan("7.2", x86, release, &toolchain, "debian:b", fragments.clone()).unwrap().lineage);
+        assert_ne!(
+            base.lineage,
+            plan("7.2", arm, release, &toolchain, "debian:a", fragments.clone(), None).unwrap().lineage
+        );
+        assert_ne!(
+            base.lineage,
+            plan("7.2", x86, release, &toolchain, "debian:b", fragments.clone(), None).unwrap().lineage
+        );
         let mut commented = fragments.clone();
         commented[0].text.push_str("# only a comment\n");
-        assert_eq!(base.key, plan("7.2", x86, release, &toolchain, "debian:a", commented).unwrap().key);
+        assert_eq!(base.key, plan("7.2", x86, release, &toolchain, "debian:a", commented, None).unwrap().key);
         // The profile is in the key and the entry's name, even with the same options.
-        let debug = plan("7.2", x86, Profile::Debug, &toolchain, "debian:a", fragments.clone()).unwrap();
+        let debug = plan("7.2", x86, Profile::Debug, &toolchain, "debian:a", fragments.clone(), None).unwrap();
         assert_ne!(base.key, debug.key);
         let name = |plan: &KernelPlan| plan.entry.file_name().unwrap().to_string_lossy().into_owned();
         assert!(name(&debug).starts_with("7.2-x86_64-debug-"), "{}", name(&debug));
         assert!(!name(&base).contains("debug"), "{}", name(&base));
+        // A trusted certificate is in the key and the name, not in the
+        // lineage: a Secure Boot kernel starts from a copy of the plain one.
+        let trusting = |pem: &str| {
+            plan("7.2", x86, release, &toolchain, "debian:a", fragments.clone(), Some(pem.to_string())).unwrap()
+        };
+        assert_ne!(base.key, trusting("A").key);
+        assert_ne!(trusting("A").key, trusting("B").key);
+        assert_eq!(base.lineage, trusting("A").lineage);
+        assert!(name(&trusting("A")).ends_with("-trusting"), "{}", name(&trusting("A")));
     }
 
     #[test]
@@ -650,7 +688,7 @@ mod tests {
         let toolchain = Toolchain::load(&repo, "sid").unwrap();
         let arm = crate::arch::Arch::find("arm64").unwrap();
         let fragments = config::fragments(&repo, arm, Profile::Release, &[]).unwrap();
-        let plan = plan("7.2", arm, Profile::Release, &toolchain, "s", fragments).unwrap();
+        let plan = plan("7.2", arm, Profile::Release, &toolchain, "s", fragments, None).unwrap();
         let commands: Vec<String> = config_commands(&plan).iter().map(|argv| argv.join(" ")).collect();
         expect_test::expect![[r#"
             [

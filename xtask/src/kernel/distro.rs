@@ -79,6 +79,7 @@ pub fn plan(
         distro: Some(DistroPlan { packages, candidates }),
         remake_complete: false,
         lineage: String::new(),
+        trusted_certificate: None,
     })
 }
 

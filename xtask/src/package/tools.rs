@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::process::{Cmd, Control, Outcome};
-use crate::sandbox::Sandbox;
 use crate::toolchain::install::InstallOptions;
-use crate::{cache, error, fetch, hostdeps, paths, process, progress};
+use crate::toolroot::{self, RootSpec, ToolRoot};
+use crate::{error, process};
 
 /// Bumped when the way the root is built changes.
 const RECIPE: &str = "kforge-package-tools-1";
@@ -36,85 +35,28 @@ impl ToolPins {
     }
 }
 
-/// The installed tools root.
-#[derive(Debug, Clone)]
-pub struct ToolsRoot {
-    pub root: PathBuf,
-}
+/// The packaging tools root: `toolchains/packaging.pins` installed by [`toolroot`].
+pub type ToolsRoot = ToolRoot;
 
-impl ToolsRoot {
-    /// Where the root for `pins` lives (content-addressed over the pins).
-    pub fn locate(pins: &ToolPins) -> Result<ToolsRoot> {
-        let mut key = cache::KeyHasher::new();
-        key.input("recipe", RECIPE).input("suite", &pins.suite).input("packages", pins.packages.join("\n"));
-        Ok(ToolsRoot {
-            root: paths::cache_dir()?.join("package-tools").join(format!("{}-{}", pins.suite, key.short())),
-        })
+impl ToolPins {
+    /// What [`toolroot`] installs for these pins.
+    pub fn root_spec(&self) -> RootSpec {
+        RootSpec {
+            purpose: "packaging tools",
+            cache_subdir: "package-tools",
+            pin_file: PIN_FILE,
+            recipe: RECIPE,
+            suite: self.suite.clone(),
+            architectures: Vec::new(),
+            packages: self.packages.clone(),
+            marker: "usr/bin/lintian",
+        }
     }
-
-    pub fn sandbox(&self) -> Result<Sandbox> {
-        Sandbox::new(self.root.clone(), Vec::new(), Vec::new())
-    }
-}
-
-/// The mmdebstrap command that builds the tools root into `target`.
-pub fn mmdebstrap_command(pins: &ToolPins, target: &Path, options: &InstallOptions) -> Cmd {
-    let mut cmd = Cmd::new("mmdebstrap")
-        .args(["--variant=minbase", "--mode=auto", "--format=directory"])
-        .arg("--aptopt=Acquire::Check-Valid-Until \"false\"")
-        .arg("--aptopt=Acquire::Retries \"3\"")
-        .arg(format!("--include={}", pins.packages.join(",")))
-        .arg(&pins.suite)
-        .arg(target);
-    if let Some(mirror) = &options.mirror {
-        cmd = cmd.arg(mirror);
-    }
-    cmd
 }
 
 /// Installs the tools root if missing; returns it.
 pub fn ready(pins: &ToolPins, options: &InstallOptions) -> Result<ToolsRoot> {
-    let tools = ToolsRoot::locate(pins)?;
-    if tools.root.join("usr/bin/lintian").is_file() {
-        return Ok(tools);
-    }
-    if fetch::is_offline() {
-        return Err(error::user_hint(
-            format!(
-                "the packaging tools root {} is not installed and --offline forbids fetching it",
-                tools.root.display()
-            ),
-            "run `cargo xtask package` once online",
-        ));
-    }
-    hostdeps::ensure(&[hostdeps::MMDEBSTRAP, hostdeps::BWRAP])?;
-    let log = cache::sibling(&tools.root, "install.log");
-    cache::ensure_dir(&tools.root, |work| {
-        cache::remove_dir_if_exists(work)?;
-        progress::status(
-            "Installing",
-            format!("packaging tools ({}) into {}", pins.packages.join(", "), tools.root.display()),
-        );
-        let cmd = mmdebstrap_command(pins, work, options);
-        let outcome = cmd.stream(&log, None, &mut |_| Control::Continue)?;
-        if matches!(outcome, Outcome::Exited(status) if status.success()) {
-            return Ok(());
-        }
-        Err(error::with_hint(
-            anyhow::Error::new(error::ProcessError {
-                command: "mmdebstrap".to_string(),
-                status: match outcome {
-                    Outcome::Exited(status) => process::describe_status(status),
-                    _ => "stopped".to_string(),
-                },
-                output_tail: process::log_tail(&log, 15),
-                log: Some(log.clone()),
-            }),
-            "mmdebstrap could not build the packaging tools root",
-            format!("check that every package=version in {PIN_FILE} exists in suite {} (or pass --mirror)", pins.suite),
-        ))
-    })?;
-    Ok(tools)
+    toolroot::ready(&pins.root_spec(), options)
 }
 
 /// One lintian finding.
@@ -184,7 +126,8 @@ mod tests {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let pins = ToolPins::load(&repo).unwrap();
         assert!(pins.packages.iter().any(|pin| pin.starts_with("lintian=")), "{pins:?}");
-        let cmd = mmdebstrap_command(&pins, Path::new("/cache/tools.tmp"), &InstallOptions::default());
+        let cmd =
+            toolroot::mmdebstrap_command(&pins.root_spec(), Path::new("/cache/tools.tmp"), &InstallOptions::default());
         let argv = cmd.argv();
         assert!(argv.contains(&"--aptopt=Acquire::Check-Valid-Until \"false\"".to_string()), "{argv:?}");
         assert_eq!(argv[argv.len() - 2..], [pins.suite.clone(), "/cache/tools.tmp".to_string()]);

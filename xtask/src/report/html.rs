@@ -466,6 +466,7 @@ mod tests {
         let mut cell = CellResult {
             id: format!("7.2-{arch}"),
             profile: String::new(),
+            boot: String::new(),
             arch: arch.into(),
             kernel: "7.2".into(),
             toolchain: "sid".into(),
@@ -477,7 +478,12 @@ mod tests {
             ktap: Some(cell_dir.join("ktap.json").display().to_string()),
             tests,
             totals: Totals::default(),
-            timings: Timings { build_seconds: 756.0, build_cpu_seconds: 1400.0, boot_seconds: 4.4 },
+            timings: Timings {
+                build_seconds: 756.0,
+                build_cpu_seconds: 1400.0,
+                boot_seconds: 4.4,
+                kernel_start_seconds: None,
+            },
         };
         cell.recount();
         cell

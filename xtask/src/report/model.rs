@@ -42,6 +42,9 @@ pub struct Timings {
     pub build_cpu_seconds: f64,
     /// QEMU start to the end marker (or crash, or timeout).
     pub boot_seconds: f64,
+    /// QEMU start to the kernel's start: the firmware's (and boot loader's) share of the boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_start_seconds: Option<f64>,
 }
 
 /// One cell of the matrix: a kernel on an arch with a toolchain.
@@ -51,6 +54,9 @@ pub struct CellResult {
     /// The test profile the cell's kernel was built and booted in (`debug`, `release`).
     #[serde(default)]
     pub profile: String,
+    /// How the cell booted: `direct`, `efi` or `efi+secure-boot`.
+    #[serde(default)]
+    pub boot: String,
     pub arch: String,
     pub kernel: String,
     pub toolchain: String,
@@ -157,6 +163,7 @@ pub(crate) mod tests {
         let mut cell = CellResult {
             id: "7.2-x86_64".into(),
             profile: String::new(),
+            boot: String::new(),
             arch: "x86_64".into(),
             kernel: "7.2".into(),
             toolchain: "sid".into(),
