@@ -52,6 +52,7 @@ impl Cell {
             devices,
             interactive,
             nonce,
+            profile_words: self.profile.kernel_words(),
         }
     }
 }

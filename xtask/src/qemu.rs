@@ -42,6 +42,8 @@ pub struct BootSpec<'a> {
     pub interactive: bool,
     /// Per-boot nonce that frames every line of the verdict channel ([`new_nonce`]).
     pub nonce: &'a str,
+    /// The test profile's own kernel words ([`crate::project::Profile::kernel_words`]).
+    pub profile_words: &'a str,
 }
 
 /// The command line every boot of `arch` needs: the console, no reboot on a
@@ -50,10 +52,16 @@ pub fn base_cmdline(arch: &Arch) -> String {
     format!("console={} panic=-1 oops=panic rdinit=/init", arch.console)
 }
 
-/// The per-boot words: this boot's nonce and verdict port, UML's CPUs, the
-/// interactive shell. A UEFI boot passes them through SMBIOS to systemd-stub.
+/// The per-boot words: the profile's words, this boot's nonce and verdict
+/// port, UML's CPUs, the interactive shell. A UEFI boot passes them through
+/// SMBIOS to systemd-stub.
 pub fn boot_words(spec: &BootSpec<'_>) -> String {
-    let mut words = format!("kforge.nonce={}", spec.nonce);
+    let mut words = String::new();
+    if !spec.profile_words.is_empty() {
+        words.push_str(spec.profile_words);
+        words.push(' ');
+    }
+    words.push_str(&format!("kforge.nonce={}", spec.nonce));
     if let Some(port) = spec.arch.verdict_port {
         words.push_str(&format!(" kforge.verdicts={port}"));
     }
@@ -360,14 +368,22 @@ mod tests {
     #[test]
     fn efi_boots_take_firmware_and_disk_and_pass_the_nonce_through_smbios() {
         let arch = Arch::find("x86_64").unwrap();
-        let spec = BootSpec { arch, memory: "512M", cpus: 1, devices: &[], interactive: false, nonce: "00ff" };
+        let spec = BootSpec {
+            arch,
+            memory: "512M",
+            cpus: 1,
+            devices: &[],
+            interactive: false,
+            nonce: "00ff",
+            profile_words: "slab_debug=F,kmalloc-*",
+        };
         let efi = GuestMedia::Efi {
             code: "/c.fd".into(),
             vars: "/v.fd".into(),
             disk: "/d.raw".into(),
             machine_args: arch.efi.unwrap().secure_args.to_vec(),
         };
-        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -machine smm=on -global driver=cfi.pflash01,property=secure,value=on -drive if=pflash,format=raw,unit=0,readonly=on,file=/c.fd -drive if=pflash,format=raw,unit=1,file=/v.fd -drive if=none,id=kforge-disk,format=raw,readonly=on,file=/d.raw -device virtio-blk-pci,drive=kforge-disk,bootindex=0 -smbios type=11,value=io.systemd.stub.kernel-cmdline-extra=kforge.nonce=00ff kforge.verdicts=ttyS1"]
+        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max,la57=off -m 512M -smp 1 -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -machine smm=on -global driver=cfi.pflash01,property=secure,value=on -drive if=pflash,format=raw,unit=0,readonly=on,file=/c.fd -drive if=pflash,format=raw,unit=1,file=/v.fd -drive if=none,id=kforge-disk,format=raw,readonly=on,file=/d.raw -device virtio-blk-pci,drive=kforge-disk,bootindex=0 -smbios type=11,value=io.systemd.stub.kernel-cmdline-extra=slab_debug=F,,kmalloc-* kforge.nonce=00ff kforge.verdicts=ttyS1"]
             .assert_eq(&boot_argv(&spec, &efi).unwrap().join(" "));
         let uml = BootSpec { arch: Arch::find("um").unwrap(), ..spec };
         assert!(boot_argv(&uml, &efi).unwrap_err().to_string().contains("no firmware"));
@@ -384,16 +400,24 @@ mod tests {
             devices: &devices,
             interactive: false,
             nonce: "0123456789abcdef",
+            profile_words: "slab_debug=F,kmalloc-*",
         };
-        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1"]
+        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max,la57=off -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init slab_debug=F,kmalloc-* kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1"]
             .assert_eq(&boot_argv(&spec, &direct()).unwrap().join(" "));
     }
 
     #[test]
     fn arm64_interactive_boot_plan() {
         let arch = Arch::find("arm64").unwrap();
-        let spec =
-            BootSpec { arch, memory: "512M", cpus: 2, devices: &[], interactive: true, nonce: "0123456789abcdef" };
+        let spec = BootSpec {
+            arch,
+            memory: "512M",
+            cpus: 2,
+            devices: &[],
+            interactive: true,
+            nonce: "0123456789abcdef",
+            profile_words: "",
+        };
         expect_test::expect!["qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial mon:stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1 kforge.interactive"]
             .assert_eq(&boot_argv(&spec, &direct()).unwrap().join(" "));
     }
@@ -410,13 +434,14 @@ mod tests {
                     devices: &[],
                     interactive: false,
                     nonce: "0123456789abcdef",
+                    profile_words: "",
                 };
                 boot_argv(&spec, &direct()).unwrap().join(" ")
             })
             .collect();
         expect_test::expect![[r#"
             [
-                "qemu-system-x86_64 -M q35 -cpu max -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1",
+                "qemu-system-x86_64 -M q35 -cpu max,la57=off -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1",
                 "qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1",
                 "qemu-system-arm -M virt,highmem=off -cpu cortex-a15 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
                 "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
