@@ -64,7 +64,47 @@ impl ImagePins {
 /// Installs (if missing) and returns the disk-image tools root.
 pub fn ready_tools(repo: &Path, options: &InstallOptions) -> Result<ToolRoot> {
     let pins = ImagePins::load(repo)?;
-    toolroot::ready(&pins.root_spec(Arch::host()?.debian_arch), options)
+    let tools = toolroot::ready(&pins.root_spec(Arch::host()?.debian_arch), options)?;
+    let missing = missing_tools(&tools);
+    if !missing.is_empty() {
+        return Err(error::user_hint(
+            format!("the disk-image tools root {} lacks {}", tools.root.display(), missing.join(", ")),
+            format!("pin the named package(s) in {}", repo.join(PIN_FILE).display()),
+        ));
+    }
+    Ok(tools)
+}
+
+/// The programs disk images and Secure Boot run, each with the package that ships it.
+const IMAGE_TOOLS: [(&str, &str); 10] = [
+    ("ukify", "systemd-ukify"),
+    ("systemd-repart", "systemd-repart"),
+    ("/usr/lib/systemd/systemd-sbsign", "systemd-repart"),
+    ("mkfs.vfat", "dosfstools"),
+    ("mcopy", "mtools"),
+    ("mkfs.erofs", "erofs-utils"),
+    ("depmod", "kmod"),
+    ("sbverify", "sbsigntool"),
+    ("virt-fw-vars", "python3-virt-firmware"),
+    ("openssl", "openssl"),
+];
+
+/// `<tool> (package <package>)` for every [`IMAGE_TOOLS`] entry the root lacks: a
+/// bare name is looked up in the root's bin and sbin directories, a path as is
+/// (a symlink counts: it may point to an absolute path inside the root).
+fn missing_tools(tools: &ToolRoot) -> Vec<String> {
+    let present = |inside: &str| tools.host_path(inside).symlink_metadata().is_ok();
+    IMAGE_TOOLS
+        .iter()
+        .filter(|(tool, _)| {
+            if tool.starts_with('/') {
+                !present(tool)
+            } else {
+                !["usr/bin", "usr/sbin", "bin", "sbin"].iter().any(|dir| present(&format!("{dir}/{tool}")))
+            }
+        })
+        .map(|(tool, package)| format!("{tool} (package {package})"))
+        .collect()
 }
 
 /// The UEFI facts of `arch`, or a user error saying why it has none.
@@ -296,6 +336,28 @@ pub fn kernel_release(build_dir: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tools_root_without_a_program_names_it_and_its_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let tools = ToolRoot { root: dir.path().to_path_buf() };
+        assert_eq!(missing_tools(&tools).len(), IMAGE_TOOLS.len());
+        for (tool, _) in IMAGE_TOOLS {
+            let path =
+                if tool.starts_with('/') { tools.host_path(tool) } else { tools.host_path("usr/bin").join(tool) };
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            if tool == "depmod" {
+                // Debian's depmod is a symlink to kmod, absolute inside the root.
+                std::os::unix::fs::symlink("/usr/bin/kmod", tools.host_path("usr/bin/depmod")).unwrap();
+            } else if tool != "mkfs.erofs" {
+                fs_err::write(&path, "").unwrap();
+            }
+        }
+        assert_eq!(missing_tools(&tools), ["mkfs.erofs (package erofs-utils)"]);
+        fs_err::create_dir_all(tools.host_path("usr/sbin")).unwrap();
+        fs_err::write(tools.host_path("usr/sbin/mkfs.erofs"), "").unwrap();
+        assert!(missing_tools(&tools).is_empty());
+    }
 
     #[test]
     fn pins_load_and_put_the_host_architecture_first() {

@@ -311,7 +311,8 @@ fn prepare(
     let kernel_log = dir.join("kernel-build.log");
     let drivers_dir = dir.join("drivers");
     let staged = (|| -> Result<(qemu::Media, Vec<String>, bool)> {
-        let keys = pipeline::check_secure_boot(&options.repo, options.boot_mode.secure_boot, &options.install)?;
+        let keys =
+            pipeline::check_secure_boot(&options.repo, options.boot_mode.secure_boot, &options.boot, &options.install)?;
         let plan = pipeline::cell_kernel_plan(
             &options.repo,
             &cell.kernel,
@@ -714,6 +715,22 @@ fn expected_tests(driver: &Driver) -> Vec<String> {
     names.map(|test| format!("{}.{test}", driver.name)).collect()
 }
 
+/// Why a boot timed out: whether the kernel ever started (no kernel line means the
+/// firmware or boot loader never handed over), and the console's last lines.
+fn timeout_message(booted: &qemu::Boot) -> String {
+    let seconds = booted.seconds;
+    let head = match booted.kernel_start_seconds {
+        None => format!(
+            "the kernel never started within {seconds:.0}s (no kernel line on the console: the firmware or boot loader did not hand over)"
+        ),
+        Some(_) => format!("no end marker within {seconds:.0}s"),
+    };
+    if booted.last_lines.is_empty() {
+        return format!("{head}; the console stayed empty");
+    }
+    format!("{head}; last console lines:\n  {}", booted.last_lines.join("\n  "))
+}
+
 /// Turns the parsed verdict channel and the kernel's reports into tests, a status and a
 /// category.
 pub fn evaluate(
@@ -723,7 +740,7 @@ pub fn evaluate(
     active: &[Driver],
     booted: &qemu::Boot,
 ) {
-    let (end, seconds, last_line) = (booted.end, booted.seconds, booted.last_line.as_str());
+    let (end, last_line) = (booted.end, booted.last_line());
     // Only our init's document counts (its top-level tests are the packages);
     // KTAP the kernel printed at boot is reported through the owning package's
     // KUnit suites instead, and stays in ktap.json.
@@ -812,11 +829,7 @@ pub fn evaluate(
             let status = if result.tests.is_empty() { Status::Error } else { Status::Fail };
             (status, Some(category), Some(format!("kernel crashed: {text}")))
         }
-        (BootEnd::TimedOut, _) => (
-            Status::Error,
-            Some(Category::BootTimeout),
-            Some(format!("no end marker within {seconds:.0}s; last console line: {last_line}")),
-        ),
+        (BootEnd::TimedOut, _) => (Status::Error, Some(Category::BootTimeout), Some(timeout_message(booted))),
         (BootEnd::Exited, None) => (
             Status::Error,
             Some(Category::Infrastructure),
@@ -1008,7 +1021,7 @@ mod tests {
         let report = ktap::parse(&split.verdicts);
         let findings = Findings::of(&split, NONCE);
         let booted =
-            qemu::Boot { end: BootEnd::Finished, seconds: 1.0, last_line: String::new(), kernel_start_seconds: None };
+            qemu::Boot { end: BootEnd::Finished, seconds: 1.0, last_lines: vec![], kernel_start_seconds: None };
         evaluate(&mut result, &report, &findings, &[edu()], &booted);
         result.recount();
         result
@@ -1075,14 +1088,38 @@ mod tests {
         log += "[    2.000100] Kernel panic - not syncing: Fatal exception\n";
         let mut result = evaluated(&log);
         let split = qemu::split_console(&log, Some(NONCE));
-        let booted =
-            qemu::Boot { end: BootEnd::Crashed, seconds: 1.0, last_line: String::new(), kernel_start_seconds: None };
+        let booted = qemu::Boot { end: BootEnd::Crashed, seconds: 1.0, last_lines: vec![], kernel_start_seconds: None };
         result.tests.clear();
         evaluate(&mut result, &ktap::parse(&split.verdicts), &Findings::of(&split, NONCE), &[edu()], &booted);
         assert_eq!((result.status, result.category), (Status::Fail, Some(Category::Overflow)));
         let crashed = result.tests.iter().find(|test| test.category.is_some()).unwrap();
         assert_eq!(crashed.name, "edu.missing-tests-2..3");
         assert!(crashed.diagnostics.iter().any(|line| line.contains("attempt to multiply with overflow")));
+    }
+
+    #[test]
+    fn a_timed_out_boot_says_whether_the_kernel_started_and_shows_the_last_lines() {
+        let firmware = ["BdsDxe: loading Boot0001", "BdsDxe: starting Boot0001"].map(String::from).to_vec();
+        let stuck =
+            qemu::Boot { end: BootEnd::TimedOut, seconds: 120.4, last_lines: firmware, kernel_start_seconds: None };
+        let mut result = evaluated("");
+        evaluate(&mut result, &ktap::parse(""), &Findings::default(), &[edu()], &stuck);
+        assert_eq!((result.status, result.category), (Status::Error, Some(Category::BootTimeout)));
+        let message = result.message.unwrap();
+        assert!(message.starts_with("the kernel never started within 120s"), "{message}");
+        assert!(
+            message.ends_with("last console lines:\n  BdsDxe: loading Boot0001\n  BdsDxe: starting Boot0001"),
+            "{message}"
+        );
+        let kernel = ["[    3.0] Run /init as init process".to_string()].to_vec();
+        let hung =
+            qemu::Boot { end: BootEnd::TimedOut, seconds: 900.0, last_lines: kernel, kernel_start_seconds: Some(0.2) };
+        assert_eq!(
+            timeout_message(&hung),
+            "no end marker within 900s; last console lines:\n  [    3.0] Run /init as init process"
+        );
+        let silent = qemu::Boot { last_lines: vec![], ..hung };
+        assert_eq!(timeout_message(&silent), "no end marker within 900s; the console stayed empty");
     }
 
     #[test]

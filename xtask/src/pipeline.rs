@@ -14,7 +14,7 @@ use crate::kernel::build::{self as kbuild, KernelBuild, KernelPlan};
 use crate::kernel::config;
 use crate::kernel::distro;
 use crate::kernel::source::{self, SourceTree};
-use crate::project::{KernelEntry, KernelSource, Profile};
+use crate::project::{BootSettings, KernelEntry, KernelSource, Profile};
 use crate::stage::{Category, StageContext};
 use crate::toolchain::install::InstallOptions;
 use crate::toolchain::{Provider, Toolchain, resolve, verify};
@@ -317,13 +317,15 @@ pub fn build_image(
 pub fn check_secure_boot(
     repo: &Path,
     secure_boot: bool,
+    boot: &BootSettings,
     install: &InstallOptions,
 ) -> Result<Option<secureboot::KeySet>> {
     if !secure_boot {
         return Ok(None);
     }
     let tools = disk::ready_tools(repo, install)?;
-    Ok(Some(secureboot::ready_keys(&tools)?))
+    let user = secureboot::user_keys(repo, boot.secure_boot_keys.as_deref());
+    Ok(Some(secureboot::ready_keys(&tools, user)?))
 }
 
 /// The kernel plan of a cell: `secure_boot_kernel_plan` when it boots under

@@ -250,6 +250,11 @@ pub struct BootSettings {
     /// Boot timeout for the `debug` profile.
     #[serde(default = "default_debug_timeout_seconds")]
     pub debug_timeout_seconds: u64,
+    /// The user's Secure Boot key directory (PK.crt, KEK.crt, db.crt, db.key),
+    /// relative to kforge.toml's directory; `KFORGE_SECURE_BOOT_KEYS` overrides
+    /// it. Unset: kforge generates a key set under the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot_keys: Option<PathBuf>,
 }
 
 fn default_debug_memory() -> String {
@@ -267,6 +272,7 @@ impl Default for BootSettings {
             memory: "512M".to_string(),
             debug_memory: default_debug_memory(),
             debug_timeout_seconds: default_debug_timeout_seconds(),
+            secure_boot_keys: None,
         }
     }
 }

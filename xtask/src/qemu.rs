@@ -229,13 +229,25 @@ pub struct Boot {
     pub end: BootEnd,
     /// Seconds from QEMU start to the end (marker, crash or timeout).
     pub seconds: f64,
-    /// Last line QEMU printed when it exited early (often its own error).
-    pub last_line: String,
+    /// The last [`TAIL_LINES`] non-blank console lines, oldest first: the
+    /// last is often QEMU's own error when it exited early; a boot that timed
+    /// out shows where the firmware or the kernel stopped.
+    pub last_lines: Vec<String>,
     /// Seconds from QEMU start to the kernel's start (firmware, boot loader,
     /// decompression): the least of (arrival − printk timestamp) over the
     /// console's kernel lines; a line printed live gives it exactly, a line
     /// replayed when the console registered gives more. `None`: no kernel line.
     pub kernel_start_seconds: Option<f64>,
+}
+
+/// Console lines a [`Boot`] keeps for its messages.
+pub const TAIL_LINES: usize = 8;
+
+impl Boot {
+    /// The last non-blank console line (empty when there was none).
+    pub fn last_line(&self) -> &str {
+        self.last_lines.last().map_or("", String::as_str)
+    }
 }
 
 /// Boots and watches the console, which is saved to `console_log`. Only a whole line equal
@@ -249,7 +261,7 @@ pub fn boot(cmd: &Cmd, console_log: &Path, timeout: Duration, nonce: &str) -> Re
     let end_line = format!("{prefix}{END_MARKER}");
     let (mut crashed, mut finished, mut capped) = (false, false, None);
     let mut bytes: u64 = 0;
-    let mut last_line = String::new();
+    let mut last_lines: std::collections::VecDeque<String> = std::collections::VecDeque::with_capacity(TAIL_LINES);
     let mut kernel_start: Option<f64> = None;
     let outcome = cmd.stream(console_log, Some(timeout), &mut |line| {
         bytes += line.len() as u64 + 1;
@@ -263,7 +275,10 @@ pub fn boot(cmd: &Cmd, console_log: &Path, timeout: Duration, nonce: &str) -> Re
             return Control::Stop;
         }
         if !line.trim().is_empty() {
-            last_line = line.trim().to_string();
+            if last_lines.len() == TAIL_LINES {
+                last_lines.pop_front();
+            }
+            last_lines.push_back(line.trim().to_string());
         }
         if line == end_line {
             finished = true;
@@ -291,7 +306,7 @@ pub fn boot(cmd: &Cmd, console_log: &Path, timeout: Duration, nonce: &str) -> Re
     Ok(Boot {
         end,
         seconds: started.elapsed().as_secs_f64(),
-        last_line,
+        last_lines: last_lines.into(),
         kernel_start_seconds: kernel_start.map(|start| start.max(0.0)),
     })
 }

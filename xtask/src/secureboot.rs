@@ -1,8 +1,8 @@
 //! Secure Boot: the project key set (PK, KEK, db), signing UKIs with systemd-sbsign, and enrolling the keys into a copy of the firmware's variable store with virt-fw-vars.
 //!
-//! Keys come from a directory named by `KFORGE_SECURE_BOOT_KEYS`, or are
-//! generated once under the cache (`~/.cache/kforge/secureboot/keys/`). The
-//! private key is only ever mounted read-only into the signers' jails: it never
+//! Keys come from a directory named by `KFORGE_SECURE_BOOT_KEYS` or by
+//! `[boot] secure-boot-keys` in kforge.toml, or are generated once under the
+//! cache (`~/.cache/kforge/secureboot/keys/`). The private key is only ever mounted read-only into the signers' jails: it never
 //! enters a disk image, a log or results.json.
 
 use std::path::{Path, PathBuf};
@@ -33,13 +33,28 @@ impl KeySet {
     }
 }
 
-/// The key set for this run: the user's (checked), else kforge's generated one.
-pub fn ready_keys(tools: &ToolRoot) -> Result<KeySet> {
-    let sandbox = tools.sandbox()?;
+/// Where the user's own key set comes from, if anywhere: `KFORGE_SECURE_BOOT_KEYS`,
+/// else `[boot] secure-boot-keys` in kforge.toml (relative to `repo`). Returns the
+/// directory and how to name its source in errors.
+pub fn user_keys(repo: &Path, configured: Option<&Path>) -> Option<(PathBuf, String)> {
     if let Some(dir) = std::env::var_os(KEYS_ENV).filter(|dir| !dir.is_empty()) {
-        let keys = KeySet { dir: PathBuf::from(dir) };
-        check_keys(&sandbox, &keys)
-            .with_context(|| format!("the Secure Boot keys in {KEYS_ENV}={}", keys.dir.display()))?;
+        let dir = PathBuf::from(dir);
+        let source = format!("{KEYS_ENV}={}", dir.display());
+        return Some((dir, source));
+    }
+    configured.map(|dir| {
+        let dir = repo.join(dir);
+        let source = format!("[boot] secure-boot-keys in kforge.toml ({})", dir.display());
+        (dir, source)
+    })
+}
+
+/// The key set for this run: the user's (checked), else kforge's generated one.
+pub fn ready_keys(tools: &ToolRoot, user: Option<(PathBuf, String)>) -> Result<KeySet> {
+    let sandbox = tools.sandbox()?;
+    if let Some((dir, source)) = user {
+        let keys = KeySet { dir };
+        check_keys(&sandbox, &keys).with_context(|| format!("the Secure Boot keys of {source}"))?;
         return Ok(keys);
     }
     let dir = paths::cache_dir()?.join("secureboot").join("keys");
@@ -179,4 +194,23 @@ pub fn enroll(sandbox: &Sandbox, keys: &KeySet, vars: &Path, out: &Path) -> Resu
     ];
     jail.command(&argv)?.run().context("virt-fw-vars could not enrol the Secure Boot keys")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_keys_are_relative_to_the_project_and_named_in_errors() {
+        // The environment variable wins; only check the kforge.toml branch when it is unset.
+        if std::env::var_os(KEYS_ENV).is_some_and(|dir| !dir.is_empty()) {
+            return;
+        }
+        let (dir, source) = user_keys(Path::new("/work/project"), Some(Path::new("keys/sb"))).unwrap();
+        assert_eq!(dir, Path::new("/work/project/keys/sb"));
+        assert_eq!(source, "[boot] secure-boot-keys in kforge.toml (/work/project/keys/sb)");
+        let absolute = user_keys(Path::new("/work/project"), Some(Path::new("/etc/kforge/keys"))).unwrap();
+        assert_eq!(absolute.0, Path::new("/etc/kforge/keys"));
+        assert_eq!(user_keys(Path::new("/work/project"), None), None);
+    }
 }

@@ -42,7 +42,8 @@ pub fn run(args: DistArgs, global: &GlobalArgs) -> Result<i32> {
         return check_reproducible(&args, global);
     }
     let context = Context::load()?;
-    let keys = pipeline::check_secure_boot(&context.repo, args.secure_boot, &global.install_options())?;
+    let keys =
+        pipeline::check_secure_boot(&context.repo, args.secure_boot, &context.project.boot, &global.install_options())?;
     let cells = args.selection.cells_or(&context, Profile::Release)?;
     let drivers = args.selection.drivers(&context)?;
     fs_err::create_dir_all(&args.out)?;

@@ -52,7 +52,8 @@ pub fn run(args: ImageArgs, global: &GlobalArgs) -> Result<i32> {
             disk::efi_spec(cell.arch)?;
         }
     }
-    let keys = pipeline::check_secure_boot(&context.repo, args.secure_boot, &global.install_options())?;
+    let keys =
+        pipeline::check_secure_boot(&context.repo, args.secure_boot, &context.project.boot, &global.install_options())?;
     for group in by_kernel(&cells) {
         let kernel = &group.kernel;
         let ready = pipeline::ready_kernel(&context.repo, kernel, &group.arches, &global.install_options())?;

@@ -23,7 +23,12 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     let context = Context::load()?;
     let cell = args.selection.one_cell(&context, "run")?;
     let boot_mode = args.boot.mode(&context)?;
-    let keys = pipeline::check_secure_boot(&context.repo, boot_mode.secure_boot, &global.install_options())?;
+    let keys = pipeline::check_secure_boot(
+        &context.repo,
+        boot_mode.secure_boot,
+        &context.project.boot,
+        &global.install_options(),
+    )?;
     let (kernel, arch) = (&cell.kernel, cell.arch);
     let drivers = args.selection.drivers(&context)?;
     let ready = pipeline::ready_kernel(&context.repo, kernel, &[arch], &global.install_options())?;

@@ -31,7 +31,7 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
         boot_mode: args.boot.mode(&context)?,
         install: global.install_options(),
     };
-    pipeline::check_secure_boot(&context.repo, options.boot_mode.secure_boot, &options.install)?;
+    pipeline::check_secure_boot(&context.repo, options.boot_mode.secure_boot, &options.boot, &options.install)?;
     if args.selection.suite.as_deref() == Some(seeded::SUITE) {
         return run_seeded(&cells, &options);
     }
