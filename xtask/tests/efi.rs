@@ -1,4 +1,4 @@
-//! UEFI disk images: two builds are byte-identical, a signed one differs, and a mismatched or missing Secure Boot key fails before any build.
+//! UEFI disk images: two builds are byte-identical, a signed one differs and holds no private key, and a mismatched or missing Secure Boot key fails before any build.
 //!
 //! Ignored by default (`cargo test -- --include-ignored` runs it, as CI does):
 //! it installs the disk-image tools (toolchains/images.pins) and needs the
@@ -81,8 +81,22 @@ fn the_disk_image_is_reproducible_and_bad_keys_fail_first() {
     }
     assert!(signed_disks[0] != disks[0], "the signed disk is the unsigned one");
     assert!(signed_disks[0] == signed_disks[1], "two builds of the signed x86_64 disk image differ");
-    let keys = dir.path().join("keys");
     let generated = dirs_cache().join("secureboot/keys");
+    // The private key never enters the disk or the output directory (logs,
+    // results). Checked on its PEM text: any full 64-character base64 line of
+    // db.key. (A compressed copy would not show; nothing kforge writes there
+    // is meant to hold the key at all.)
+    let private = std::fs::read_to_string(generated.join("db.key")).unwrap();
+    let lines: std::collections::HashSet<&[u8]> =
+        private.lines().filter(|line| line.len() == 64).map(str::as_bytes).collect();
+    assert!(lines.len() > 10, "db.key is not the PEM file expected: {} full lines", lines.len());
+    assert!(!holds_key(&signed_disks[0], &lines), "the signed disk holds db.key");
+    for entry in walk(dir.path()) {
+        if entry.extension().is_none_or(|ext| ext != "raw") {
+            assert!(!holds_key(&std::fs::read(&entry).unwrap(), &lines), "{} holds db.key", entry.display());
+        }
+    }
+    let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     for file in ["PK.crt", "KEK.crt", "db.crt"] {
         std::fs::copy(generated.join(file), keys.join(file)).unwrap();
@@ -99,6 +113,30 @@ fn the_disk_image_is_reproducible_and_bad_keys_fail_first() {
         with_keys(dir.path(), &["image", "disk", "--arch", "x86_64", "--profile", "release", "--secure-boot"], &keys);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("db.key is not readable"), "{stderr}");
+}
+
+/// Whether `haystack` holds one of a PEM key's base64 `lines`: one pass over its runs of base64 characters, then each run's 64-byte windows.
+fn holds_key(haystack: &[u8], lines: &std::collections::HashSet<&[u8]>) -> bool {
+    let base64 = |byte: &u8| byte.is_ascii_alphanumeric() || *byte == b'+' || *byte == b'/';
+    haystack
+        .split(|byte| !base64(byte))
+        .filter(|run| run.len() >= 64)
+        .any(|run| run.windows(64).any(|window| lines.contains(window)))
+}
+
+/// Every file under `dir`, recursively (symlinks not followed).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            files.extend(walk(&entry.path()));
+        } else if kind.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files
 }
 
 /// kforge's cache directory, as the binary resolves it.
