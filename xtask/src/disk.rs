@@ -210,7 +210,6 @@ pub fn build(tools: &ToolRoot, input: &DiskInput<'_>, work: &Path, out: &Path) -
     if let Some(keys) = input.signing {
         secureboot::sign(&sandbox, keys, &boot_dir.join(&uki_name))?;
     }
-    check_esp_fits(&images.join("repart.d"), fs_err::metadata(boot_dir.join(&uki_name))?.len())?;
 
     // The root partition: modules under /lib/modules/<release>/ with
     // modules.dep, and the same package trees as the initramfs.
@@ -225,6 +224,9 @@ pub fn build(tools: &ToolRoot, input: &DiskInput<'_>, work: &Path, out: &Path) -
     jail.command(&["depmod", "-b", "/kforge/work/root", &input.release])?
         .run()
         .context("depmod could not index the disk's modules")?;
+    let contents =
+        Contents { uki_bytes: fs_err::metadata(boot_dir.join(&uki_name))?.len(), root_bytes: tree_bytes(&root)? };
+    check_partitions_fit(&images.join("repart.d"), contents)?;
 
     // The GPT disk: repart from images/repart.d, offline (no loop devices),
     // seeded and dated so two builds are byte-identical.
@@ -257,37 +259,58 @@ pub fn build(tools: &ToolRoot, input: &DiskInput<'_>, work: &Path, out: &Path) -
 /// root directory), with room to spare.
 const FAT_OVERHEAD: u64 = 2 << 20;
 
-/// Fails, naming the definition and both sizes, when the ESP's definition caps
-/// it below what the UKI needs (repart's own message names neither).
-fn check_esp_fits(definitions: &Path, uki_bytes: u64) -> Result<()> {
-    for entry in fs_err::read_dir(definitions)? {
-        let path = entry?.path();
-        if path.extension().is_none_or(|ext| ext != "conf") {
-            continue;
-        }
-        let text = fs_err::read_to_string(&path)?;
-        let Some(max) = esp_size_max(&text) else { continue };
-        if uki_bytes + FAT_OVERHEAD > max {
+/// What each partition must hold: the UKI (ESP) and the root tree's bytes.
+#[derive(Debug, Clone, Copy)]
+struct Contents {
+    uki_bytes: u64,
+    root_bytes: u64,
+}
+
+/// Fails, naming the definition and both sizes, when a definition's
+/// `SizeMaxBytes=` caps its partition below what it must hold (repart's own
+/// message names neither): the ESP needs the UKI plus [`FAT_OVERHEAD`]; an
+/// uncompressed root at least its files' bytes (a lower bound: a root with
+/// `Compression=` is not checked).
+fn check_partitions_fit(definitions: &Path, contents: Contents) -> Result<()> {
+    let mut paths: Vec<PathBuf> =
+        fs_err::read_dir(definitions)?.map(|entry| entry.map(|entry| entry.path())).collect::<std::io::Result<_>>()?;
+    paths.sort();
+    for path in paths.iter().filter(|path| path.extension().is_some_and(|ext| ext == "conf")) {
+        let text = fs_err::read_to_string(path)?;
+        let Some((kind, max)) = size_cap(&text) else { continue };
+        let (needed, what) = match kind.as_str() {
+            "esp" => (
+                contents.uki_bytes + FAT_OVERHEAD,
+                format!(
+                    "the unified kernel image needs {} bytes plus {FAT_OVERHEAD} for the FAT itself",
+                    contents.uki_bytes
+                ),
+            ),
+            "root" if !text.lines().any(|line| line.trim().starts_with("Compression=")) => {
+                (contents.root_bytes, format!("its files take {} bytes", contents.root_bytes))
+            }
+            _ => continue,
+        };
+        if needed > max {
             return Err(error::user_hint(
                 format!(
-                    "the EFI system partition ({}) is too small: SizeMaxBytes= allows {max} bytes, the unified kernel image needs {uki_bytes} bytes plus {FAT_OVERHEAD} for the FAT itself",
+                    "the {} partition ({}) is too small: SizeMaxBytes= allows {max} bytes, {what}",
+                    if kind == "esp" { "EFI system" } else { &kind },
                     path.display()
                 ),
-                "raise SizeMinBytes=/SizeMaxBytes= in that file",
+                "raise SizeMaxBytes= (and SizeMinBytes=) in that file",
             ));
         }
     }
     Ok(())
 }
 
-/// `SizeMaxBytes=` of a repart definition of `Type=esp`, in bytes.
-fn esp_size_max(definition: &str) -> Option<u64> {
+/// `Type=` and `SizeMaxBytes=` (in bytes) of a repart definition that caps its size.
+fn size_cap(definition: &str) -> Option<(String, u64)> {
     let value = |key: &str| {
         definition.lines().find_map(|line| line.trim().strip_prefix(key).map(|rest| rest.trim().to_string()))
     };
-    if value("Type=")? != "esp" {
-        return None;
-    }
+    let kind = value("Type=")?;
     let size = value("SizeMaxBytes=")?;
     let (digits, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit()).unwrap_or(size.len()));
     let shift = match unit {
@@ -297,7 +320,22 @@ fn esp_size_max(definition: &str) -> Option<u64> {
         "G" => 30,
         _ => return None,
     };
-    digits.parse::<u64>().ok().map(|number| number << shift)
+    digits.parse::<u64>().ok().map(|number| (kind, number << shift))
+}
+
+/// The bytes of every regular file under `dir`.
+fn tree_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            total += tree_bytes(&entry.path())?;
+        } else if kind.is_file() {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
 }
 
 /// Writes a copy of `disk` whose UKI has one byte of its kernel changed (for
@@ -386,18 +424,36 @@ mod tests {
     }
 
     #[test]
-    fn an_esp_too_small_for_the_uki_names_the_file_and_the_sizes() {
-        assert_eq!(esp_size_max("[Partition]\nType=esp\nSizeMaxBytes=100M\n"), Some(100 << 20));
-        assert_eq!(esp_size_max("[Partition]\nType=root\nSizeMaxBytes=100M\n"), None);
+    fn a_partition_too_small_for_its_contents_names_the_file_and_the_sizes() {
+        assert_eq!(size_cap("[Partition]\nType=esp\nSizeMaxBytes=100M\n"), Some(("esp".into(), 100 << 20)));
+        assert_eq!(size_cap("[Partition]\nType=root\nMinimize=best\n"), None);
         let dir = tempfile::tempdir().unwrap();
         fs_err::write(dir.path().join("10-esp.conf"), "[Partition]\nType=esp\nSizeMaxBytes=8M\n").unwrap();
-        fs_err::write(dir.path().join("20-root.conf"), "[Partition]\nType=root\n").unwrap();
-        check_esp_fits(dir.path(), 5 << 20).unwrap();
-        let err = check_esp_fits(dir.path(), 7 << 20).unwrap_err().to_string();
-        assert!(err.contains("10-esp.conf") && err.contains("8388608") && err.contains("7340032"), "{err}");
-        // The repository's own definition holds a UKI of today's size (12 MiB x86_64).
+        fs_err::write(dir.path().join("20-root.conf"), "[Partition]\nType=root\nSizeMaxBytes=1M\n").unwrap();
+        let fits = Contents { uki_bytes: 5 << 20, root_bytes: 1 << 19 };
+        check_partitions_fit(dir.path(), fits).unwrap();
+        let err = check_partitions_fit(dir.path(), Contents { uki_bytes: 7 << 20, ..fits }).unwrap_err().to_string();
+        assert!(err.contains("the EFI system partition") && err.contains("10-esp.conf"), "{err}");
+        assert!(err.contains("8388608") && err.contains("7340032"), "{err}");
+        let err = check_partitions_fit(dir.path(), Contents { root_bytes: 2 << 20, ..fits }).unwrap_err().to_string();
+        assert!(err.contains("root partition") && err.contains("20-root.conf"), "{err}");
+        assert!(err.contains("1048576") && err.contains("2097152"), "{err}");
+        // A compressed root may hold more than its cap in file bytes: not checked.
+        fs_err::write(dir.path().join("20-root.conf"), "[Partition]\nType=root\nSizeMaxBytes=1M\nCompression=lz4\n")
+            .unwrap();
+        check_partitions_fit(dir.path(), Contents { root_bytes: 2 << 20, ..fits }).unwrap();
+        // The repository's own definitions hold a UKI of today's size (12 MiB x86_64) and any root.
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/repart.d");
-        check_esp_fits(&repo, 12 << 20).unwrap();
+        check_partitions_fit(&repo, Contents { uki_bytes: 12 << 20, root_bytes: 1 << 30 }).unwrap();
+    }
+
+    #[test]
+    fn tree_bytes_counts_every_file_below() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join("lib/modules")).unwrap();
+        fs_err::write(dir.path().join("a"), [0u8; 10]).unwrap();
+        fs_err::write(dir.path().join("lib/modules/b.ko"), [0u8; 32]).unwrap();
+        assert_eq!(tree_bytes(dir.path()).unwrap(), 42);
     }
 
     #[test]
