@@ -29,7 +29,8 @@ pub struct DistArgs {
     #[arg(long)]
     pub keep_debug: bool,
     /// Sign the disk image's UKI for Secure Boot with the project key set
-    /// (`KFORGE_SECURE_BOOT_KEYS`, else the generated one); the manifest records the certificate's fingerprint.
+    /// (`KFORGE_SECURE_BOOT_KEYS`, else kforge.toml's `[boot] secure-boot-keys`, else the generated one);
+    /// the manifest records the certificate's fingerprint.
     #[arg(long)]
     pub secure_boot: bool,
     /// Build everything twice from scratch in two separate caches and compare every artifact byte for byte.
