@@ -324,7 +324,7 @@ pub fn check_secure_boot(
         return Ok(None);
     }
     let tools = disk::ready_tools(repo, install)?;
-    let user = secureboot::user_keys(repo, boot.secure_boot_keys.as_deref());
+    let user = secureboot::user_keys(repo, std::env::var_os(secureboot::KEYS_ENV), boot.secure_boot_keys.as_deref());
     Ok(Some(secureboot::ready_keys(&tools, user)?))
 }
 

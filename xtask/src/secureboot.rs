@@ -33,11 +33,15 @@ impl KeySet {
     }
 }
 
-/// Where the user's own key set comes from, if anywhere: `KFORGE_SECURE_BOOT_KEYS`,
-/// else `[boot] secure-boot-keys` in kforge.toml (relative to `repo`). Returns the
-/// directory and how to name its source in errors.
-pub fn user_keys(repo: &Path, configured: Option<&Path>) -> Option<(PathBuf, String)> {
-    if let Some(dir) = std::env::var_os(KEYS_ENV).filter(|dir| !dir.is_empty()) {
+/// Where the user's own key set comes from, if anywhere: `from_env` (the value of
+/// `KFORGE_SECURE_BOOT_KEYS`), else `[boot] secure-boot-keys` in kforge.toml
+/// (relative to `repo`). Returns the directory and how to name its source in errors.
+pub fn user_keys(
+    repo: &Path,
+    from_env: Option<std::ffi::OsString>,
+    configured: Option<&Path>,
+) -> Option<(PathBuf, String)> {
+    if let Some(dir) = from_env.filter(|dir| !dir.is_empty()) {
         let dir = PathBuf::from(dir);
         let source = format!("{KEYS_ENV}={}", dir.display());
         return Some((dir, source));
@@ -201,16 +205,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn configured_keys_are_relative_to_the_project_and_named_in_errors() {
-        // The environment variable wins; only check the kforge.toml branch when it is unset.
-        if std::env::var_os(KEYS_ENV).is_some_and(|dir| !dir.is_empty()) {
-            return;
-        }
-        let (dir, source) = user_keys(Path::new("/work/project"), Some(Path::new("keys/sb"))).unwrap();
+    fn configured_keys_are_relative_to_the_project_and_the_environment_wins() {
+        let repo = Path::new("/work/project");
+        let (dir, source) = user_keys(repo, None, Some(Path::new("keys/sb"))).unwrap();
         assert_eq!(dir, Path::new("/work/project/keys/sb"));
         assert_eq!(source, "[boot] secure-boot-keys in kforge.toml (/work/project/keys/sb)");
-        let absolute = user_keys(Path::new("/work/project"), Some(Path::new("/etc/kforge/keys"))).unwrap();
+        let absolute = user_keys(repo, None, Some(Path::new("/etc/kforge/keys"))).unwrap();
         assert_eq!(absolute.0, Path::new("/etc/kforge/keys"));
-        assert_eq!(user_keys(Path::new("/work/project"), None), None);
+        assert_eq!(user_keys(repo, None, None), None);
+        let from_env = user_keys(repo, Some("/keys/env".into()), Some(Path::new("keys/sb"))).unwrap();
+        assert_eq!(from_env, (PathBuf::from("/keys/env"), format!("{KEYS_ENV}=/keys/env")));
+        // An empty variable counts as unset.
+        assert_eq!(user_keys(repo, Some("".into()), None), None);
     }
 }
