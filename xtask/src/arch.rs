@@ -36,12 +36,15 @@ pub struct EfiSpec {
     pub efi_arch: &'static str,
     /// The Debian package that ships the firmware (named in "missing firmware" errors).
     pub firmware_package: &'static str,
-    /// Firmware code without Secure Boot (`-drive if=pflash,unit=0,readonly=on`).
+    /// Firmware code without Secure Boot: the first flash (`-drive
+    /// if=pflash,unit=0,readonly=on`) when the firmware has a variable store,
+    /// else the `-bios` image (U-Boot).
     pub code: &'static str,
     /// Secure Boot capable firmware code; `None`: Debian ships none for this arch.
     pub secure_code: Option<&'static str>,
-    /// The empty variable store a boot gets a copy of (`-drive if=pflash,unit=1`).
-    pub vars: &'static str,
+    /// The empty variable store a boot gets a copy of (`-drive if=pflash,unit=1`);
+    /// `None`: the firmware keeps no store in flash (U-Boot), and its code is the `-bios`.
+    pub vars: Option<&'static str>,
     /// Extra QEMU arguments of every UEFI boot.
     pub args: &'static [&'static str],
     /// Extra QEMU arguments under Secure Boot (OVMF's secure build needs SMM on q35).
@@ -145,7 +148,7 @@ pub const ARCHES: &[Arch] = &[
             firmware_package: "ovmf",
             code: "/usr/share/OVMF/OVMF_CODE_4M.fd",
             secure_code: Some("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"),
-            vars: "/usr/share/OVMF/OVMF_VARS_4M.fd",
+            vars: Some("/usr/share/OVMF/OVMF_VARS_4M.fd"),
             args: &[],
             secure_args: &["-machine", "smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"],
         }),
@@ -181,7 +184,7 @@ pub const ARCHES: &[Arch] = &[
             firmware_package: "qemu-efi-aarch64",
             code: "/usr/share/AAVMF/AAVMF_CODE.no-secboot.fd",
             secure_code: Some("/usr/share/AAVMF/AAVMF_CODE.secboot.fd"),
-            vars: "/usr/share/AAVMF/AAVMF_VARS.fd",
+            vars: Some("/usr/share/AAVMF/AAVMF_VARS.fd"),
             // Without QEMU's ACPI tables the firmware hands the kernel the
             // device tree (it passes one or the other), which kforge's arm64
             // kernel (no CONFIG_ACPI) needs.
@@ -216,9 +219,17 @@ pub const ARCHES: &[Arch] = &[
             extra_args: &[],
             mttcg: true,
         }),
-        efi: Err(
-            "kforge has no UEFI boot for 32-bit arm yet: U-Boot's EFI on -M virt (u-boot-qemu with an armhf systemd-stub) has not been tried",
-        ),
+        // U-Boot's EFI (Debian's u-boot-qemu for -M virt): it finds the ESP on
+        // the virtio disk and starts \EFI\BOOT\BOOTARM.EFI, the armhf systemd-stub UKI.
+        efi: Ok(EfiSpec {
+            efi_arch: "arm",
+            firmware_package: "u-boot-qemu",
+            code: "/usr/lib/u-boot/qemu_arm/u-boot.bin",
+            secure_code: None,
+            vars: None,
+            args: &[],
+            secure_args: &[],
+        }),
     },
     Arch {
         name: "riscv",
@@ -252,7 +263,7 @@ pub const ARCHES: &[Arch] = &[
             firmware_package: "qemu-efi-riscv64",
             code: "/usr/share/qemu-efi-riscv64/RISCV_VIRT_CODE.fd",
             secure_code: None,
-            vars: "/usr/share/qemu-efi-riscv64/RISCV_VIRT_VARS.fd",
+            vars: Some("/usr/share/qemu-efi-riscv64/RISCV_VIRT_VARS.fd"),
             // As on arm64: the device tree, not ACPI (the kernel has no CONFIG_ACPI).
             args: &["-machine", "acpi=off"],
             secure_args: &[],
@@ -292,7 +303,7 @@ pub const ARCHES: &[Arch] = &[
             code: "/usr/share/qemu-efi-loongarch64/QEMU_EFI.fd",
             // Debian's build has no Secure Boot.
             secure_code: None,
-            vars: "/usr/share/qemu-efi-loongarch64/QEMU_VARS.fd",
+            vars: Some("/usr/share/qemu-efi-loongarch64/QEMU_VARS.fd"),
             args: &[],
             secure_args: &[],
         }),

@@ -116,7 +116,8 @@ pub fn efi_spec(arch: &Arch) -> Result<&EfiSpec> {
 #[derive(Debug, Clone)]
 pub struct Firmware {
     pub code: PathBuf,
-    pub vars: PathBuf,
+    /// `None`: the firmware has no variable store in flash (see [`EfiSpec::vars`]).
+    pub vars: Option<PathBuf>,
 }
 
 pub fn firmware(tools: &ToolRoot, spec: &EfiSpec, secure: bool) -> Result<Firmware> {
@@ -130,8 +131,8 @@ pub fn firmware(tools: &ToolRoot, spec: &EfiSpec, secure: bool) -> Result<Firmwa
             )));
         }
     };
-    let vars = tools.host_path(spec.vars);
-    for file in [&code, &vars] {
+    let vars = spec.vars.map(|vars| tools.host_path(vars));
+    for file in std::iter::once(&code).chain(&vars) {
         if !file.exists() {
             return Err(error::user_hint(
                 format!(

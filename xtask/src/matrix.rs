@@ -425,11 +425,14 @@ fn prepare(
         qemu::Media::Efi(efi) if options.boot_mode.secure_boot => {
             let tampered = qemu::EfiMedia {
                 disk: dir.join("disk-tampered.raw"),
-                vars: dir.join("efi-vars-tampered.fd"),
+                vars: efi.vars.as_ref().map(|_| dir.join("efi-vars-tampered.fd")),
                 ..efi.clone()
             };
             let made = disk::tamper_uki(&efi.disk, &tampered.disk)
-                .and_then(|_| Ok(fs_err::copy(&efi.vars, &tampered.vars)?))
+                .and_then(|_| match (&efi.vars, &tampered.vars) {
+                    (Some(vars), Some(copy)) => Ok(fs_err::copy(vars, copy).map(drop)?),
+                    _ => Ok(()),
+                })
                 .and_then(|_| toolchain.sandbox())
                 .and_then(|sandbox| qemu::command(&sandbox, &spec, &qemu::Media::Efi(tampered)));
             match made {

@@ -405,13 +405,24 @@ pub fn efi_media(request: &DiskRequest<'_>, dir: &Path) -> Result<qemu::EfiMedia
     let secure_boot = request.keys.is_some();
     let firmware = disk::firmware(&tools, spec, secure_boot).stage(Category::Toolchain, "UEFI firmware is missing")?;
     let vars = dir.join("efi-vars.fd");
-    match request.keys {
-        Some(keys) => secureboot::enroll(&tools.sandbox()?, keys, &firmware.vars, &vars)
-            .stage(Category::Image, "the Secure Boot keys could not be enrolled")?,
-        None => {
-            fs_err::copy(&firmware.vars, &vars)?;
+    let vars = match (request.keys, &firmware.vars) {
+        (Some(keys), Some(empty)) => {
+            secureboot::enroll(&tools.sandbox()?, keys, empty, &vars)
+                .stage(Category::Image, "the Secure Boot keys could not be enrolled")?;
+            Some(vars)
         }
-    }
+        (None, Some(empty)) => {
+            fs_err::copy(empty, &vars)?;
+            Some(vars)
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(error::user(format!(
+                "{} has no firmware variable store to enrol Secure Boot keys into",
+                request.arch.name
+            )));
+        }
+    };
     Ok(qemu::EfiMedia {
         code: firmware.code,
         vars,
@@ -428,12 +439,38 @@ pub fn split_drivers(drivers: &[Driver], arch: &Arch, kernel: &KernelEntry) -> D
     let mut active = Vec::new();
     let mut skipped = Vec::new();
     for item in drivers {
-        match item.skip_reason(arch, &kernel.version).or_else(|| distro::driver_skip_reason(item, kernel)) {
+        match item.skip_reason(arch, &kernel.version).or_else(|| distro_driver_skip_reason(item, kernel)) {
             Some(reason) => skipped.push((item.clone(), reason)),
             None => active.push(item.clone()),
         }
     }
     (active, skipped)
+}
+
+/// Why a driver cannot run on a distro kernel, if it cannot: modules the
+/// kernel build itself makes, and options built into the kernel, do not
+/// exist for a kernel kforge did not configure.
+fn distro_driver_skip_reason(driver: &Driver, kernel: &KernelEntry) -> Option<String> {
+    if !matches!(kernel.source, KernelSource::DebianImage(_)) {
+        return None;
+    }
+    if !driver.meta.in_tree_modules.is_empty() {
+        return Some(format!(
+            "{} loads modules of a kforge kernel build ({}); kernel {} is Debian's image, used as built",
+            driver.name,
+            driver.meta.in_tree_modules.join(", "),
+            kernel.id
+        ));
+    }
+    if driver.meta.module.is_none() {
+        return Some(format!(
+            "{} has no module of its own (it needs options built into the kernel: {}); kernel {} is Debian's image, used as built",
+            driver.name,
+            driver.meta.kconfig.join(" "),
+            kernel.id
+        ));
+    }
+    None
 }
 
 /// Drivers as they can run on a built kernel: when its config has no
@@ -463,4 +500,27 @@ pub fn default_jobs() -> usize {
         .and_then(|jobs| jobs.parse().ok())
         .filter(|jobs| *jobs > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drivers_that_need_a_kforge_kernel_build_skip_on_a_distro_kernel() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let project = crate::project::Project::load(&repo).unwrap();
+        let debian = project.kernel("debian-7.2").unwrap();
+        let own = project.kernel("7.2").unwrap();
+        let drivers = driver::discover(&repo).unwrap();
+        let reason = |name: &str, kernel: &KernelEntry| {
+            distro_driver_skip_reason(drivers.iter().find(|driver| driver.name == name).unwrap(), kernel)
+        };
+        assert_eq!(reason("fifo", debian), None);
+        assert_eq!(reason("samples", own), None);
+        let samples = reason("samples", debian).unwrap();
+        assert!(samples.contains("loads modules of a kforge kernel build (samples/rust/rust_minimal.ko"), "{samples}");
+        let doctests = reason("kernel-doctests", debian).unwrap();
+        assert!(doctests.contains("has no module of its own"), "{doctests}");
+    }
 }

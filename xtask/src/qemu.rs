@@ -87,12 +87,13 @@ pub enum Media {
     Efi(EfiMedia),
 }
 
-/// A UEFI boot: firmware code, this boot's own copy of the variable store,
+/// A UEFI boot: firmware code, this boot's own copy of the variable store
+/// (`None` for firmware without one in flash: U-Boot, started as `-bios`),
 /// the disk image (read-only) and, under Secure Boot, the machine's extras.
 #[derive(Debug, Clone)]
 pub struct EfiMedia {
     pub code: PathBuf,
-    pub vars: PathBuf,
+    pub vars: Option<PathBuf>,
     pub disk: PathBuf,
     /// The arch's extra arguments for UEFI boots (and for Secure Boot, when on).
     pub machine_args: Vec<&'static str>,
@@ -102,7 +103,7 @@ pub struct EfiMedia {
 #[derive(Debug, Clone)]
 enum GuestMedia {
     Direct { kernel: String, initrd: String },
-    Efi { code: String, vars: String, disk: String, machine_args: Vec<&'static str> },
+    Efi { code: String, vars: Option<String>, disk: String, machine_args: Vec<&'static str> },
 }
 
 /// The boot argv for `spec` with media at guest paths: QEMU, or the UML kernel itself.
@@ -167,11 +168,16 @@ fn qemu_argv(qemu: &QemuSpec, spec: &BootSpec<'_>, media: &GuestMedia) -> Vec<St
         ]),
         GuestMedia::Efi { code, vars, disk, machine_args } => {
             argv.extend(machine_args.iter().map(|arg| arg.to_string()));
+            match vars {
+                Some(vars) => argv.extend([
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=0,readonly=on,file={code}"),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=1,file={vars}"),
+                ]),
+                None => argv.extend(["-bios".into(), code.clone()]),
+            }
             argv.extend([
-                "-drive".into(),
-                format!("if=pflash,format=raw,unit=0,readonly=on,file={code}"),
-                "-drive".into(),
-                format!("if=pflash,format=raw,unit=1,file={vars}"),
                 "-drive".into(),
                 format!("if=none,id=kforge-disk,format=raw,readonly=on,file={disk}"),
                 "-device".into(),
@@ -197,7 +203,7 @@ pub fn command(sandbox: &Sandbox, spec: &BootSpec<'_>, media: &Media) -> Result<
         },
         Media::Efi(efi) => GuestMedia::Efi {
             code: jail.ro(&efi.code, "/kforge/boot/code.fd"),
-            vars: jail.rw(&efi.vars, "/kforge/boot/vars.fd"),
+            vars: efi.vars.as_ref().map(|vars| jail.rw(vars, "/kforge/boot/vars.fd")),
             disk: jail.ro(&efi.disk, "/kforge/boot/disk.raw"),
             machine_args: efi.machine_args.clone(),
         },
@@ -394,7 +400,7 @@ mod tests {
         };
         let efi = GuestMedia::Efi {
             code: "/c.fd".into(),
-            vars: "/v.fd".into(),
+            vars: Some("/v.fd".into()),
             disk: "/d.raw".into(),
             machine_args: arch.efi.unwrap().secure_args.to_vec(),
         };
@@ -402,6 +408,25 @@ mod tests {
             .assert_eq(&boot_argv(&spec, &efi).unwrap().join(" "));
         let uml = BootSpec { arch: Arch::find("um").unwrap(), ..spec };
         assert!(boot_argv(&uml, &efi).unwrap_err().to_string().contains("no firmware"));
+    }
+
+    #[test]
+    fn firmware_without_a_variable_store_is_the_bios() {
+        let arch = Arch::find("arm").unwrap();
+        let spec = BootSpec {
+            arch,
+            memory: "512M",
+            cpus: 1,
+            devices: &[],
+            interactive: false,
+            nonce: "00ff",
+            profile_words: "",
+        };
+        let efi =
+            GuestMedia::Efi { code: "/u-boot.bin".into(), vars: None, disk: "/d.raw".into(), machine_args: vec![] };
+        let argv = boot_argv(&spec, &efi).unwrap().join(" ");
+        assert!(argv.contains(" -bios /u-boot.bin -drive if=none,id=kforge-disk"), "{argv}");
+        assert!(!argv.contains("pflash"), "{argv}");
     }
 
     #[test]

@@ -86,6 +86,9 @@ const COMPLETE_MARKER: &str = ".kforge-complete";
 const CONFIG_MARKER: &str = ".kforge-config-ok";
 /// A complete entry's [`KernelPlan::lineage`].
 const LINEAGE_FILE: &str = ".kforge-lineage";
+/// In an entry that started as a copy of another ([`seed_from`]): that entry's
+/// name. An entry without it was built from scratch.
+pub const SEEDED_FROM_FILE: &str = ".kforge-seeded-from";
 
 /// Computes the cache key and entry: source identity, the toolchain's build key, arch and
 /// what the fragments request (after later fragments override earlier ones),
@@ -359,9 +362,10 @@ fn seed_from(plan: &KernelPlan, nearest: &Path, partial: &Path) -> Result<()> {
         .arg(&seeding)
         .run()
         .stage(Category::Infrastructure, format!("could not copy {} to start {}", nearest.display(), label(plan)))?;
-    for marker in [COMPLETE_MARKER, CONFIG_MARKER, LINEAGE_FILE] {
+    for marker in [COMPLETE_MARKER, CONFIG_MARKER, LINEAGE_FILE, SEEDED_FROM_FILE] {
         let _ = std::fs::remove_file(seeding.join(marker));
     }
+    fs_err::write(seeding.join(SEEDED_FROM_FILE), format!("{name}\n"))?;
     fs_err::rename(&seeding, partial)?;
     Ok(())
 }
@@ -633,6 +637,35 @@ mod tests {
         make("7.2-arm64-4444444444444444", "other", true);
         assert_eq!(nearest_complete_build(kernels.path(), "L"), Some(newer));
         assert_eq!(nearest_complete_build(kernels.path(), "none"), None);
+    }
+
+    #[test]
+    fn a_seeded_entry_names_its_origin_and_keeps_none_of_its_markers() {
+        let _guard = crate::test_support::env_lock();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let toolchain = Toolchain::load(&repo, "sid").unwrap();
+        let x86 = crate::arch::Arch::find("x86_64").unwrap();
+        let fragments = config::fragments(&repo, x86, Profile::Release, &[]).unwrap();
+        let plan = plan("7.2", x86, Profile::Release, &toolchain, "debian:a", fragments, None).unwrap();
+        let kernels = tempfile::tempdir().unwrap();
+        let origin = kernels.path().join("7.2-x86_64-1111111111111111");
+        fs_err::create_dir_all(&origin).unwrap();
+        for (file, text) in [
+            (COMPLETE_MARKER, "{}"),
+            (CONFIG_MARKER, ""),
+            (LINEAGE_FILE, "L"),
+            (SEEDED_FROM_FILE, "older\n"),
+            ("vmlinux", "built"),
+        ] {
+            fs_err::write(origin.join(file), text).unwrap();
+        }
+        let partial = kernels.path().join("7.2-x86_64-2222222222222222.partial");
+        seed_from(&plan, &origin, &partial).unwrap();
+        assert_eq!(fs_err::read_to_string(partial.join("vmlinux")).unwrap(), "built");
+        assert_eq!(fs_err::read_to_string(partial.join(SEEDED_FROM_FILE)).unwrap(), "7.2-x86_64-1111111111111111\n");
+        for marker in [COMPLETE_MARKER, CONFIG_MARKER, LINEAGE_FILE] {
+            assert!(!partial.join(marker).exists(), "{marker} was copied");
+        }
     }
 
     #[test]

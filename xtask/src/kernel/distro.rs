@@ -20,7 +20,6 @@ use anyhow::{Context, Result};
 use super::build::{self as kbuild, BUILD_ENV, KernelBuild, KernelPlan};
 use super::source::{self, SourceTree};
 use crate::arch::Arch;
-use crate::driver::Driver;
 use crate::jobserver::Parallel;
 use crate::process::{Control, Outcome};
 use crate::project::{DebianImage, DebianImageArch, KernelEntry, KernelSource};
@@ -93,32 +92,6 @@ pub fn arch_skip_reason(kernel: &KernelEntry, arch: &Arch) -> Option<String> {
             image.arches.keys().cloned().collect::<Vec<_>>().join(", ")
         )
     })
-}
-
-/// Why a driver cannot run on a distro kernel, if it cannot: modules the
-/// kernel build itself makes, and options built into the kernel, do not
-/// exist for a kernel kforge did not configure.
-pub fn driver_skip_reason(driver: &Driver, kernel: &KernelEntry) -> Option<String> {
-    if !matches!(kernel.source, KernelSource::DebianImage(_)) {
-        return None;
-    }
-    if !driver.meta.in_tree_modules.is_empty() {
-        return Some(format!(
-            "{} loads modules of a kforge kernel build ({}); kernel {} is Debian's image, used as built",
-            driver.name,
-            driver.meta.in_tree_modules.join(", "),
-            kernel.id
-        ));
-    }
-    if driver.meta.module.is_none() {
-        return Some(format!(
-            "{} has no module of its own (it needs options built into the kernel: {}); kernel {} is Debian's image, used as built",
-            driver.name,
-            driver.meta.kconfig.join(" "),
-            kernel.id
-        ));
-    }
-    None
 }
 
 /// The reason KUnit suites cannot run on a built kernel, when its `.config` has no CONFIG_KUNIT.
@@ -845,16 +818,6 @@ CONFIG_LOCALVERSION="say \"hi\""
             "kernel debian-7.2 lists Debian packages for arm64, x86_64 only"
         );
         assert_eq!(arch_skip_reason(own, riscv), None);
-        let drivers = crate::driver::discover(&repo()).unwrap();
-        let reason = |name: &str, kernel: &KernelEntry| {
-            driver_skip_reason(drivers.iter().find(|driver| driver.name == name).unwrap(), kernel)
-        };
-        assert_eq!(reason("fifo", debian), None);
-        assert_eq!(reason("samples", own), None);
-        let samples = reason("samples", debian).unwrap();
-        assert!(samples.contains("loads modules of a kforge kernel build (samples/rust/rust_minimal.ko"), "{samples}");
-        let doctests = reason("kernel-doctests", debian).unwrap();
-        assert!(doctests.contains("has no module of its own"), "{doctests}");
         let dir = std::env::temp_dir().join(format!("kforge-distro-kunit-{}", std::process::id()));
         fs_err::create_dir_all(&dir).unwrap();
         let build = KernelBuild {
