@@ -204,7 +204,7 @@ pub const ARCHES: &[Arch] = &[
         headers_arch: "arm",
         kernel_image: "arch/arm/boot/zImage",
         console: "ttyAMA0",
-        verdict_port: None,
+        verdict_port: Some("ttyAMA1"),
         config_fragment: "arm.config",
         pci: true,
         devices: PCI_TEST_DEVICES,
