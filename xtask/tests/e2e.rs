@@ -30,6 +30,7 @@ fn xtask(args: &[&str]) -> Output {
 #[test]
 #[ignore = "builds and boots real kernels: needs root, the Debian archive and ~20 min (CI runs it)"]
 fn end_to_end_x86_64_and_arm64() {
+    become_subreaper();
     let test = xtask(&["test", "--arch", "x86_64,arm64"]);
     let results_path = repo().join("target/kforge/results.json");
     let results: serde_json::Value = serde_json::from_slice(&std::fs::read(&results_path).unwrap()).unwrap();
@@ -89,11 +90,67 @@ fn end_to_end_x86_64_and_arm64() {
     scaffolded_driver_passes_then_a_broken_one_fails();
     offline_after_fetch();
 
-    // No QEMU outlived the harness.
-    let leftover = Command::new("pgrep").args(["-f", "qemu-system-.*kforge/boot"]).output();
-    if let Ok(leftover) = leftover {
-        assert!(leftover.stdout.is_empty(), "QEMU still running: {}", String::from_utf8_lossy(&leftover.stdout));
+    // No QEMU (nor its sandbox) outlived the kforge run that started it: an
+    // orphan below this test would have been handed to it, the subreaper.
+    let leftover = orphaned_sandboxes();
+    assert!(leftover.is_empty(), "still running after the kforge runs that started them: {leftover:?}");
+}
+
+#[test]
+fn a_sandbox_that_outlives_its_parent_is_found_as_an_orphan() {
+    become_subreaper();
+    // A stand-in named `bwrap` (a copy of sleep), left running by a shell that exits at once.
+    let dir = tempfile::tempdir().unwrap();
+    let stand_in = dir.path().join("bwrap");
+    std::fs::copy("/bin/sleep", &stand_in).unwrap();
+    let started =
+        Command::new("sh").arg("-c").arg(format!("'{}' 30 >/dev/null 2>&1 &", stand_in.display())).status().unwrap();
+    assert!(started.success());
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let orphan = loop {
+        if let Some((pid, _)) = orphaned_sandboxes().into_iter().find(|(_, name)| name == "bwrap") {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < end, "the orphaned stand-in was not found");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // SAFETY: kill(2) and waitpid(2) of the stand-in this test started, now its child.
+    unsafe {
+        libc::kill(orphan as i32, libc::SIGKILL);
+        libc::waitpid(orphan as i32, std::ptr::null_mut(), 0);
     }
+    assert!(orphaned_sandboxes().iter().all(|(pid, _)| *pid != orphan));
+}
+
+/// Makes this test process the reaper of every orphan below it: a process
+/// that outlives the kforge run that started it becomes this process's child,
+/// so the check at the end sees this test's leftovers only, never another
+/// run's on the same machine.
+fn become_subreaper() {
+    // SAFETY: prctl(2) with integer arguments; it changes only this process's reaper flag.
+    let set = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(set, 0, "PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error());
+}
+
+/// Live QEMU or bwrap processes whose parent is this test process: only
+/// orphans of its kforge runs get here (the test starts kforge, never these).
+fn orphaned_sandboxes() -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // After the `(comm)`, which may hold spaces: the state, then the parent's pid.
+        let Some((head, after)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map(|(_, name)| name.to_string()).unwrap_or_default();
+        let mut fields = after.split_whitespace();
+        let (state, parent) = (fields.next(), fields.next().and_then(|ppid| ppid.parse::<u32>().ok()));
+        let sandbox = name.starts_with("qemu-system") || name == "bwrap";
+        if parent == Some(me) && state != Some("Z") && sandbox {
+            found.push((pid, name));
+        }
+    }
+    found
 }
 
 /// Every driver's KUnit suite and the edu PCI tests ran and passed on both arches.
