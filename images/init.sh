@@ -102,12 +102,26 @@ find_orphans() {
 # open files, and a Rust misc device does not pin its module while a file is
 # open: unloading it then oopses when that file is finally closed.
 settle() {
+    end_timeout_watchers
     wait_orphans
     for pid in $orphans; do
         echo "    # a test left process $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) running; killed it before unloading"
         kill -KILL "$pid" 2>/dev/null
     done
     wait_orphans
+}
+
+# end_timeout_watchers: busybox `timeout` forks a watcher that checks on its
+# command once a second, so it lingers for up to a second after the command
+# ended, holding the command's open files. Watchers are orphans (ppid 1) with
+# the name `timeout`: the command itself has exec'd and has its own name.
+# Ending them at once spares settle that second; a command still running
+# loses only its bound, and settle ends it below like any leftover.
+end_timeout_watchers() {
+    find_orphans
+    for pid in $orphans; do
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = timeout ] && kill -KILL "$pid" 2>/dev/null
+    done
 }
 
 # wait_orphans: polls find_orphans for up to 5 s, until there are none.

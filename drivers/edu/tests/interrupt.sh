@@ -14,9 +14,10 @@ o1=$(edu_stat other_irqs); p1=$(proc_irqs)
 [ $((o1 - o0)) -eq "$count" ] || fail "other_irqs grew by $((o1 - o0)), expected $count"
 [ $((p1 - p0)) -ge "$count" ] || fail "/proc/interrupts count grew by $((p1 - p0)), expected >= $count"
 echo "$count raised interrupts handled with the right status bits; /proc/interrupts $p0 -> $p1"
-sleep 1
+# An unacknowledged interrupt re-fires at once, thousands of times in this window.
+sleep 0.2
 p2=$(proc_irqs)
-[ "$p2" -eq "$p1" ] || fail "the interrupt fired $((p2 - p1)) times in 1 s with nothing raised (not acknowledged?)"
+[ "$p2" -eq "$p1" ] || fail "the interrupt fired $((p2 - p1)) times in 0.2 s with nothing raised (not acknowledged?)"
 echo "no interrupts while idle (status acknowledged)"
 for bits in 0 0x1 0x100 0x101; do
 	edu_fails raise "$bits" || fail "raise $bits was accepted (0 and factorial/DMA bits are reserved)"
