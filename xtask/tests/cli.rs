@@ -34,34 +34,52 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Everything a command printed, for a snapshot: its exit code, then stdout
+/// and stderr (when not empty). Machine-specific paths become names: the
+/// repository `<repo>`, the default scratch directory `<scratch>`, and each
+/// of `paths` its given name.
+fn transcript(output: &Output, paths: &[(&Path, &str)]) -> String {
+    let mut text = format!("exit {:?}\n", output.status.code());
+    for (name, stream) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        let stream = String::from_utf8_lossy(stream);
+        if !stream.is_empty() {
+            text.push_str(&format!("--- {name}\n{stream}"));
+        }
+    }
+    for (path, name) in paths {
+        text = text.replace(path.to_str().unwrap(), name);
+    }
+    let scratch = std::env::temp_dir().join(format!("kforge-cli-{}", std::process::id()));
+    text.replace(scratch.to_str().unwrap(), "<scratch>").replace(repo().to_str().unwrap(), "<repo>")
+}
+
 #[test]
 fn unknown_arch_lists_the_valid_ones_without_a_backtrace() {
     let output = xtask(&["kernel", "build", "--arch", "sparc64", "--dry-run"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    let text = stderr(&output);
-    assert!(text.contains("error: unknown arch `sparc64`"), "{text}");
-    assert!(text.contains("x86_64") && text.contains("arm64"), "{text}");
-    assert!(!text.contains("backtrace") && !text.contains("panicked"), "{text}");
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: unknown arch `sparc64`; valid archs are: x86_64, arm64, arm, riscv, loongarch, s390, um
+    "#]]
+    .assert_eq(&transcript(&output, &[]));
 }
 
 #[test]
 fn unknown_kernel_and_toolchain_list_the_valid_ones() {
     let output = xtask(&["test", "--kernel", "1.0"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("unknown kernel `1.0`; valid kernels are: 6.12, 7.2, 7.3, debian-7.2"),
-        "{}",
-        stderr(&output)
-    );
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: unknown kernel `1.0`; valid kernels are: 6.12, 7.2, 7.3, debian-7.2
+    "#]]
+    .assert_eq(&transcript(&output, &[]));
     let output = xtask(&["toolchain", "verify", "nosuch"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains(
-            "unknown toolchain `nosuch`; valid toolchains are: experimental, host, rustup-1.97, sid, sid-gcc, trixie"
-        ),
-        "{}",
-        stderr(&output)
-    );
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: unknown toolchain `nosuch`; valid toolchains are: experimental, host, rustup-1.97, sid, sid-gcc, trixie
+    "#]]
+    .assert_eq(&transcript(&output, &[]));
 }
 
 #[test]
@@ -73,10 +91,13 @@ fn malformed_kforge_toml_names_file_line_and_key() {
     let line = broken.lines().position(|line| line.contains("timeout-secs")).unwrap() + 1;
     std::fs::write(scratch.join("kforge.toml"), broken).unwrap();
     let output = xtask(&["test"], &[("KFORGE_ROOT", &scratch)]);
-    assert_eq!(output.status.code(), Some(2));
-    let text = stderr(&output);
-    assert!(text.contains(&format!("kforge.toml:{line}")), "{text}");
-    assert!(text.contains("timeout-secs"), "{text}");
+    let text =
+        transcript(&output, &[(&scratch, "<project>")]).replace(&format!("kforge.toml:{line}:"), "kforge.toml:<line>:");
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: malformed <project>/kforge.toml:<line>: unknown field `timeout-secs`, expected one of `timeout-seconds`, `memory`, `debug-memory`, `debug-timeout-seconds`, `secure-boot-keys`
+    "#]].assert_eq(&text);
     let _ = std::fs::remove_dir_all(scratch);
 }
 
@@ -153,8 +174,12 @@ fn ktap_command_stays_bounded_on_a_flood_and_on_amplifying_plans() {
 #[test]
 fn ktap_command_reports_a_missing_file() {
     let output = xtask(&["ktap", "/nonexistent/console.log"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("/nonexistent/console.log"), "{}", stderr(&output));
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: failed to open file `/nonexistent/console.log`: No such file or directory (os error 2)
+    "#]]
+    .assert_eq(&transcript(&output, &[]));
 }
 
 #[test]
@@ -175,15 +200,22 @@ fn report_html_renders_a_results_file() {
 #[test]
 fn report_html_explains_missing_or_malformed_results() {
     let output = xtask(&["report", "html", "/nonexistent/results.json"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    let text = stderr(&output);
-    assert!(text.contains("cannot read results /nonexistent/results.json"), "{text}");
-    assert!(text.contains("hint: run `cargo xtask test` first"), "{text}");
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: cannot read results /nonexistent/results.json: No such file or directory (os error 2)
+        hint: run `cargo xtask test` first, or give the path of a results.json
+    "#]]
+    .assert_eq(&transcript(&output, &[]));
 
     let console = repo().join("xtask/tests/fixtures/console-pass.log");
     let output = xtask(&["report", "html", console.to_str().unwrap()], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("is not a kforge results.json"), "{}", stderr(&output));
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: <repo>/xtask/tests/fixtures/console-pass.log is not a kforge results.json: invalid type: floating point `0.0`, expected a string at line 1 column 13
+        hint: give a results.json written by `cargo xtask test`
+    "#]].assert_eq(&transcript(&output, &[]));
 }
 
 #[test]
@@ -217,9 +249,12 @@ fn ci_matrix_leaves_no_cell_out_and_rejects_unknown_arches() {
     assert_eq!(ids, expected);
 
     let output = xtask(&["ci", "matrix", "--arch", "sparc"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("error: unknown arch `sparc`"), "{}", stderr(&output));
-    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: unknown arch `sparc`; valid archs are: x86_64, arm64, arm, riscv, loongarch, s390, um
+    "#]]
+    .assert_eq(&transcript(&output, &[]));
 }
 
 #[test]
@@ -363,21 +398,31 @@ fn locked_refuses_a_changed_pin_and_names_it() {
     let text = std::fs::read_to_string(&sid).unwrap();
     std::fs::write(&sid, text.replacen("\"rustc=1.97.1+dfsg1-1\"", "\"rustc=1.97.0+dfsg1-2\"", 1)).unwrap();
     let output = xtask(&["--locked", "fetch", "--offline"], &[("KFORGE_ROOT", &scratch)]);
-    assert_eq!(output.status.code(), Some(2));
-    let text = stderr(&output);
-    assert!(
-        text.contains(
-            "toolchain sid: rustc pinned 1.97.0+dfsg1-2 in toolchains/sid.toml, kforge.lock has 1.97.1+dfsg1-1"
-        ),
-        "{text}"
-    );
-    assert!(text.contains("hint: run `cargo xtask lock` and commit kforge.lock"), "{text}");
-    assert!(!text.contains("offline"), "refused before anything else: {text}");
+    // Refused before anything else (the offline store is never looked at).
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: --locked: the inputs differ from kforge.lock:
+          toolchain sid: rustc pinned 1.97.0+dfsg1-2 in toolchains/sid.toml, kforge.lock has 1.97.1+dfsg1-1
+        hint: run `cargo xtask lock` and commit kforge.lock
+    "#]]
+    .assert_eq(&transcript(&output, &[(&scratch, "<project>")]));
 
     // `lock --check` names the same change; `lock` records it and --locked passes again.
     let output = xtask(&["lock", "--check"], &[("KFORGE_ROOT", &scratch)]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("toolchain sid: rustc pinned 1.97.0+dfsg1-2"), "{}", stderr(&output));
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+             Locking toolchain experimental: 16 pins; its root is not installed here, so the 232 packages kforge.lock recorded for this spec are kept
+             Locking toolchain host: 6 pinned versions; it has no root (its tools are on the host), so no packages
+             Locking toolchain rustup-1.97: 7 pinned versions; it has no root (its tools are on the host), so no packages
+        warning: toolchain sid: 15 pins only; its root is not installed (<scratch>/cache/toolchains/sid-01869e2f51e9f066), so its packages are not locked (run `cargo xtask lock --install` to record them)
+             Locking toolchain sid-gcc: 18 pins; its root is not installed here, so the 267 packages kforge.lock recorded for this spec are kept
+             Locking toolchain trixie: 14 pins; its root is not installed here, so the 230 packages kforge.lock recorded for this spec are kept
+        error: <project>/kforge.lock is out of date:
+          toolchain sid: rustc pinned 1.97.0+dfsg1-2 in toolchains/sid.toml, kforge.lock has 1.97.1+dfsg1-1
+        hint: run `cargo xtask lock` and commit kforge.lock
+    "#]].assert_eq(&transcript(&output, &[(&scratch, "<project>")]));
     let output = xtask(&["lock"], &[("KFORGE_ROOT", &scratch)]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(std::fs::read_to_string(scratch.join("kforge.lock")).unwrap().contains("\"rustc=1.97.0+dfsg1-2\""));
@@ -387,12 +432,22 @@ fn locked_refuses_a_changed_pin_and_names_it() {
     // A changed config fragment is named; a missing kforge.lock is an error.
     std::fs::write(scratch.join("kernel-config/base.config"), "CONFIG_PRINTK=y\n").unwrap();
     let output = xtask(&["--locked", "kernel", "build", "--arch", "x86_64"], &[("KFORGE_ROOT", &scratch)]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("kernel-config/base.config changed"), "{}", stderr(&output));
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: --locked: the inputs differ from kforge.lock:
+          kernel-config/base.config changed (sha256 2ecda269dab296e3a2b4ee077d08984e884540c39020aefca2ef550a4f7da61f, kforge.lock has 92cc91fef1921e43edd99ae4a0ff81254b4ea97be8599b9f84edf921b4b5f2f9)
+        hint: run `cargo xtask lock` and commit kforge.lock
+    "#]].assert_eq(&transcript(&output, &[(&scratch, "<project>")]));
     std::fs::remove_file(scratch.join("kforge.lock")).unwrap();
     let output = xtask(&["--locked", "test"], &[("KFORGE_ROOT", &scratch)]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("kforge.lock does not exist"), "{}", stderr(&output));
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: --locked: <project>/kforge.lock does not exist, so there is nothing to check the inputs against
+        hint: run `cargo xtask lock` and commit kforge.lock
+    "#]]
+    .assert_eq(&transcript(&output, &[(&scratch, "<project>")]));
     let _ = std::fs::remove_dir_all(scratch);
 }
 
@@ -425,12 +480,31 @@ fn toolchain_resolve_picks_per_arch_from_a_source_tree() {
 fn toolchain_resolve_refuses_a_pair_naming_the_rule() {
     let tree = kernel_tree("linux-7.2");
     let output = xtask(&["toolchain", "resolve", "--source", &tree, "--toolchain", "trixie", "--arch", "s390"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    let text = stderr(&output);
-    assert!(text.contains("error: toolchain trixie cannot build kernel 7.2.13"), "{text}");
-    assert!(text.contains("on s390, rule `rustc-1.96-for-s390`: rustc 1.85.1 is not >= 1.96"), "{text}");
-    assert!(text.contains("hint: see which pinned toolchain can: cargo xtask toolchain resolve --source"), "{text}");
-    assert!(!text.contains("panicked"), "{text}");
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stdout
+        kernel 7.2.13 at <repo>/xtask/tests/fixtures/kernel-trees/linux-7.2 (kforge.toml kernel 7.2)
+        rules: <repo>/toolchains/rules.toml
+
+        toolchain      rustc     rustc-llvm  bindgen   llvm
+        trixie         1.85.1    19          0.71.1    19.1.7
+
+        arch       min rustc  min bindgen  min llvm  toolchain      why
+        s390       1.96.0     0.71.1       17.0.1    NONE           trixie breaks a rule (below)
+
+        refused:
+          trixie on s390: `min-rustc`: rustc 1.85.1 is not >= min-rustc (1.96.0)
+              the tree's scripts/min-tool-version.sh names the oldest rustc it supports; rust_is_available.sh turns Rust off below it
+          trixie on s390: `rustc-1.96-for-s390`: rustc 1.85.1 is not >= 1.96
+              Rust on s390 needs rustc 1.96 or later from Linux 7.2 on (min-tool-version.sh: s390 1.96.0)
+        --- stderr
+        error: toolchain trixie cannot build kernel 7.2.13:
+          on s390, rule `min-rustc`: rustc 1.85.1 is not >= min-rustc (1.96.0)
+            why: the tree's scripts/min-tool-version.sh names the oldest rustc it supports; rust_is_available.sh turns Rust off below it
+          on s390, rule `rustc-1.96-for-s390`: rustc 1.85.1 is not >= 1.96
+            why: Rust on s390 needs rustc 1.96 or later from Linux 7.2 on (min-tool-version.sh: s390 1.96.0)
+        hint: see which pinned toolchain can: cargo xtask toolchain resolve --source <repo>/xtask/tests/fixtures/kernel-trees/linux-7.2 --arch s390 (rules: toolchains/rules.toml)
+    "#]].assert_eq(&transcript(&output, &[]));
     // The same toolchain on x86_64 is fine.
     let output = xtask(&["toolchain", "resolve", "--source", &tree, "--toolchain", "trixie", "--arch", "x86_64"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -439,14 +513,40 @@ fn toolchain_resolve_refuses_a_pair_naming_the_rule() {
 #[test]
 fn toolchain_resolve_explains_when_no_toolchain_fits() {
     let output = xtask(&["toolchain", "resolve", "--source", &kernel_tree("linux-6.10"), "--arch", "arm64"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    let text = stderr(&output);
-    assert!(text.contains("no pinned toolchain can build kernel 6.10.0-rc3 for arm64"), "{text}");
-    let report = stdout(&output);
-    for toolchain in ["experimental", "sid", "trixie"] {
-        assert!(report.contains(&format!("{toolchain} on arm64: `exact-rustc-before-6.11`")), "{report}");
-    }
-    assert!(report.contains("rustc 1.85.1 is not == min-rustc (1.78.0)"), "{report}");
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stdout
+        kernel 6.10.0-rc3 at <repo>/xtask/tests/fixtures/kernel-trees/linux-6.10
+        rules: <repo>/toolchains/rules.toml
+
+        toolchain      rustc     rustc-llvm  bindgen   llvm
+        experimental   1.98.1    22          0.72.1    22.1.8
+        host           1.97.1    22          0.72.1    22.1.8
+        rustup-1.97    1.97.1    22          0.72.1    22.1.8
+        sid            1.97.1    22          0.72.1    22.1.8
+        sid-gcc        1.97.1    22          0.72.1    22.1.8
+        trixie         1.85.1    19          0.71.1    19.1.7
+
+        arch       min rustc  min bindgen  min llvm  toolchain      why
+        arm64      1.78.0     0.65.1       13.0.1    NONE           no pinned toolchain satisfies every rule
+
+        refused:
+          experimental on arm64: `exact-rustc-before-6.11`: rustc 1.98.1 is not == min-rustc (1.78.0)
+              kernels before 6.11 support exactly one rustc, the one scripts/min-tool-version.sh names: they use unstable features whose shape changes between compiler releases
+          host on arm64: `exact-rustc-before-6.11`: rustc 1.97.1 is not == min-rustc (1.78.0)
+              kernels before 6.11 support exactly one rustc, the one scripts/min-tool-version.sh names: they use unstable features whose shape changes between compiler releases
+          rustup-1.97 on arm64: `exact-rustc-before-6.11`: rustc 1.97.1 is not == min-rustc (1.78.0)
+              kernels before 6.11 support exactly one rustc, the one scripts/min-tool-version.sh names: they use unstable features whose shape changes between compiler releases
+          sid on arm64: `exact-rustc-before-6.11`: rustc 1.97.1 is not == min-rustc (1.78.0)
+              kernels before 6.11 support exactly one rustc, the one scripts/min-tool-version.sh names: they use unstable features whose shape changes between compiler releases
+          sid-gcc on arm64: `exact-rustc-before-6.11`: rustc 1.97.1 is not == min-rustc (1.78.0)
+              kernels before 6.11 support exactly one rustc, the one scripts/min-tool-version.sh names: they use unstable features whose shape changes between compiler releases
+          trixie on arm64: `exact-rustc-before-6.11`: rustc 1.85.1 is not == min-rustc (1.78.0)
+              kernels before 6.11 support exactly one rustc, the one scripts/min-tool-version.sh names: they use unstable features whose shape changes between compiler releases
+        --- stderr
+        error: no pinned toolchain can build kernel 6.10.0-rc3 for arm64; each one breaks a rule listed above
+        hint: pin a toolchain that satisfies them in toolchains/ (rules: toolchains/rules.toml)
+    "#]].assert_eq(&transcript(&output, &[]));
 }
 #[test]
 fn drivers_build_refuses_a_missing_or_foreign_sdk_archive() {
@@ -454,10 +554,13 @@ fn drivers_build_refuses_a_missing_or_foreign_sdk_archive() {
     std::fs::create_dir_all(&scratch).unwrap();
     let missing = scratch.join("missing.tar.gz");
     let output = xtask(&["drivers", "build", "--sdk", missing.to_str().unwrap()], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    let text = stderr(&output);
-    assert!(text.contains("missing.tar.gz does not exist"), "{text}");
-    assert!(text.contains("hint: export one with: cargo xtask sdk --kernel ID --arch ARCH"), "{text}");
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: SDK archive <sdk-scratch>/missing.tar.gz does not exist
+        hint: export one with: cargo xtask sdk --kernel ID --arch ARCH
+    "#]]
+    .assert_eq(&transcript(&output, &[(&scratch, "<sdk-scratch>")]));
 
     // A tarball without sdk.json is not unpacked into the cache.
     let foreign = scratch.join("foreign.tar.gz");
@@ -469,13 +572,28 @@ fn drivers_build_refuses_a_missing_or_foreign_sdk_archive() {
     builder.append_data(&mut header, "top/hello.txt", &b"hello"[..]).unwrap();
     std::fs::write(&foreign, builder.into_inner().unwrap().finish().unwrap()).unwrap();
     let output = xtask(&["drivers", "build", "--sdk", foreign.to_str().unwrap()], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    let text = stderr(&output);
-    assert!(text.contains("failed to unpack SDK") && text.contains("has no sdk.json; is it a kforge SDK?"), "{text}");
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: failed to unpack SDK <sdk-scratch>/foreign.tar.gz
+
+        Caused by:
+          the archive has no sdk.json; is it a kforge SDK?
+    "#]]
+    .assert_eq(&transcript(&output, &[(&scratch, "<sdk-scratch>")]));
 
     let output = xtask(&["drivers", "build", "--toolchain", "sid"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("--sdk <FILE>"), "{}", stderr(&output));
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: the following required arguments were not provided:
+          --sdk <FILE>
+
+        Usage: xtask drivers build --sdk <FILE> --toolchain <TOOLCHAIN>
+
+        For more information, try '--help'.
+    "#]]
+    .assert_eq(&transcript(&output, &[]));
     let _ = std::fs::remove_dir_all(scratch);
 }
 
@@ -515,16 +633,28 @@ fn every_command_refuses_a_cell_that_test_skips_for_the_same_reason_before_insta
 
 #[test]
 fn one_cell_commands_name_the_cells_when_the_selection_holds_several() {
+    let mut all = String::new();
     for command in [&["run"][..], &["sdk"], &["kernel", "build", "--dry-run"]] {
-        let output = xtask(command, &[]);
-        let text = stderr(&output);
-        assert_eq!(output.status.code(), Some(2), "{command:?}: {text}");
-        assert!(
-            text.contains("works on one cell; the selection holds 7.2/x86_64/release, 7.2/arm64/release"),
-            "{text}"
-        );
-        assert!(text.contains("--cell <kernel>-<arch>-<profile>"), "{text}");
+        all.push_str(&format!("$ cargo xtask {}\n{}", command.join(" "), transcript(&xtask(command, &[]), &[])));
     }
+    expect_test::expect![[r#"
+        $ cargo xtask run
+        exit Some(2)
+        --- stderr
+        error: `cargo xtask run` works on one cell; the selection holds 7.2/x86_64/release, 7.2/arm64/release
+        hint: choose one with --arch ARCH (and --kernel ID), or --cell <kernel>-<arch>-<profile>
+        $ cargo xtask sdk
+        exit Some(2)
+        --- stderr
+        error: `cargo xtask sdk` works on one cell; the selection holds 7.2/x86_64/release, 7.2/arm64/release
+        hint: choose one with --arch ARCH (and --kernel ID), or --cell <kernel>-<arch>-<profile>
+        $ cargo xtask kernel build --dry-run
+        exit Some(2)
+        --- stderr
+        error: `cargo xtask kernel build` works on one cell; the selection holds 7.2/x86_64/release, 7.2/arm64/release
+        hint: choose one with --arch ARCH (and --kernel ID), or --cell <kernel>-<arch>-<profile>
+    "#]]
+    .assert_eq(&all);
     // The same flags, with the same meaning, pick one cell in every command.
     let output = xtask(&["kernel", "build", "--cell", "7.2-arm64-debug", "--dry-run"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -533,23 +663,42 @@ fn one_cell_commands_name_the_cells_when_the_selection_holds_several() {
 
 #[test]
 fn boot_choices_that_cannot_work_are_refused_before_anything_is_installed() {
-    let direct = xtask(&["test", "--boot", "direct", "--secure-boot", "--arch", "x86_64"], &[]);
-    assert_eq!(direct.status.code(), Some(2));
-    assert!(
-        stderr(&direct).contains("Secure Boot needs UEFI firmware, but the boot method is `direct`"),
-        "{}",
-        stderr(&direct)
-    );
-    let initramfs = xtask(&["image", "--secure-boot", "--arch", "x86_64"], &[]);
-    assert_eq!(initramfs.status.code(), Some(2));
-    assert!(stderr(&initramfs).contains("--secure-boot signs a disk image"), "{}", stderr(&initramfs));
-    let s390 = xtask(&["image", "disk", "--arch", "s390"], &[]);
-    assert_eq!(s390.status.code(), Some(2));
-    assert!(stderr(&s390).contains("s390 cannot boot through UEFI: s390 has no UEFI"), "{}", stderr(&s390));
-    let two = xtask(&["image", "disk", "--arch", "x86_64,arm64", "--out", "/tmp/kforge-never.raw"], &[]);
-    assert_eq!(two.status.code(), Some(2));
-    assert!(stderr(&two).contains("--out names one file, but the selection holds 2 cells"), "{}", stderr(&two));
-    let unknown = xtask(&["test", "--boot", "pxe"], &[]);
-    assert_eq!(unknown.status.code(), Some(2));
-    assert!(stderr(&unknown).contains("direct") && stderr(&unknown).contains("efi"), "{}", stderr(&unknown));
+    let mut all = String::new();
+    for command in [
+        &["test", "--boot", "direct", "--secure-boot", "--arch", "x86_64"][..],
+        &["image", "--secure-boot", "--arch", "x86_64"],
+        &["image", "disk", "--arch", "s390"],
+        &["image", "disk", "--arch", "x86_64,arm64", "--out", "/tmp/kforge-never.raw"],
+        &["test", "--boot", "pxe"],
+    ] {
+        all.push_str(&format!("$ cargo xtask {}\n{}", command.join(" "), transcript(&xtask(command, &[]), &[])));
+    }
+    expect_test::expect![[r#"
+        $ cargo xtask test --boot direct --secure-boot --arch x86_64
+        exit Some(2)
+        --- stderr
+        error: Secure Boot needs UEFI firmware, but the boot method is `direct`
+        hint: use --boot efi (or drop --secure-boot / [matrix] secure-boot)
+        $ cargo xtask image --secure-boot --arch x86_64
+        exit Some(2)
+        --- stderr
+        error: --secure-boot signs a disk image; use `cargo xtask image disk --secure-boot`
+        $ cargo xtask image disk --arch s390
+        exit Some(2)
+        --- stderr
+        error: s390 cannot boot through UEFI: s390 has no UEFI: it IPLs its kernel
+        $ cargo xtask image disk --arch x86_64,arm64 --out /tmp/kforge-never.raw
+        exit Some(2)
+        --- stderr
+        error: --out names one file, but the selection holds 2 cells
+        hint: choose one with --arch ARCH (and --kernel ID), or --cell
+        $ cargo xtask test --boot pxe
+        exit Some(2)
+        --- stderr
+        error: invalid value 'pxe' for '--boot <BOOT>'
+          [possible values: direct, efi]
+
+        For more information, try '--help'.
+    "#]]
+    .assert_eq(&all);
 }
