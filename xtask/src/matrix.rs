@@ -918,6 +918,8 @@ mod tests {
         assert!(boot_skip_reason(find("riscv"), secure).unwrap().contains("qemu-efi-riscv64 has no Secure Boot build"));
         assert_eq!(boot_skip_reason(find("x86_64"), secure), None);
         assert_eq!(boot_skip_reason(find("arm64"), secure), None);
+        assert_eq!(boot_skip_reason(find("arm"), efi), None);
+        assert!(boot_skip_reason(find("arm"), secure).unwrap().contains("u-boot-qemu has no Secure Boot build"));
     }
 
     #[test]

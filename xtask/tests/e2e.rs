@@ -92,19 +92,34 @@ fn end_to_end_x86_64_and_arm64() {
 
     // No QEMU (nor its sandbox) outlived the kforge run that started it: an
     // orphan below this test would have been handed to it, the subreaper.
-    let leftover = orphaned_sandboxes();
-    assert!(leftover.is_empty(), "still running after the kforge runs that started them: {leftover:?}");
+    // A sandbox whose death signal is still on its way gets 5 s.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let leftover = orphaned_sandboxes();
+        if leftover.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "still running 5 s after the kforge runs that started them: {leftover:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]
 fn a_sandbox_that_outlives_its_parent_is_found_as_an_orphan() {
     become_subreaper();
-    // A stand-in named `bwrap` (a copy of sleep), left running by a shell that exits at once.
+    // A stand-in named `bwrap`: a subshell that renames itself and blocks
+    // opening a FIFO nobody writes, left running by a shell that exits at once.
     let dir = tempfile::tempdir().unwrap();
-    let stand_in = dir.path().join("bwrap");
-    std::fs::copy("/bin/sleep", &stand_in).unwrap();
-    let started =
-        Command::new("sh").arg("-c").arg(format!("'{}' 30 >/dev/null 2>&1 &", stand_in.display())).status().unwrap();
+    let fifo = dir.path().join("never-written");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let started = Command::new("sh")
+        .arg("-c")
+        .arg(format!("(printf bwrap > /proc/self/comm; read line < '{}') >/dev/null 2>&1 &", fifo.display()))
+        .status()
+        .unwrap();
     assert!(started.success());
     let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let orphan = loop {
@@ -132,11 +147,12 @@ fn become_subreaper() {
     assert_eq!(set, 0, "PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error());
 }
 
-/// Live QEMU or bwrap processes whose parent is this test process: only
-/// orphans of its kforge runs get here (the test starts kforge, never these).
+/// Live QEMU or bwrap processes below this test process: only what its
+/// kforge runs left behind gets here (the test starts kforge, never these),
+/// however deep (a leaked shell's own children too).
 fn orphaned_sandboxes() -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let mut found = Vec::new();
+    // (pid, name, state, parent) of every process.
+    let mut table = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
@@ -144,13 +160,24 @@ fn orphaned_sandboxes() -> Vec<(u32, String)> {
         let Some((head, after)) = stat.rsplit_once(')') else { continue };
         let name = head.split_once('(').map(|(_, name)| name.to_string()).unwrap_or_default();
         let mut fields = after.split_whitespace();
-        let (state, parent) = (fields.next(), fields.next().and_then(|ppid| ppid.parse::<u32>().ok()));
-        let sandbox = name.starts_with("qemu-system") || name == "bwrap";
-        if parent == Some(me) && state != Some("Z") && sandbox {
-            found.push((pid, name));
-        }
+        let state = fields.next().unwrap_or_default().to_string();
+        let Some(parent) = fields.next().and_then(|ppid| ppid.parse::<u32>().ok()) else { continue };
+        table.push((pid, name, state, parent));
     }
-    found
+    let mut below = vec![std::process::id()];
+    let mut index = 0;
+    while index < below.len() {
+        let parent = below[index];
+        below.extend(table.iter().filter(|row| row.3 == parent).map(|row| row.0));
+        index += 1;
+    }
+    table
+        .into_iter()
+        .filter(|(pid, name, state, _)| {
+            below[1..].contains(pid) && state != "Z" && (name.starts_with("qemu-system") || name == "bwrap")
+        })
+        .map(|(pid, name, _, _)| (pid, name))
+        .collect()
 }
 
 /// Every driver's KUnit suite and the edu PCI tests ran and passed on both arches.

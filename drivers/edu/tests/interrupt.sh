@@ -14,7 +14,9 @@ o1=$(edu_stat other_irqs); p1=$(proc_irqs)
 [ $((o1 - o0)) -eq "$count" ] || fail "other_irqs grew by $((o1 - o0)), expected $count"
 [ $((p1 - p0)) -ge "$count" ] || fail "/proc/interrupts count grew by $((p1 - p0)), expected >= $count"
 echo "$count raised interrupts handled with the right status bits; /proc/interrupts $p0 -> $p1"
-# An unacknowledged interrupt re-fires at once, thousands of times in this window.
+# With INTx, an unacknowledged interrupt re-fires at once, thousands of times
+# in this window. With MSI (the driver's dmesg line says which it bound) edu
+# sends each one once, so there this check cannot fail.
 sleep 0.2
 p2=$(proc_irqs)
 [ "$p2" -eq "$p1" ] || fail "the interrupt fired $((p2 - p1)) times in 0.2 s with nothing raised (not acknowledged?)"

@@ -86,9 +86,10 @@ const COMPLETE_MARKER: &str = ".kforge-complete";
 const CONFIG_MARKER: &str = ".kforge-config-ok";
 /// A complete entry's [`KernelPlan::lineage`].
 const LINEAGE_FILE: &str = ".kforge-lineage";
-/// In an entry that started as a copy of another ([`seed_from`]): that entry's
-/// name. An entry without it was built from scratch.
-pub const SEEDED_FROM_FILE: &str = ".kforge-seeded-from";
+/// How a complete entry's build started: `scratch`, or `seeded from <entry>`
+/// when it began as a copy of another ([`seed_from`]). Entries completed
+/// before kforge wrote it have none: their origin is unknown.
+pub const ORIGIN_FILE: &str = ".kforge-origin";
 
 /// Computes the cache key and entry: source identity, the toolchain's build key, arch and
 /// what the fragments request (after later fragments override earlier ones),
@@ -278,6 +279,9 @@ pub fn build(
     let final_dir = if complete {
         dir
     } else {
+        if !dir.join(ORIGIN_FILE).is_file() {
+            fs_err::write(dir.join(ORIGIN_FILE), "scratch\n")?;
+        }
         fs_err::write(dir.join(COMPLETE_MARKER), format!("{{\"steps\": {compiled}}}\n"))?;
         fs_err::write(dir.join(LINEAGE_FILE), &plan.lineage)?;
         fs_err::rename(&dir, &plan.entry)?;
@@ -362,10 +366,10 @@ fn seed_from(plan: &KernelPlan, nearest: &Path, partial: &Path) -> Result<()> {
         .arg(&seeding)
         .run()
         .stage(Category::Infrastructure, format!("could not copy {} to start {}", nearest.display(), label(plan)))?;
-    for marker in [COMPLETE_MARKER, CONFIG_MARKER, LINEAGE_FILE, SEEDED_FROM_FILE] {
+    for marker in [COMPLETE_MARKER, CONFIG_MARKER, LINEAGE_FILE, ORIGIN_FILE] {
         let _ = std::fs::remove_file(seeding.join(marker));
     }
-    fs_err::write(seeding.join(SEEDED_FROM_FILE), format!("{name}\n"))?;
+    fs_err::write(seeding.join(ORIGIN_FILE), format!("seeded from {name}\n"))?;
     fs_err::rename(&seeding, partial)?;
     Ok(())
 }
@@ -654,7 +658,7 @@ mod tests {
             (COMPLETE_MARKER, "{}"),
             (CONFIG_MARKER, ""),
             (LINEAGE_FILE, "L"),
-            (SEEDED_FROM_FILE, "older\n"),
+            (ORIGIN_FILE, "scratch\n"),
             ("vmlinux", "built"),
         ] {
             fs_err::write(origin.join(file), text).unwrap();
@@ -662,7 +666,10 @@ mod tests {
         let partial = kernels.path().join("7.2-x86_64-2222222222222222.partial");
         seed_from(&plan, &origin, &partial).unwrap();
         assert_eq!(fs_err::read_to_string(partial.join("vmlinux")).unwrap(), "built");
-        assert_eq!(fs_err::read_to_string(partial.join(SEEDED_FROM_FILE)).unwrap(), "7.2-x86_64-1111111111111111\n");
+        assert_eq!(
+            fs_err::read_to_string(partial.join(ORIGIN_FILE)).unwrap(),
+            "seeded from 7.2-x86_64-1111111111111111\n"
+        );
         for marker in [COMPLETE_MARKER, CONFIG_MARKER, LINEAGE_FILE] {
             assert!(!partial.join(marker).exists(), "{marker} was copied");
         }
