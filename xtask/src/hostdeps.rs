@@ -69,7 +69,8 @@ pub fn ensure(tools: &[HostTool]) -> Result<()> {
         // A fresh machine may have empty package lists; refresh them once.
         apt(&["update", "-q"]).context("apt-get update failed")?;
         apt(&install_args).map_err(|err| {
-            error::with_hint(err, format!("cannot install {}", packages.join(", ")), format!("run: {install_line}"))
+            let hint = install_hint(&format!("{err:#}"), &install_line);
+            error::with_hint(err, format!("cannot install {}", packages.join(", ")), hint)
         })?;
     }
     for tool in missing {
@@ -82,4 +83,34 @@ pub fn ensure(tools: &[HostTool]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What to do when apt-get failed with `failure`: the install line, after
+/// `dpkg --configure -a` when an earlier dpkg run was interrupted (apt then
+/// refuses every install until it is finished).
+fn install_hint(failure: &str, install_line: &str) -> String {
+    if failure.contains("dpkg was interrupted") {
+        format!(
+            "an earlier dpkg run was interrupted; finish it with `sudo dpkg --configure -a`, then run: {install_line}"
+        )
+    } else {
+        format!("run: {install_line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_interrupted_dpkg_is_named_with_the_command_that_finishes_it() {
+        let line = "sudo apt-get install -y chromium";
+        assert_eq!(super::install_hint("E: Unable to locate package", line), format!("run: {line}"));
+        let hint = super::install_hint(
+            "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem.",
+            line,
+        );
+        assert_eq!(
+            hint,
+            format!("an earlier dpkg run was interrupted; finish it with `sudo dpkg --configure -a`, then run: {line}")
+        );
+    }
 }
