@@ -386,18 +386,15 @@ mod tests {
         GuestMedia::Direct { kernel: "/k".into(), initrd: "/i".into() }
     }
 
+    /// A one-CPU, non-interactive boot of `arch` with nonce `00ff`.
+    fn one_cpu(arch: &'static Arch, profile_words: &'static str) -> BootSpec<'static> {
+        BootSpec { arch, memory: "512M", cpus: 1, devices: &[], interactive: false, nonce: "00ff", profile_words }
+    }
+
     #[test]
     fn efi_boots_take_firmware_and_disk_and_pass_the_nonce_through_smbios() {
         let arch = Arch::find("x86_64").unwrap();
-        let spec = BootSpec {
-            arch,
-            memory: "512M",
-            cpus: 1,
-            devices: &[],
-            interactive: false,
-            nonce: "00ff",
-            profile_words: "slab_debug=F,kmalloc-*",
-        };
+        let spec = one_cpu(arch, "slab_debug=F,kmalloc-*");
         let efi = GuestMedia::Efi {
             code: "/c.fd".into(),
             vars: Some("/v.fd".into()),
@@ -412,16 +409,7 @@ mod tests {
 
     #[test]
     fn firmware_without_a_variable_store_is_the_bios() {
-        let arch = Arch::find("arm").unwrap();
-        let spec = BootSpec {
-            arch,
-            memory: "512M",
-            cpus: 1,
-            devices: &[],
-            interactive: false,
-            nonce: "00ff",
-            profile_words: "",
-        };
+        let spec = one_cpu(Arch::find("arm").unwrap(), "");
         let efi =
             GuestMedia::Efi { code: "/u-boot.bin".into(), vars: None, disk: "/d.raw".into(), machine_args: vec![] };
         let argv = boot_argv(&spec, &efi).unwrap().join(" ");
