@@ -2,7 +2,8 @@
 # kforge guest init (busybox sh), packed as /init into every initramfs.
 #
 # For each driver package under /kforge/drivers/<name>/ (sorted): insmod its
-# modules with their parameters, report its KUnit suites (from debugfs), run
+# modules with their parameters (modprobe from /lib/modules for the ones its
+# `modprobe` file lists: modules installed from packages), report its KUnit suites (from debugfs), run
 # its tests, rmmod the modules, and print the results as nested KTAP.
 # Then dump dmesg between markers and print the end marker the harness waits
 # for, all on the verdict channel (below). A test exits 0 to pass, 4 to skip (its last output line is the
@@ -233,8 +234,19 @@ for driver in $drivers; do
     unload=""
     mark start "$driver" load
     while read -r module params; do
+        # Installed from packages: loaded the way the system loads it, by
+        # modprobe from /lib/modules/<release> (modules.dep).
         # shellcheck disable=SC2086 # params are word-split on purpose
-        if out=$(insmod "$dir/$module.ko" $params 2>&1); then
+        if grep -qx "$module" "$dir/modprobe" 2>/dev/null; then
+            if out=$(modprobe "$module" $params 2>&1) && grep -q "^$module " /proc/modules; then
+                out="$out
+modprobe loaded $module from /lib/modules/$(uname -r)"
+                unload="$module $unload"
+            else
+                out="modprobe $module failed: $out"
+                loaded=0
+            fi
+        elif out=$(insmod "$dir/$module.ko" $params 2>&1); then
             unload="$module $unload"
         else
             loaded=0

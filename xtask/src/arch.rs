@@ -78,6 +78,9 @@ pub struct Arch {
     pub host: Option<&'static str>,
     /// clang `--target` triple for user-space test programs.
     pub llvm_triple: &'static str,
+    /// rustc's target for user-space programs on this arch: what a proc macro
+    /// that runs on such a machine is built for (a cross-built linux-librust).
+    pub rust_user_target: &'static str,
     /// Extra clang flags for user-space test programs on this arch.
     pub user_cflags: &'static [&'static str],
     /// `ARCH=` for `make headers` (the UAPI headers test programs build against).
@@ -119,6 +122,7 @@ pub const ARCHES: &[Arch] = &[
         debian_arch: "amd64",
         host: Some("x86_64"),
         llvm_triple: "x86_64-linux-gnu",
+        rust_user_target: "x86_64-unknown-linux-gnu",
         user_cflags: &[],
         headers_arch: "x86",
         kernel_image: "arch/x86/boot/bzImage",
@@ -161,6 +165,7 @@ pub const ARCHES: &[Arch] = &[
         debian_arch: "arm64",
         host: Some("aarch64"),
         llvm_triple: "aarch64-linux-gnu",
+        rust_user_target: "aarch64-unknown-linux-gnu",
         user_cflags: &[],
         headers_arch: "arm64",
         kernel_image: "arch/arm64/boot/Image",
@@ -200,6 +205,7 @@ pub const ARCHES: &[Arch] = &[
         debian_arch: "armhf",
         host: Some("arm"),
         llvm_triple: "armv7a-linux-gnueabihf",
+        rust_user_target: "armv7-unknown-linux-gnueabihf",
         user_cflags: &["-marm"],
         headers_arch: "arm",
         kernel_image: "arch/arm/boot/zImage",
@@ -239,6 +245,7 @@ pub const ARCHES: &[Arch] = &[
         debian_arch: "riscv64",
         host: Some("riscv64"),
         llvm_triple: "riscv64-linux-gnu",
+        rust_user_target: "riscv64gc-unknown-linux-gnu",
         user_cflags: &[],
         headers_arch: "riscv",
         kernel_image: "arch/riscv/boot/Image",
@@ -277,6 +284,7 @@ pub const ARCHES: &[Arch] = &[
         debian_arch: "loong64",
         host: Some("loongarch64"),
         llvm_triple: "loongarch64-linux-gnu",
+        rust_user_target: "loongarch64-unknown-linux-gnu",
         user_cflags: &[],
         headers_arch: "loongarch",
         // The EFI stub's PE image: firmware starts it, and QEMU's direct boot loads it too.
@@ -316,6 +324,7 @@ pub const ARCHES: &[Arch] = &[
         debian_arch: "s390x",
         host: Some("s390x"),
         llvm_triple: "s390x-linux-gnu",
+        rust_user_target: "s390x-unknown-linux-gnu",
         user_cflags: &[],
         headers_arch: "s390",
         kernel_image: "arch/s390/boot/bzImage",
@@ -345,6 +354,7 @@ pub const ARCHES: &[Arch] = &[
         debian_arch: "amd64",
         host: None,
         llvm_triple: "x86_64-linux-gnu",
+        rust_user_target: "x86_64-unknown-linux-gnu",
         user_cflags: &[],
         headers_arch: "um",
         kernel_image: "linux",

@@ -197,6 +197,9 @@ pub struct ModuleFile {
     pub name: String,
     pub ko: PathBuf,
     pub params: Vec<String>,
+    /// Loaded with modprobe from the guest's `/lib/modules` (a module
+    /// installed from packages, `installed::substitute`), not with insmod of `ko`.
+    pub modprobe: bool,
 }
 
 /// A driver package built for one cell.
@@ -240,7 +243,7 @@ pub fn build(
             )))
             .stage(Category::Build, failed(format!("in-tree module {relative} is missing")));
         }
-        modules.push(ModuleFile { name: module_name(relative), ko, params: Vec::new() });
+        modules.push(ModuleFile { name: module_name(relative), ko, params: Vec::new(), modprobe: false });
     }
     let tree = KernelTree { source: &source.dir, build: &kernel.dir, make_vars: &kernel.make_vars };
     let key = build_key(driver, arch, toolchain, &tree, kernel)?;
@@ -276,7 +279,12 @@ pub fn build(
         cache::remove_dir_if_exists(&out_dir.join(&driver.name))?;
         fs_err::create_dir_all(out_dir.join(&driver.name))?;
         fs_err::copy(entry.join(&file), &ko)?;
-        modules.push(ModuleFile { name: module.clone(), ko, params: driver.meta.module_params.clone() });
+        modules.push(ModuleFile {
+            name: module.clone(),
+            ko,
+            params: driver.meta.module_params.clone(),
+            modprobe: false,
+        });
     }
     Ok(BuiltDriver { driver: driver.clone(), modules, tests_dir: entry.join("tests"), cache_entry: Some(entry) })
 }
@@ -425,7 +433,7 @@ fn compile_module(
         return Err(anyhow::anyhow!("the build produced no {module}.ko (is `module` in Cargo.toml right?)"))
             .stage(Category::Build, failed("no module"));
     }
-    Ok(ModuleFile { name: module.clone(), ko, params: driver.meta.module_params.clone() })
+    Ok(ModuleFile { name: module.clone(), ko, params: driver.meta.module_params.clone(), modprobe: false })
 }
 
 /// The Kbuild command for an external module in `/drv` against the kernel build at `/build`.

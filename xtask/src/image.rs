@@ -189,7 +189,8 @@ pub fn base_layout(input: &ImageInput) -> Result<Cpio> {
     Ok(cpio)
 }
 
-/// One package's segment: /kforge/drivers/<name>/{modules,kunit-suites,test-list,<module>.ko...,tests/*}.
+/// One package's segment: /kforge/drivers/<name>/{modules,kunit-suites,test-list,<module>.ko...,tests/*}
+/// (and `modprobe`, the modules loaded from /lib/modules, when there are any).
 pub fn driver_layout(built: &BuiltDriver) -> Result<Cpio> {
     let mut cpio = Cpio::new();
     let driver = &built.driver;
@@ -201,6 +202,12 @@ pub fn driver_layout(built: &BuiltDriver) -> Result<Cpio> {
         cpio.add_file(&format!("{base}/{}.ko", module.name), 0o644, read_for_image(&module.ko)?);
     }
     cpio.add_file(&format!("{base}/modules"), 0o644, modules);
+    // The modules /init loads with modprobe from /lib/modules (installed from packages).
+    let modprobe: String =
+        built.modules.iter().filter(|module| module.modprobe).map(|module| format!("{}\n", module.name)).collect();
+    if !modprobe.is_empty() {
+        cpio.add_file(&format!("{base}/modprobe"), 0o644, modprobe);
+    }
     let suites: String = driver.meta.kunit_suites.iter().map(|suite| format!("{suite}\n")).collect();
     cpio.add_file(&format!("{base}/kunit-suites"), 0o644, suites);
     let mut list = String::new();
@@ -315,7 +322,7 @@ mod tests {
         let driver = Driver { name: "evil".into(), version: "0.1.0".into(), dir: dir.path().to_path_buf(), meta };
         let built = |ko: &str| BuiltDriver {
             driver: driver.clone(),
-            modules: vec![ModuleFile { name: "evil".into(), ko: path(ko), params: vec![] }],
+            modules: vec![ModuleFile { name: "evil".into(), ko: path(ko), params: vec![], modprobe: false }],
             tests_dir: path("tests"),
             cache_entry: None,
         };
@@ -350,7 +357,7 @@ mod tests {
         let driver = Driver { name: "fifo".into(), version: "0.1.0".into(), dir: dir.path().to_path_buf(), meta };
         let built = BuiltDriver {
             driver,
-            modules: vec![ModuleFile { name: "fifo".into(), ko: path("fifo.ko"), params: vec![] }],
+            modules: vec![ModuleFile { name: "fifo".into(), ko: path("fifo.ko"), params: vec![], modprobe: false }],
             tests_dir: path("tests"),
             cache_entry: Some(path("entry")),
         };

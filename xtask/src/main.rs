@@ -15,6 +15,7 @@ mod error;
 mod fetch;
 mod hostdeps;
 mod image;
+mod installed;
 mod jobserver;
 mod kernel;
 mod ktap;

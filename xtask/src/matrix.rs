@@ -69,6 +69,9 @@ pub struct RunOptions {
     /// Direct or through UEFI firmware (with or without Secure Boot).
     pub boot_mode: BootMode,
     pub install: InstallOptions,
+    /// Modules installed from packages: loaded with modprobe from this tree
+    /// instead of kforge's builds (`package --prove`'s boot).
+    pub installed_modules: Option<crate::installed::InstalledModules>,
 }
 
 /// What cells of a run share: ready toolchains and source trees (or why not).
@@ -310,7 +313,8 @@ fn prepare(
 
     let kernel_log = dir.join("kernel-build.log");
     let drivers_dir = dir.join("drivers");
-    let staged = (|| -> Result<(qemu::Media, Vec<String>, bool)> {
+    // `runnable`: the active drivers without the KUnit suites the kernel cannot run (their skips are recorded).
+    let staged = (|| -> Result<(qemu::Media, Vec<String>, bool, Vec<Driver>)> {
         let keys =
             pipeline::check_secure_boot(&options.repo, options.boot_mode.secure_boot, &options.boot, &options.install)?;
         let plan = pipeline::cell_kernel_plan(
@@ -342,12 +346,21 @@ fn prepare(
         let built =
             pipeline::build_drivers(&runnable, cell.arch, &toolchain, &source, &kernel, &drivers_dir, parallel)?;
         let (built, probes) = pipeline::sign_modules(&toolchain, &kernel, keys.as_ref(), built, &dir)?;
-        let initrd = pipeline::build_image(
+        let mut extra_files = probes.as_ref().map(crate::modsign::Probes::initramfs_files).unwrap_or_default();
+        let built = match &options.installed_modules {
+            Some(installed) => {
+                let (built, tree) = crate::installed::substitute(built, installed, &dir.join("installed"))?;
+                extra_files.extend(tree);
+                built
+            }
+            None => built,
+        };
+        let initrd = pipeline::build_image_with(
             &toolchain,
             cell.arch,
             &options.repo,
             built.clone(),
-            probes.as_ref(),
+            extra_files,
             &dir.join("initramfs.cpio.gz"),
         )?;
         let media = match options.boot_mode.method {
@@ -373,11 +386,11 @@ fn prepare(
                 }
             }
         }
-        Ok((media, devices, probes.is_some()))
+        Ok((media, devices, probes.is_some(), runnable))
     })();
     result.timings.build_seconds = started.elapsed().as_secs_f64();
     result.build_log = Some(kernel_log.display().to_string());
-    let (media, devices, module_probes) = match staged {
+    let (media, devices, module_probes, active) = match staged {
         Ok(staged) => staged,
         Err(err) if error::is_interrupted(&err) => return Ok(None),
         Err(err) => {

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use crate::driver::{BuiltDriver, ModuleFile};
 use crate::error;
 use crate::kernel::build::KernelBuild;
-use crate::secureboot::KeySet;
+use crate::secureboot::SigningKey;
 use crate::toolchain::Toolchain;
 
 /// The trailer sign-file appends after the signature (`MODULE_SIG_STRING`).
@@ -73,7 +73,7 @@ pub fn tamper(signed: &[u8], unsigned_len: usize) -> Vec<u8> {
 pub fn sign_drivers(
     toolchain: &Toolchain,
     kernel: &KernelBuild,
-    keys: &KeySet,
+    key: &SigningKey,
     built: &[BuiltDriver],
     out: &Path,
 ) -> Result<(Vec<BuiltDriver>, Option<Probes>)> {
@@ -99,7 +99,8 @@ pub fn sign_drivers(
     let sandbox = toolchain.sandbox()?;
     let mut jail = sandbox.jail();
     jail.ro(&kernel.dir, "/build");
-    jail.ro(&keys.dir, "/kforge/keys");
+    jail.ro(&key.key, "/kforge/signing.key");
+    jail.ro(&key.cert, "/kforge/signing.crt");
     jail.rw(out, "/kforge/out");
 
     let mut signed_builds = Vec::new();
@@ -113,8 +114,8 @@ pub fn sign_drivers(
             let argv = [
                 "/build/scripts/sign-file".to_string(),
                 hash.clone(),
-                "/kforge/keys/db.key".to_string(),
-                "/kforge/keys/db.crt".to_string(),
+                "/kforge/signing.key".to_string(),
+                "/kforge/signing.crt".to_string(),
                 format!("/kforge/out/{relative}"),
             ];
             jail.command(&argv)?

@@ -299,12 +299,27 @@ pub fn build_image(
     probes: Option<&modsign::Probes>,
     out: &Path,
 ) -> Result<PathBuf> {
-    let input = image::ImageInput {
-        busybox: toolchain.busybox(arch),
-        init: repo.join("images/init.sh"),
+    build_image_with(
+        toolchain,
+        arch,
+        repo,
         drivers,
-        extra_files: probes.map(modsign::Probes::initramfs_files).unwrap_or_default(),
-    };
+        probes.map(modsign::Probes::initramfs_files).unwrap_or_default(),
+        out,
+    )
+}
+
+/// `build_image` with more files for the base segment (the probes, a tree of installed modules).
+pub fn build_image_with(
+    toolchain: &Toolchain,
+    arch: &Arch,
+    repo: &Path,
+    drivers: Vec<BuiltDriver>,
+    extra_files: Vec<(String, Vec<u8>)>,
+    out: &Path,
+) -> Result<PathBuf> {
+    let input =
+        image::ImageInput { busybox: toolchain.busybox(arch), init: repo.join("images/init.sh"), drivers, extra_files };
     image::write_initramfs(&input, out)
         .with_context(|| format!("failed to write {}", out.display()))
         .stage(Category::Image, format!("initramfs for {} could not be built", arch.name))?;
@@ -357,7 +372,7 @@ pub fn sign_modules(
     let Some(keys) = keys else { return Ok((built, None)) };
     let count: usize = built.iter().map(|build| build.modules.len()).sum();
     progress::status("Signing", format!("{count} modules with the Secure Boot db key ({})", keys.dir.display()));
-    modsign::sign_drivers(toolchain, kernel, keys, &built, &dir.join("signed"))
+    modsign::sign_drivers(toolchain, kernel, &keys.signing_key(), &built, &dir.join("signed"))
         .stage(Category::Build, "the modules could not be signed for Secure Boot")
 }
 

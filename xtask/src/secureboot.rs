@@ -31,6 +31,33 @@ impl KeySet {
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+
+    /// db's key and certificate: what UKIs and, for Secure Boot cells, modules are signed with.
+    pub fn signing_key(&self) -> SigningKey {
+        SigningKey { key: self.file("db.key"), cert: self.file("db.crt") }
+    }
+}
+
+/// A private key and its certificate (db's, or a MOK pair a packager gives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub key: PathBuf,
+    pub cert: PathBuf,
+}
+
+impl SigningKey {
+    /// Both files are there and readable (before anything is built; `check_pair` checks they match).
+    pub fn check_readable(&self) -> Result<()> {
+        for (what, path) in [("signing key", &self.key), ("signing certificate", &self.cert)] {
+            std::fs::File::open(path).map_err(|err| {
+                error::user_hint(
+                    format!("{what} {} is not readable: {err}", path.display()),
+                    "name a PEM private key and its certificate (--sign-key and --sign-cert)",
+                )
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Where the user's own key set comes from, if anywhere: `from_env` (the value of
@@ -110,19 +137,22 @@ pub fn check_keys(sandbox: &Sandbox, keys: &KeySet) -> Result<()> {
             )
         })?;
     }
+    check_pair(sandbox, &keys.signing_key())
+}
+
+/// The key file is a private key, the certificate one openssl reads, and the
+/// key belongs to the certificate.
+pub fn check_pair(sandbox: &Sandbox, pair: &SigningKey) -> Result<()> {
     let mut jail = sandbox.jail();
-    jail.ro(&keys.dir, "/kforge/keys");
+    jail.ro(&pair.key, "/kforge/signing.key");
+    jail.ro(&pair.cert, "/kforge/signing.crt");
     let public_of = |argv: &[&str]| -> Result<String> { jail.command(argv)?.run() };
-    let from_key = public_of(&["openssl", "pkey", "-in", "/kforge/keys/db.key", "-pubout"])
-        .with_context(|| format!("{} is not a private key openssl can read", keys.file("db.key").display()))?;
-    let from_cert = public_of(&["openssl", "x509", "-in", "/kforge/keys/db.crt", "-noout", "-pubkey"])
-        .with_context(|| format!("{} is not a certificate openssl can read", keys.file("db.crt").display()))?;
+    let from_key = public_of(&["openssl", "pkey", "-in", "/kforge/signing.key", "-pubout"])
+        .with_context(|| format!("{} is not a private key openssl can read", pair.key.display()))?;
+    let from_cert = public_of(&["openssl", "x509", "-in", "/kforge/signing.crt", "-noout", "-pubkey"])
+        .with_context(|| format!("{} is not a certificate openssl can read", pair.cert.display()))?;
     if from_key.trim() != from_cert.trim() {
-        return Err(error::user(format!(
-            "{} does not belong to {}: images signed with it would not boot",
-            keys.file("db.key").display(),
-            keys.file("db.crt").display()
-        )));
+        return Err(error::user(format!("{} does not belong to {}", pair.key.display(), pair.cert.display())));
     }
     Ok(())
 }

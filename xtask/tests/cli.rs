@@ -417,7 +417,7 @@ fn locked_refuses_a_changed_pin_and_names_it() {
              Locking toolchain host: 6 pinned versions; it has no root (its tools are on the host), so no packages
              Locking toolchain rustup-1.97: 7 pinned versions; it has no root (its tools are on the host), so no packages
         warning: toolchain sid: 15 pins only; its root is not installed (<scratch>/cache/toolchains/sid-01869e2f51e9f066), so its packages are not locked (run `cargo xtask lock --install` to record them)
-             Locking toolchain sid-gcc: 18 pins; its root is not installed here, so the 267 packages kforge.lock recorded for this spec are kept
+             Locking toolchain sid-gcc: 19 pins; its root is not installed here, so the 284 packages kforge.lock recorded for this spec are kept
              Locking toolchain trixie: 14 pins; its root is not installed here, so the 230 packages kforge.lock recorded for this spec are kept
         error: <project>/kforge.lock is out of date:
           toolchain sid: rustc pinned 1.97.0+dfsg1-2 in toolchains/sid.toml, kforge.lock has 1.97.1+dfsg1-1
@@ -701,4 +701,37 @@ fn boot_choices_that_cannot_work_are_refused_before_anything_is_installed() {
         For more information, try '--help'.
     "#]]
     .assert_eq(&all);
+}
+
+#[test]
+fn package_signing_with_an_unreadable_key_fails_before_anything_is_built() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("debs");
+    let output = xtask(
+        &[
+            "package",
+            "--kernel",
+            "debian-7.2",
+            "--arch",
+            "x86_64",
+            "--out",
+            out.to_str().unwrap(),
+            "--sign-key",
+            "/nonexistent/mok.key",
+            "--sign-cert",
+            "/nonexistent/mok.crt",
+        ],
+        &[],
+    );
+    expect_test::expect![[r#"
+        exit Some(2)
+        --- stderr
+        error: signing key /nonexistent/mok.key is not readable: No such file or directory (os error 2)
+        hint: name a PEM private key and its certificate (--sign-key and --sign-cert)
+    "#]]
+    .assert_eq(&transcript(&output, &[(scratch.path(), "<tmp>")]));
+    assert!(!out.exists(), "nothing may be written");
+    let half = xtask(&["package", "--kernel", "debian-7.2", "--out", "x", "--sign-key", "k"], &[]);
+    assert_eq!(half.status.code(), Some(2), "{}", stderr(&half));
+    assert!(stderr(&half).contains("--sign-cert"), "{}", stderr(&half));
 }

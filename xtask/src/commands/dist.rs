@@ -13,9 +13,9 @@ use crate::dist::{self, BuildFacts, DiskFacts, DriverFacts, Entry, KernelFacts, 
 use crate::jobserver::Parallel;
 use crate::kernel::build as kbuild;
 use crate::matrix::Cell;
-use crate::project::Profile;
+use crate::project::{KernelSource, Profile};
 use crate::toolchain::verify;
-use crate::{cache, disk, error, image, kernel, pipeline, secureboot, ui};
+use crate::{cache, disk, error, image, kernel, package, pipeline, secureboot, ui};
 
 #[derive(Debug, Args)]
 pub struct DistArgs {
@@ -53,8 +53,62 @@ pub fn run(args: DistArgs, global: &GlobalArgs) -> Result<i32> {
             .with_context(|| format!("failed to make the archive of cell {}", cell.id()))?;
         ui::status("Packed", archive.display().to_string());
         println!("{}", archive.display());
+        if let KernelSource::DebianImage(image) = &cell.kernel.source {
+            let signing = keys.as_ref().map(secureboot::KeySet::signing_key);
+            for deb in distro_packages(&context, cell, image, &drivers, signing.as_ref(), &args, global)
+                .with_context(|| format!("failed to make the Debian packages of cell {}", cell.id()))?
+            {
+                println!("{}", deb.display());
+            }
+        }
     }
     Ok(0)
+}
+
+/// A distro kernel's cell also ships as Debian packages (as `cargo xtask
+/// package` builds them, without its install proof): linux-librust, DKMS and
+/// modules packages of the drivers with a module of their own. Lintian errors
+/// fail the cell.
+fn distro_packages(
+    context: &Context,
+    cell: &Cell,
+    image: &crate::project::DebianImage,
+    drivers: &[crate::driver::Driver],
+    signing: Option<&secureboot::SigningKey>,
+    args: &DistArgs,
+    global: &GlobalArgs,
+) -> Result<Vec<PathBuf>> {
+    let Some(debian) = image.arches.get(cell.arch.name) else { return Ok(Vec::new()) };
+    let options = global.install_options();
+    let pins = package::tools::ToolPins::load(&context.repo)?;
+    let tools_root = package::tools::ready(&pins, &options)?;
+    let ready = pipeline::ready_kernel(&context.repo, &cell.kernel, &[cell.arch], &options)?;
+    let with_modules: Vec<crate::driver::Driver> =
+        drivers.iter().filter(|driver| driver.meta.module.is_some()).cloned().collect();
+    let maintainer = package::maintainer(None)?;
+    let request = package::build::Request {
+        repo: &context.repo,
+        work: &context.output.join("dist").join("packages"),
+        kernel: &cell.kernel,
+        image,
+        debian,
+        arch: cell.arch,
+        drivers: &with_modules,
+        ready: &ready,
+        tools_root: &tools_root,
+        signing,
+        maintainer: &maintainer,
+        epoch: package::source_date_epoch(&context.repo)?,
+        out: &args.out,
+    };
+    let built = package::build::build_arch(&request)?;
+    let findings = package::tools::lintian(&tools_root, &built.debs)?;
+    let errors: Vec<&str> =
+        findings.iter().filter(|finding| finding.severity == 'E').map(|finding| finding.line.as_str()).collect();
+    if !errors.is_empty() {
+        return Err(error::user(format!("lintian found errors in the packages:\n  {}", errors.join("\n  "))));
+    }
+    Ok(built.debs)
 }
 
 /// Builds one cell and packs its archive.
@@ -227,7 +281,7 @@ fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
         fs_err::create_dir_all(&cache_dir)?;
         // Shared: what is installed, not built, and the Secure Boot key set
         // (two generated key sets would sign two different images).
-        for shared in ["toolchains", "store", "image-tools", "secureboot"] {
+        for shared in ["toolchains", "store", "image-tools", "package-tools", "secureboot"] {
             fs_err::create_dir_all(real_cache.join(shared))?;
             std::os::unix::fs::symlink(real_cache.join(shared), cache_dir.join(shared))?;
         }
@@ -254,12 +308,23 @@ fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
     let mut failed = 0;
     let mut archives: Vec<PathBuf> = fs_err::read_dir(&outputs[0])?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.to_string_lossy().ends_with(".tar.gz"))
+        .filter(|path| path.to_string_lossy().ends_with(".tar.gz") || path.to_string_lossy().ends_with(".deb"))
         .collect();
     archives.sort();
     for archive in &archives {
         let name = archive.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
         let other = outputs[1].join(&name);
+        if name.ends_with(".deb") {
+            // A Debian package is compared whole (dpkg-deb writes no time of its own: SOURCE_DATE_EPOCH).
+            if other.is_file() && fs_err::read(archive)? == fs_err::read(&other)? {
+                ui::status("Identical", format!("{name}: byte for byte"));
+                fs_err::copy(archive, args.out.join(&name))?;
+            } else {
+                failed += 1;
+                ui::warn(format!("{name} differs between the two builds (or is missing from the second)"));
+            }
+            continue;
+        }
         let differing = dist::differences(&dist::read_archive(archive)?, &dist::read_archive(&other)?);
         if differing.is_empty() && fs_err::read(archive)? == fs_err::read(&other)? {
             ui::status("Identical", format!("{name}: every file matches byte for byte"));

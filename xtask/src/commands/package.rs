@@ -2,13 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::{Context, GlobalArgs};
-use crate::jobserver::Parallel;
-use crate::package::{self, PackagedDriver, deb, proof, tools};
-use crate::project::{KernelEntry, KernelSource};
+use crate::installed::InstalledModules;
+use crate::matrix::{self, Cell, RunOptions};
+use crate::package::{self, PackagedDriver, build, deb, proof, tools};
+use crate::project::{BootMethod, BootMode, KernelEntry, KernelSource, Profile};
+use crate::report::model::Status;
+use crate::secureboot::{self, SigningKey};
 use crate::{error, pipeline, ui};
 
 #[derive(Debug, Args)]
@@ -32,6 +35,17 @@ pub struct PackageArgs {
     /// linux-librust and the first driver's DKMS package, and `dkms install` builds it.
     #[arg(long)]
     pub prove: bool,
+    /// Sign the modules of the `kforge-<driver>-modules-<release>` packages with the kernel's
+    /// sign-file and the project key: Secure Boot's db key (`KFORGE_SECURE_BOOT_KEYS`, else
+    /// kforge.toml's `[boot] secure-boot-keys`, else the generated one).
+    #[arg(long, conflicts_with = "sign_key")]
+    pub sign_modules: bool,
+    /// Sign them with this private key instead (a MOK key of your own; with --sign-cert).
+    #[arg(long, requires = "sign_cert", value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// The certificate of --sign-key (PEM), the one to enrol with `mokutil --import`.
+    #[arg(long, requires = "sign_key", value_name = "CERT")]
+    pub sign_cert: Option<PathBuf>,
 }
 
 pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
@@ -52,9 +66,14 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
         None => all.into_iter().filter(|driver| driver.meta.module.is_some()).collect(),
     };
     let options = global.install_options();
+    let signing = signing_key(&args, &context, &options)?;
     let pins = tools::ToolPins::load(&context.repo)?;
     let tools_root = tools::ready(&pins, &options)?;
     let ready = pipeline::ready_kernel(&context.repo, &kernel, &arches, &options)?;
+    if let Some(key) = &signing {
+        // Before any build: the key must open and belong to the certificate.
+        secureboot::check_pair(&ready.toolchain.sandbox()?, key)?;
+    }
     fs_err::create_dir_all(&args.out)?;
     let mut errors = 0;
     let mut proven = false;
@@ -67,70 +86,23 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
                 arch.name
             )));
         };
-        let (active, skipped) = pipeline::ready_arch(&context.repo, &kernel, arch, &ready, &drivers)?;
-        let (toolchain, source) = (&ready.toolchain, &ready.source);
-        for (driver, reason) in skipped {
-            ui::status("Skipping", format!("{} on {}: {reason}", driver.name, arch.name));
-        }
-        let plan = pipeline::kernel_plan(&context.repo, &kernel, arch, toolchain, &active)?;
-        let cell = format!("{}-{}", kernel.id, arch.name);
-        let log = context.output.join("logs").join(format!("kernel-{cell}.log"));
-        let parallel = Parallel::Jobs(pipeline::default_jobs());
-        let build = pipeline::build_kernel(&plan, toolchain, source, &log, parallel)?;
-        let release = build
-            .make_vars
-            .iter()
-            .find_map(|var| var.strip_prefix("KERNELRELEASE="))
-            .map(str::to_string)
-            .ok_or_else(|| error::user(format!("the build of {cell} records no KERNELRELEASE")))?;
-        let work = context.output.join("package").join(&cell);
-        let built = pipeline::build_drivers(&active, arch, toolchain, source, &build, &work.join("drivers"), parallel)?;
-        let mut packaged = Vec::new();
-        for item in &built {
-            let Some(module) = item.driver.meta.module.as_ref() else { continue };
-            let ko = item.modules.iter().find(|file| &file.name == module).map(|file| file.ko.clone());
-            let ko = ko.ok_or_else(|| error::user(format!("driver {} built no {module}.ko", item.driver.name)))?;
-            packaged.push(PackagedDriver {
-                description: cargo_description(&item.driver.dir)?,
-                driver: item.driver.clone(),
-                ko,
-            });
-        }
-        let sandbox = tools_root.sandbox()?;
-        let proc_macros = package::strip_proc_macros(&sandbox, &build.dir, &work.join("proc-macros"))?;
-        // The root's own C library (a multi-arch root records `libc6:amd64`): the proc macros link it.
-        let installed = toolchain.installed_packages()?;
-        let libc = installed.iter().find(|(name, _)| *name == "libc6" || name.starts_with("libc6:"));
-        let libc = libc.map(|(_, version)| version.clone()).ok_or_else(|| {
-            error::user(format!("toolchain {} records no libc6 version (opt/kforge/packages.txt)", toolchain.id()))
-        })?;
-        let libc_upstream = libc.split(['-', '+']).next().unwrap_or(&libc).to_string();
-        let inputs = package::Inputs {
-            arch,
-            source: &image.source,
+        let request = build::Request {
+            repo: &context.repo,
+            work: &context.output.join("package"),
+            kernel: &kernel,
+            image,
             debian,
-            release: release.clone(),
-            build_dir: &build.dir,
-            rustc_pin: package::pin_of(&toolchain.spec.rustc.packages, "rustc")?,
-            bindgen_pin: package::pin_of(&toolchain.spec.bindgen.packages, "bindgen")?,
-            libc_dependency: format!("libc6 (>= {libc_upstream})"),
-            proc_macros,
-            drivers: packaged.clone(),
-            maintainer: maintainer.clone(),
+            arch,
+            drivers: &drivers,
+            ready: &ready,
+            tools_root: &tools_root,
+            signing: signing.as_ref(),
+            maintainer: &maintainer,
             epoch,
-            kforge_version: env!("CARGO_PKG_VERSION").to_string(),
+            out: &args.out,
         };
-        let mut planned = package::plan(&inputs)?;
-        if let Some(reason) = package::librust_refusal(arch) {
-            ui::warn(format!("{cell}: no linux-librust and no DKMS packages: {reason}"));
-            planned.retain(|item| item.name.starts_with("kforge-") && !item.name.ends_with("-dkms"));
-        }
-        let mut debs = Vec::new();
-        for item in &planned {
-            let path = deb::build(&sandbox, item, &args.out, epoch)?;
-            ui::status("Packaged", path.display().to_string());
-            debs.push(path);
-        }
+        let built = build::build_arch(&request)?;
+        let build::ArchPackages { cell, release, work, planned, debs, packaged } = built;
         let findings = tools::lintian(&tools_root, &debs)?;
         let (errors_here, warnings) = report_findings(&cell, &findings);
         errors += errors_here;
@@ -141,12 +113,14 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
         for path in &debs {
             println!("{}", path.display());
         }
-        if args.prove && !proven && package::librust_refusal(arch).is_none() {
+        // The proof root is the build machine's architecture.
+        if args.prove && !proven && package::is_native(arch) {
             proven = true;
             let Some(first) = packaged.first() else {
                 return Err(error::user("--prove needs a driver with a module of its own (--driver fifo)"));
             };
-            prove(&pins, &options, debian, &release, &planned, &debs, first, &work)?;
+            let proof = Proof { pins: &pins, options: &options, debian, release: &release, work: &work };
+            prove(&context, &kernel, arch, &proof, (&planned, &debs), first)?;
         }
     }
     if errors > 0 {
@@ -158,18 +132,47 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Runs the install proof for one driver and prints what it found.
-#[allow(clippy::too_many_arguments)]
-fn prove(
-    pins: &tools::ToolPins,
+/// The key the modules packages are signed with, if signing was asked for:
+/// `--sign-key`/`--sign-cert` (checked readable here, before anything is
+/// built), or with `--sign-modules` the project's Secure Boot db key.
+fn signing_key(
+    args: &PackageArgs,
+    context: &Context,
     options: &crate::toolchain::install::InstallOptions,
-    debian: &crate::project::DebianImageArch,
-    release: &str,
-    planned: &[deb::DebPackage],
-    debs: &[PathBuf],
+) -> Result<Option<SigningKey>> {
+    if let (Some(key), Some(cert)) = (&args.sign_key, &args.sign_cert) {
+        let pair = SigningKey { key: key.clone(), cert: cert.clone() };
+        pair.check_readable()?;
+        return Ok(Some(pair));
+    }
+    if !args.sign_modules {
+        return Ok(None);
+    }
+    let keys = pipeline::check_secure_boot(&context.repo, true, &context.project.boot, options)?
+        .ok_or_else(|| error::user("the project's Secure Boot key set could not be made ready"))?;
+    Ok(Some(keys.signing_key()))
+}
+
+/// What the install proof of one arch works with.
+struct Proof<'a> {
+    pins: &'a tools::ToolPins,
+    options: &'a crate::toolchain::install::InstallOptions,
+    debian: &'a crate::project::DebianImageArch,
+    release: &'a str,
+    work: &'a Path,
+}
+
+/// Runs the install proof for one driver, then boots the distro's kernel with
+/// the module DKMS built and installed, and prints what it found.
+fn prove(
+    context: &Context,
+    kernel: &KernelEntry,
+    arch: &'static crate::arch::Arch,
+    proof: &Proof<'_>,
+    (planned, debs): (&[deb::DebPackage], &[PathBuf]),
     driver: &PackagedDriver,
-    work: &Path,
 ) -> Result<()> {
+    let Proof { pins, options, debian, release, work } = *proof;
     let find = |name: &str| -> Result<PathBuf> {
         planned
             .iter()
@@ -215,8 +218,81 @@ fn prove(
         result.vermagic.trim(),
         result.seconds
     );
-    fs_err::write(result.results.join("summary.txt"), summary)?;
+    fs_err::write(result.results.join("summary.txt"), &summary)?;
+    let booted = boot_installed(context, kernel, arch, driver, release, &result.tree, options, &work.join("boot"))?;
+    fs_err::write(result.results.join("summary.txt"), summary + &booted)?;
     Ok(())
+}
+
+/// Boots the distro's own kernel with the modules the proof installed
+/// (`tree`): /init loads the driver's module with modprobe from
+/// /lib/modules/<release> and runs the driver's tests. A failed or errored
+/// test, or a load that did not pass, is an error (skips, such as KUnit
+/// suites on a kernel without CONFIG_KUNIT, are not). Returns the summary's boot line.
+#[allow(clippy::too_many_arguments)]
+fn boot_installed(
+    context: &Context,
+    kernel: &KernelEntry,
+    arch: &'static crate::arch::Arch,
+    driver: &PackagedDriver,
+    release: &str,
+    tree: &Path,
+    options: &crate::toolchain::install::InstallOptions,
+    out: &Path,
+) -> Result<String> {
+    let cell = Cell { kernel: kernel.clone(), arch, profile: Profile::Release };
+    let run_options = RunOptions {
+        repo: context.repo.clone(),
+        output: out.to_path_buf(),
+        drivers: vec![driver.driver.clone()],
+        jobs: pipeline::default_jobs(),
+        boot: context.project.boot.clone(),
+        boot_mode: BootMode { method: BootMethod::Direct, secure_boot: false },
+        install: options.clone(),
+        installed_modules: Some(InstalledModules { release: release.to_string(), tree: tree.to_path_buf() }),
+    };
+    ui::status(
+        "Booting",
+        format!(
+            "{} with {} from the installed packages (modprobe from /lib/modules/{release})",
+            cell.label(),
+            driver.driver.name
+        ),
+    );
+    let results = matrix::run(std::slice::from_ref(&cell), &run_options)?;
+    let [json, ..] = results.write(out)?;
+    let Some(booted) = results.cells.first() else {
+        return Err(error::user(format!("the boot of {} with the installed modules gave no result", cell.label())));
+    };
+    let load = format!("{}.load", driver.driver.name);
+    let not_passed: Vec<String> = booted
+        .tests
+        .iter()
+        .filter(|test| matches!(test.status, Status::Fail | Status::Error))
+        .map(|test| format!("{} {}", test.name, test.status.as_str()))
+        .collect();
+    let loaded = booted.tests.iter().any(|test| test.name == load && test.status == Status::Pass);
+    if booted.status != Status::Pass || !not_passed.is_empty() || !loaded {
+        return Err(error::user_hint(
+            format!(
+                "{} with the DKMS-built {} did not pass: {}{}",
+                cell.label(),
+                driver.driver.name,
+                booted.message.clone().unwrap_or_else(|| booted.status.as_str().to_string()),
+                if not_passed.is_empty() { String::new() } else { format!(" ({})", not_passed.join(", ")) }
+            ),
+            format!("see {} and the console log {}", json.display(), booted.log),
+        ));
+    }
+    let line = format!(
+        "boot: {} with the installed modules: {} passed (modprobe loaded {} from /lib/modules/{release}), boot {:.1} s\n",
+        cell.label(),
+        booted.totals.pass,
+        driver.driver.meta.module.clone().unwrap_or_default(),
+        booted.timings.boot_seconds
+    );
+    ui::status("Booted", line.trim_end().trim_start_matches("boot: "));
+    Ok(line)
 }
 
 /// Prints lintian's findings: errors and warnings as such, the rest as details. Returns (errors, warnings).
@@ -247,19 +323,4 @@ fn not_a_distro_kernel(kernel: &KernelEntry) -> anyhow::Error {
         ),
         "for kforge's own kernels use `cargo xtask dist` (release archives) or `cargo xtask sdk`",
     )
-}
-
-/// The `description` of a driver's Cargo.toml.
-fn cargo_description(dir: &Path) -> Result<String> {
-    let manifest = dir.join("Cargo.toml");
-    let value: toml::Value = toml::from_str(&fs_err::read_to_string(&manifest)?)
-        .with_context(|| format!("cannot parse {}", manifest.display()))?;
-    value
-        .get("package")
-        .and_then(|package| package.get("description"))
-        .and_then(|description| description.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| {
-            error::user(format!("{} has no package.description (the packages' description)", manifest.display()))
-        })
 }

@@ -30,6 +30,7 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
         boot: context.project.boot.clone(),
         boot_mode: args.boot.mode(&context)?,
         install: global.install_options(),
+        installed_modules: None,
     };
     pipeline::check_secure_boot(&context.repo, options.boot_mode.secure_boot, &options.boot, &options.install)?;
     if args.selection.suite.as_deref() == Some(seeded::SUITE) {

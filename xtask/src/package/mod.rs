@@ -6,6 +6,8 @@
 //! builds them reproducibly, `tools` runs lintian, `proof` installs them in
 //! a fresh Debian root with apt and builds the module with DKMS.
 
+pub mod build;
+pub mod cross;
 pub mod deb;
 pub mod proof;
 pub mod tools;
@@ -126,18 +128,24 @@ pub fn dkms_module(driver: &Driver) -> (String, String) {
     (format!("kforge-{}", driver.name), driver.version.clone())
 }
 
-/// Why packages cannot be built for `arch`, if they cannot. The proc-macro
-/// libraries in `rust/` (`libmacros.so`...) are shared objects for the
-/// machine that built them, loaded by the rustc that builds a module: a
-/// librust for another architecture would carry this host's objects.
-pub fn librust_refusal(arch: &Arch) -> Option<String> {
-    let host = std::env::consts::ARCH;
-    let native = Arch::host().map(|row| row.name == arch.name).unwrap_or(false);
-    (!native).then(|| {
+/// Whether `arch` is the machine kforge runs on (no cross build).
+pub fn is_native(arch: &Arch) -> bool {
+    Arch::host().map(|row| row.name == arch.name).unwrap_or(false)
+}
+
+/// Why linux-librust (and so the DKMS packages) cannot be built for `arch`
+/// with `toolchain`, if it cannot. The proc-macro libraries in `rust/`
+/// (`libmacros.so`...) are loaded by the rustc that builds a module, so for
+/// another arch they are built again for it (`cross`), which needs that
+/// arch's rustc std in the toolchain.
+pub fn librust_refusal(arch: &Arch, toolchain: &crate::toolchain::Toolchain) -> Option<String> {
+    if is_native(arch) {
+        return None;
+    }
+    cross::missing_std(toolchain, arch).map(|reason| {
         format!(
-            "linux-librust for {} would carry {host} proc-macro libraries (rust/libmacros.so, libpin_init_internal.so...), \
-             which rustc on a {} machine cannot load; build it on a {} machine (cross-building the proc macros is not supported yet)",
-            arch.name, arch.name, arch.name
+            "linux-librust for {} needs its proc-macro libraries built for {} machines: {reason}",
+            arch.name, arch.name
         )
     })
 }
@@ -521,13 +529,25 @@ mod tests {
     }
 
     #[test]
-    fn arm64_librust_is_refused_on_another_host() {
-        let arm = Arch::find("arm64").unwrap();
-        let x86 = Arch::find("x86_64").unwrap();
+    fn another_arch_needs_its_rustc_std_in_the_toolchain() {
+        let _env = crate::test_support::env_lock();
+        let cache = tempfile::tempdir().unwrap();
+        let previous = std::env::var_os("KFORGE_CACHE_DIR");
+        // SAFETY: the env lock serialises every test that touches the environment.
+        unsafe { std::env::set_var("KFORGE_CACHE_DIR", cache.path()) };
+        let toolchain = crate::toolchain::Toolchain::load(&repo(), "sid-gcc").unwrap();
+        let (arm, x86) = (Arch::find("arm64").unwrap(), Arch::find("x86_64").unwrap());
         if std::env::consts::ARCH == "x86_64" {
-            assert_eq!(librust_refusal(x86), None);
-            let reason = librust_refusal(arm).unwrap();
-            assert!(reason.contains("would carry x86_64 proc-macro libraries"), "{reason}");
+            assert_eq!(librust_refusal(x86, &toolchain), None);
+            let reason = librust_refusal(arm, &toolchain).unwrap();
+            assert!(reason.contains("no rustc std for aarch64-unknown-linux-gnu"), "{reason}");
+            assert!(reason.contains("add libstd-rust-dev:arm64=<rustc's version> to [extras]"), "{reason}");
+            fs_err::create_dir_all(toolchain.root.join("usr/lib/rustlib/aarch64-unknown-linux-gnu/lib")).unwrap();
+            assert_eq!(librust_refusal(arm, &toolchain), None);
+        }
+        match previous {
+            Some(value) => unsafe { std::env::set_var("KFORGE_CACHE_DIR", value) },
+            None => unsafe { std::env::remove_var("KFORGE_CACHE_DIR") },
         }
     }
 

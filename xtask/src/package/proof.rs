@@ -98,8 +98,16 @@ status=$?
 cp "{tree}/build/make.log" "$out/dkms-make.log" 2>/dev/null
 [ $status -eq 0 ] || fail "dkms install exited with $status (see dkms-install.log, dkms-make.log)"
 cp -r "{tree}/{release}" "$out/module/dkms-tree" 2>/dev/null
-cp -r /usr/lib/modules/{release}/updates "$out/module/updates" 2>/dev/null
-ls "$out/module/updates/dkms/{ko}.ko"* > /dev/null 2>&1 || fail "dkms installed no {ko}.ko under /usr/lib/modules/{release}/updates/dkms"
+# The installed modules as the system sees them (DKMS's module and depmod's
+# modules.*, not the `build` link to the headers): kforge boots Debian's kernel with them.
+# DKMS skips depmod while the kernel image is not installed (this root has only
+# the headers); the image's postinst would run it, so run it as that would.
+depmod -a {release} > "$out/depmod.log" 2>&1 || fail "depmod -a {release} failed (see depmod.log)"
+mkdir -p "$out/modules-tree"
+cp -r /usr/lib/modules/{release}/updates "$out/modules-tree/updates" 2>/dev/null
+cp /usr/lib/modules/{release}/modules.* "$out/modules-tree/" 2>/dev/null
+ls "$out/modules-tree/updates/dkms/{ko}.ko"* > /dev/null 2>&1 || fail "dkms installed no {ko}.ko under /usr/lib/modules/{release}/updates/dkms"
+grep -q "^updates/dkms/{ko}\.ko" "$out/modules-tree/modules.dep" 2>/dev/null || fail "depmod did not list {ko} in /usr/lib/modules/{release}/modules.dep"
 # 4. Without librust, DKMS's build log must name the missing package.
 dpkg --force-depends --remove {librust_name} > "$out/remove-librust.log" 2>&1
 if dkms build -m {module} -v {version} -k {release} --force > "$out/dkms-without-librust.log" 2>&1; then
@@ -155,6 +163,8 @@ pub struct ProofResult {
     pub module_path: PathBuf,
     pub vermagic: String,
     pub seconds: f64,
+    /// `/usr/lib/modules/<release>` of the root as DKMS and depmod left it (regular files only).
+    pub tree: PathBuf,
     /// The directory with every step's log.
     pub results: PathBuf,
 }
@@ -210,31 +220,21 @@ pub fn run(plan: &ProofPlan, work: &Path, options: &InstallOptions) -> Result<Pr
     if verdict.trim() != "ok" {
         return Err(error::user(format!("install proof: {} (logs in {})", verdict.trim(), out.display())));
     }
-    let (module_path, module) = installed_module(&out.join("module/updates/dkms"), &plan.ko_name)?;
+    let tree = out.join("modules-tree");
+    let (module_path, module) = installed_module(&tree.join("updates/dkms"), &plan.ko_name)?;
     let vermagic = modinfo(&module, "vermagic")
         .ok_or_else(|| error::user(format!("{} has no vermagic in .modinfo", module_path.display())))?;
-    Ok(ProofResult { module, module_path, vermagic, seconds: started.elapsed().as_secs_f64(), results: out })
+    Ok(ProofResult { module, module_path, vermagic, seconds: started.elapsed().as_secs_f64(), tree, results: out })
 }
 
-/// The installed `<ko>.ko` (or `.ko.xz`, `.ko.zst`, `.ko.gz` decompressed) in `dir`.
+/// The installed `<ko>.ko` (or `.ko.xz`, `.ko.gz`) in `dir`, decompressed.
 fn installed_module(dir: &Path, ko: &str) -> Result<(PathBuf, Vec<u8>)> {
-    let plain = dir.join(format!("{ko}.ko"));
-    if plain.is_file() {
-        return Ok((plain.clone(), fs_err::read(&plain)?));
-    }
-    let xz = dir.join(format!("{ko}.ko.xz"));
-    if xz.is_file() {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut xz2::read::XzDecoder::new(fs_err::File::open(&xz)?), &mut bytes)
-            .with_context(|| format!("cannot decompress {}", xz.display()))?;
-        return Ok((xz, bytes));
-    }
-    let gz = dir.join(format!("{ko}.ko.gz"));
-    if gz.is_file() {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(fs_err::File::open(&gz)?), &mut bytes)
-            .with_context(|| format!("cannot decompress {}", gz.display()))?;
-        return Ok((gz, bytes));
+    for suffix in [".ko", ".ko.xz", ".ko.gz"] {
+        let path = dir.join(format!("{ko}{suffix}"));
+        if path.is_file() {
+            let bytes = crate::installed::read_module(&path)?;
+            return Ok((path, bytes));
+        }
     }
     Err(error::user(format!("no {ko}.ko (plain, .xz or .gz) in {}", dir.display())))
 }
@@ -263,7 +263,7 @@ pub fn without_signature(module: &[u8]) -> &[u8] {
 
 /// How DKMS's module compares with kforge's own build of it.
 pub fn compare(dkms: &[u8], kforge: &[u8]) -> String {
-    let dkms = without_signature(dkms);
+    let (dkms, kforge) = (without_signature(dkms), without_signature(kforge));
     if dkms == kforge {
         return "byte-identical to kforge's own build".to_string();
     }
