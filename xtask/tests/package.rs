@@ -89,6 +89,11 @@ fn debian_packages_install_with_apt_and_build_with_dkms() {
     let summary = repo().join("target/kforge/package/debian-7.2-x86_64/proof/results/out/summary.txt");
     let summary = std::fs::read_to_string(&summary).unwrap();
     assert!(summary.contains("vermagic: 7.2.13+deb14-amd64 "), "{summary}");
+    // DKMS's module is kforge's: the same code and data once DKMS's BTF and kforge's debug information are set aside.
+    assert!(
+        summary.contains("normalized: code and data identical") || summary.contains("normalized: byte-identical"),
+        "{summary}"
+    );
     // Debian's kernel booted with DKMS's module, loaded by modprobe from /lib/modules, and fifo's tests passed.
     assert!(
         summary.contains("boot: debian-7.2/x86_64/release with the installed modules: ")

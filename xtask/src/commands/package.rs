@@ -119,7 +119,9 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
             let Some(first) = packaged.first() else {
                 return Err(error::user("--prove needs a driver with a module of its own (--driver fifo)"));
             };
-            let proof = Proof { pins: &pins, options: &options, debian, release: &release, work: &work };
+            let sandbox = ready.toolchain.sandbox()?;
+            let proof =
+                Proof { pins: &pins, options: &options, debian, release: &release, work: &work, sandbox: &sandbox };
             prove(&context, &kernel, arch, &proof, (&planned, &debs), first)?;
         }
     }
@@ -160,6 +162,8 @@ struct Proof<'a> {
     debian: &'a crate::project::DebianImageArch,
     release: &'a str,
     work: &'a Path,
+    /// The toolchain's sandbox: its binutils normalise the modules for the comparison.
+    sandbox: &'a crate::sandbox::Sandbox,
 }
 
 /// Runs the install proof for one driver, then boots the distro's kernel with
@@ -172,7 +176,7 @@ fn prove(
     (planned, debs): (&[deb::DebPackage], &[PathBuf]),
     driver: &PackagedDriver,
 ) -> Result<()> {
-    let Proof { pins, options, debian, release, work } = *proof;
+    let Proof { pins, options, debian, release, work, sandbox } = *proof;
     let find = |name: &str| -> Result<PathBuf> {
         planned
             .iter()
@@ -195,6 +199,7 @@ fn prove(
     let result = proof::run(&plan, &work.join("proof"), options)?;
     let kforge = fs_err::read(&driver.ko)?;
     let comparison = proof::compare(&result.module, &kforge);
+    let normalized = proof::normalized_comparison(sandbox, &result.module_path, &driver.ko, &work.join("compare"))?;
     if !result.vermagic.starts_with(&format!("{release} ")) {
         return Err(error::user(format!(
             "the DKMS-built {} has vermagic `{}`, not Debian's kernel release {release}",
@@ -205,7 +210,7 @@ fn prove(
     ui::status(
         "Proven",
         format!(
-            "apt + dkms built {} in {:.0} s; vermagic `{}`; {comparison}; logs in {}",
+            "apt + dkms built {} in {:.0} s; vermagic `{}`; {comparison}; {normalized}; logs in {}",
             plan.ko_name,
             result.seconds,
             result.vermagic.trim(),
@@ -213,7 +218,7 @@ fn prove(
         ),
     );
     let summary = format!(
-        "release: {release}\nmodule: {}\nvermagic: {}\ncomparison: {comparison}\nseconds: {:.0}\n",
+        "release: {release}\nmodule: {}\nvermagic: {}\ncomparison: {comparison}\nnormalized: {normalized}\nseconds: {:.0}\n",
         result.module_path.display(),
         result.vermagic.trim(),
         result.seconds

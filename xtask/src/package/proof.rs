@@ -286,6 +286,90 @@ pub fn compare(dkms: &[u8], kforge: &[u8]) -> String {
     )
 }
 
+/// The sections of an ELF64 little-endian object by name, with their bytes
+/// (empty for NOBITS). `None` when the bytes are not such an object.
+pub fn elf_sections(object: &[u8]) -> Option<std::collections::BTreeMap<String, Vec<u8>>> {
+    let u16_at = |at: usize| object.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at = |at: usize| object.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
+    let u64_at = |at: usize| object.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize);
+    if !object.starts_with(b"\x7fELF\x02\x01") {
+        return None;
+    }
+    let (table, entry, count, names_index) = (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?);
+    let header = |index: usize| table.checked_add(index.checked_mul(entry)?);
+    let names = u64_at(header(names_index)? + 24)?;
+    let mut sections = std::collections::BTreeMap::new();
+    for index in 1..count {
+        let at = header(index)?;
+        let (name, kind, offset, size) = (u32_at(at)?, u32_at(at + 4)?, u64_at(at + 24)?, u64_at(at + 32)?);
+        let name_bytes = object.get(names.checked_add(name)?..)?;
+        let name = String::from_utf8_lossy(&name_bytes[..name_bytes.iter().position(|byte| *byte == 0)?]).into_owned();
+        const NOBITS: usize = 8;
+        let data = if kind == NOBITS { Vec::new() } else { object.get(offset..offset.checked_add(size)?)?.to_vec() };
+        sections.insert(name, data);
+    }
+    Some(sections)
+}
+
+/// How two modules' sections differ: names only in the first, only in the second, and with other bytes.
+pub fn section_differences(first: &[u8], second: &[u8]) -> Option<(Vec<String>, Vec<String>, Vec<String>)> {
+    let (first, second) = (elf_sections(first)?, elf_sections(second)?);
+    let only = |a: &std::collections::BTreeMap<String, Vec<u8>>, b: &std::collections::BTreeMap<String, Vec<u8>>| {
+        a.keys().filter(|name| !b.contains_key(*name)).cloned().collect::<Vec<_>>()
+    };
+    let differing = first.iter().filter(|(name, data)| second.get(*name).is_some_and(|other| other != *data));
+    Some((only(&first, &second), only(&second, &first), differing.map(|(name, _)| name.clone()).collect()))
+}
+
+/// The sections that may differ between DKMS's module and kforge's once both
+/// are normalised: the GNU build id hashes the whole linked file, debug
+/// information and BTF included.
+pub const BUILD_ID_SECTION: &str = ".note.gnu.build-id";
+
+/// DKMS's module without its BTF (`objcopy -R .BTF -R .BTF.base`: DKMS's
+/// build had a BTF base to split against, kforge's had none) next to kforge's
+/// without debug information (`strip --strip-debug`, as DKMS strips what it
+/// installs), both written by the toolchain's binutils into `dir`; then
+/// compared section by section. Returns the comparison's sentence.
+pub fn normalized_comparison(
+    sandbox: &crate::sandbox::Sandbox,
+    dkms: &Path,
+    kforge: &Path,
+    dir: &Path,
+) -> Result<String> {
+    crate::cache::remove_dir_if_exists(dir)?;
+    fs_err::create_dir_all(dir)?;
+    let mut jail = sandbox.jail();
+    jail.ro(dkms, "/in/dkms.ko");
+    jail.ro(kforge, "/in/kforge.ko");
+    jail.rw(dir, "/out");
+    jail.command(&["objcopy", "-R", ".BTF", "-R", ".BTF.base", "/in/dkms.ko", "/out/dkms.ko"])?
+        .run()
+        .with_context(|| format!("objcopy could not remove the BTF of {}", dkms.display()))?;
+    jail.command(&["strip", "--strip-debug", "-o", "/out/kforge.ko", "/in/kforge.ko"])?
+        .run()
+        .with_context(|| format!("strip could not strip {}", kforge.display()))?;
+    let (left, right) = (fs_err::read(dir.join("dkms.ko"))?, fs_err::read(dir.join("kforge.ko"))?);
+    let Some((only_dkms, only_kforge, differing)) = section_differences(&left, &right) else {
+        return Err(error::user(format!("{} or {} is not an ELF64 object", dkms.display(), kforge.display())));
+    };
+    let rest: Vec<&String> = differing.iter().filter(|name| *name != BUILD_ID_SECTION).collect();
+    let same = only_dkms.is_empty() && only_kforge.is_empty() && rest.is_empty();
+    Ok(if left == right {
+        "byte-identical after normalising (DKMS's BTF removed, kforge's debug information stripped)".to_string()
+    } else if same {
+        format!(
+            "code and data identical: after removing DKMS's BTF and stripping kforge's debug information, \
+             every section is the same but {BUILD_ID_SECTION}"
+        )
+    } else {
+        format!(
+            "differs after normalising: sections only in DKMS's {only_dkms:?}, only in kforge's {only_kforge:?}, \
+             with other bytes {differing:?}"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +429,65 @@ mod tests {
         assert_eq!(without_signature(&signed), &module[..]);
         assert_eq!(compare(&signed, &module), "byte-identical to kforge's own build");
         assert!(compare(b"abcdefgh\0", b"abcdefgi\0").contains("1 differing bytes"));
+    }
+
+    /// A minimal ELF64 object: the null section, `sections` in order, then `.shstrtab`.
+    fn elf(sections: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut names = vec![0u8];
+        let mut body = Vec::new();
+        let mut headers = vec![[0u8; 64]];
+        let mut all: Vec<(String, Vec<u8>)> = sections.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect();
+        all.push((".shstrtab".into(), Vec::new()));
+        let shstrtab_name = {
+            let mut n = names.clone();
+            for (name, _) in &all {
+                n.extend_from_slice(name.as_bytes());
+                n.push(0);
+            }
+            n
+        };
+        for (index, (name, data)) in all.iter().enumerate() {
+            let name_at = names.len() as u32;
+            names.extend_from_slice(name.as_bytes());
+            names.push(0);
+            let data = if index == all.len() - 1 { shstrtab_name.clone() } else { data.clone() };
+            let offset = 64 + body.len() as u64;
+            body.extend_from_slice(&data);
+            let mut header = [0u8; 64];
+            header[0..4].copy_from_slice(&name_at.to_le_bytes());
+            header[4..8].copy_from_slice(&1u32.to_le_bytes());
+            header[24..32].copy_from_slice(&offset.to_le_bytes());
+            header[32..40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+            headers.push(header);
+        }
+        let mut object = vec![0u8; 64];
+        object[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let table = 64 + body.len() as u64;
+        object[0x28..0x30].copy_from_slice(&table.to_le_bytes());
+        object[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        object[0x3c..0x3e].copy_from_slice(&(headers.len() as u16).to_le_bytes());
+        object[0x3e..0x40].copy_from_slice(&((headers.len() - 1) as u16).to_le_bytes());
+        object.extend_from_slice(&body);
+        for header in headers {
+            object.extend_from_slice(&header);
+        }
+        object
+    }
+
+    #[test]
+    fn sections_are_compared_by_name_and_bytes() {
+        let dkms = elf(&[(".text", b"code"), (".note.gnu.build-id", b"aaaa"), (".BTF", b"btf")]);
+        let kforge = elf(&[(".text", b"code"), (".note.gnu.build-id", b"bbbb"), (".debug_info", b"dwarf")]);
+        let sections = elf_sections(&dkms).unwrap();
+        assert_eq!(sections[".text"], b"code");
+        assert!(sections.contains_key(".shstrtab"));
+        let (only_dkms, only_kforge, differing) = section_differences(&dkms, &kforge).unwrap();
+        assert_eq!(only_dkms, [".BTF"]);
+        assert_eq!(only_kforge, [".debug_info"]);
+        assert_eq!(differing, [".note.gnu.build-id", ".shstrtab"], "the names table differs with the names");
+        assert!(elf_sections(b"not an object").is_none());
+        let mut truncated = dkms.clone();
+        truncated.truncate(dkms.len() - 40);
+        assert!(elf_sections(&truncated).is_none(), "a cut section table is not read past the end");
     }
 }
