@@ -64,6 +64,10 @@ pub struct DriverMeta {
     /// Arches it cannot run on, with the reason.
     #[serde(default)]
     pub unsupported_arches: BTreeMap<String, String>,
+    /// The Maintainer of its Debian packages (`Full Name <address>`); `cargo
+    /// xtask package --maintainer` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintainer: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -547,6 +551,7 @@ mod tests {
             suite: None,
             min_kernel: Some("7.2".into()),
             unsupported_arches: BTreeMap::from([("arm64".to_string(), "example reason".to_string())]),
+            maintainer: None,
         }
     }
 

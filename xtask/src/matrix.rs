@@ -994,6 +994,7 @@ mod tests {
             suite: None,
             min_kernel: None,
             unsupported_arches: Default::default(),
+            maintainer: None,
         };
         Driver { name: "edu".into(), version: "0.1.0".into(), dir: PathBuf::new(), meta }
     }

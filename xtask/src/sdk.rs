@@ -911,6 +911,7 @@ mod tests {
                 test_programs: vec![],
                 min_kernel: None,
                 unsupported_arches: BTreeMap::new(),
+                maintainer: None,
             },
         };
         assert!(missing_options(&driver, "CONFIG_KUNIT=y\nCONFIG_DEBUG_FS=y\n").is_empty());

@@ -98,6 +98,7 @@ fn distro_packages(
         tools_root: &tools_root,
         signing,
         maintainer: &maintainer,
+        given_maintainer: None,
         epoch: package::source_date_epoch(&context.repo)?,
         out: &args.out,
     };

@@ -28,7 +28,8 @@ pub struct PackageArgs {
     /// Where the .deb files go.
     #[arg(long)]
     pub out: PathBuf,
-    /// The Maintainer field, `Full Name <address>` (default: DEBFULLNAME and DEBEMAIL, else kforge's).
+    /// The Maintainer field, `Full Name <address>` (default: a driver's `[package.metadata.kforge]
+    /// maintainer` for its packages, else DEBFULLNAME and DEBEMAIL, else kforge's).
     #[arg(long)]
     pub maintainer: Option<String>,
     /// Then prove the install: in a fresh Debian root, apt installs Debian's headers,
@@ -98,6 +99,7 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
             tools_root: &tools_root,
             signing: signing.as_ref(),
             maintainer: &maintainer,
+            given_maintainer: args.maintainer.as_deref(),
             epoch,
             out: &args.out,
         };

@@ -27,7 +27,10 @@ pub struct Request<'a> {
     pub tools_root: &'a tools::ToolsRoot,
     /// Sign the modules packages' modules with this key.
     pub signing: Option<&'a SigningKey>,
+    /// linux-librust's Maintainer (`package::maintainer`).
     pub maintainer: &'a str,
+    /// `--maintainer`, which also overrides each driver's own (`package::driver_maintainer`).
+    pub given_maintainer: Option<&'a str>,
     pub epoch: u64,
     /// Where the .deb files go.
     pub out: &'a Path,
@@ -82,6 +85,7 @@ pub fn build_arch(request: &Request<'_>) -> Result<ArchPackages> {
         let ko = ko.ok_or_else(|| error::user(format!("driver {} built no {module}.ko", item.driver.name)))?;
         packaged.push(PackagedDriver {
             description: cargo_description(&item.driver.dir)?,
+            maintainer: package::driver_maintainer(request.given_maintainer, &item.driver)?,
             driver: item.driver.clone(),
             ko,
         });
