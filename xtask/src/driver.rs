@@ -47,8 +47,14 @@ pub struct DriverMeta {
     /// Parameters given to insmod for `module` in the guest.
     #[serde(default)]
     pub module_params: Vec<String>,
-    /// Guest tests (paths relative to the driver), run in order.
+    /// Guest tests (paths relative to the driver), run in order, as the
+    /// unprivileged user `kforge-test` unless listed in `root-tests`.
     pub tests: Vec<String>,
+    /// The tests that need root (insmod/rmmod, binding devices in sysfs):
+    /// a test run as root could reach the verdict channel, so each one is
+    /// named here and its result says it ran as root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub root_tests: Vec<String>,
     /// KUnit suites (`#[kunit_tests(name)]`) whose results belong to this
     /// package; they run when the module loads, or at boot when built in.
     #[serde(default)]
@@ -169,11 +175,7 @@ pub fn discover(repo: &Path) -> Result<Vec<Driver>> {
         if let Some(module) = &meta.module {
             crate::names::check("module", module, &manifest_path)?;
         }
-        for test in meta.tests.iter().chain(&meta.test_programs) {
-            if !dir.join(test).is_file() {
-                return Err(error::user(format!("{}: test `{test}` does not exist", manifest_path.display())));
-            }
-        }
+        check_tests(&meta, &dir, &manifest_path)?;
         if meta.module.is_some() && !dir.join("Kbuild").is_file() && !dir.join("Makefile").is_file() {
             return Err(error::user(format!("driver {} has no Kbuild file in {}", package.name, dir.display())));
         }
@@ -181,6 +183,22 @@ pub fn discover(repo: &Path) -> Result<Vec<Driver>> {
     }
     drivers.sort_by(|left, right| left.name.cmp(&right.name));
     Ok(drivers)
+}
+
+/// Every test and test program exists, and `root-tests` lists only tests.
+fn check_tests(meta: &DriverMeta, dir: &Path, manifest_path: &Path) -> Result<()> {
+    for test in meta.tests.iter().chain(&meta.test_programs) {
+        if !dir.join(test).is_file() {
+            return Err(error::user(format!("{}: test `{test}` does not exist", manifest_path.display())));
+        }
+    }
+    if let Some(stray) = meta.root_tests.iter().find(|test| !meta.tests.contains(test)) {
+        return Err(error::user(format!(
+            "{}: root-tests names `{stray}`, which is not in `tests`",
+            manifest_path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Picks drivers by name (`--driver a,b` or the matrix list).
@@ -552,6 +570,7 @@ mod tests {
             min_kernel: Some("7.2".into()),
             unsupported_arches: BTreeMap::from([("arm64".to_string(), "example reason".to_string())]),
             maintainer: None,
+            root_tests: vec![],
         }
     }
 
@@ -664,6 +683,19 @@ mod tests {
         assert!(drivers.iter().any(|driver| driver.name == "fifo"), "{drivers:?}");
         let message = format!("{}", select(&drivers, &["nope".to_string()]).unwrap_err());
         assert!(message.contains("unknown driver `nope`") && message.contains("fifo"), "{message}");
+    }
+
+    #[test]
+    fn root_tests_must_be_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir(dir.path().join("tests")).unwrap();
+        fs_err::write(dir.path().join("tests/a.sh"), "").unwrap();
+        let manifest = dir.path().join("Cargo.toml");
+        let meta: DriverMeta = toml::from_str("tests = [\"tests/a.sh\"]\nroot-tests = [\"tests/a.sh\"]").unwrap();
+        check_tests(&meta, dir.path(), &manifest).unwrap();
+        let stray: DriverMeta = toml::from_str("tests = [\"tests/a.sh\"]\nroot-tests = [\"tests/b.sh\"]").unwrap();
+        let message = error::render(&check_tests(&stray, dir.path(), &manifest).unwrap_err());
+        assert!(message.contains("root-tests names `tests/b.sh`, which is not in `tests`"), "{message}");
     }
 
     #[test]

@@ -159,7 +159,10 @@ pub struct ImageInput {
 }
 
 /// Bump when the layout of a segment changes, so no cached segment is reused across it.
-const SEGMENT_FORMAT: &str = "1";
+const SEGMENT_FORMAT: &str = "2";
+
+/// The unprivileged user /init runs a package's tests as (images/init.sh creates it).
+pub const TEST_USER: &str = "kforge-test";
 
 /// Reads a file for the image; never follows a symlink a build left (safefs):
 /// a link where a file is expected is refused.
@@ -210,10 +213,12 @@ pub fn driver_layout(built: &BuiltDriver) -> Result<Cpio> {
     }
     let suites: String = driver.meta.kunit_suites.iter().map(|suite| format!("{suite}\n")).collect();
     cpio.add_file(&format!("{base}/kunit-suites"), 0o644, suites);
+    // `<name> <file> <user>`: the user is `root` for the package's root-tests, else `kforge-test`.
     let mut list = String::new();
     for test in &driver.meta.tests {
         let file = test.rsplit('/').next().unwrap_or(test);
-        list.push_str(&format!("{} {file}\n", crate::driver::test_name(test)));
+        let user = if driver.meta.root_tests.contains(test) { "root" } else { TEST_USER };
+        list.push_str(&format!("{} {file} {user}\n", crate::driver::test_name(test)));
     }
     cpio.add_file(&format!("{base}/test-list"), 0o644, list);
     // Everything in the built tests/ directory: the tests, their helpers
@@ -341,6 +346,38 @@ mod tests {
         let node = |name: &str| cpio.entries.get(name).cloned();
         assert_eq!(node("kforge/drivers/evil/tests/leak"), Some(Node::Symlink("/etc/passwd".into())));
         assert!(matches!(node("kforge/drivers/evil/tests/basic.sh"), Some(Node::File { .. })));
+    }
+
+    #[test]
+    fn the_test_list_names_each_tests_user_and_the_modprobe_file_its_modprobe_modules() {
+        use crate::driver::{BuiltDriver, Driver, ModuleFile};
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("fifo.ko"), "module").unwrap();
+        let meta = toml::from_str(
+            "module = \"fifo\"\ntests = [\"tests/a.sh\", \"tests/reload.sh\"]\nroot-tests = [\"tests/reload.sh\"]",
+        )
+        .unwrap();
+        let driver = Driver { name: "fifo".into(), version: "0.1.0".into(), dir: dir.path().to_path_buf(), meta };
+        let module =
+            |modprobe| ModuleFile { name: "fifo".into(), ko: dir.path().join("fifo.ko"), params: vec![], modprobe };
+        let built = |modprobe| BuiltDriver {
+            driver: driver.clone(),
+            modules: vec![module(modprobe)],
+            tests_dir: dir.path().join("tests"),
+            cache_entry: None,
+        };
+        let file = |cpio: &Cpio, name: &str| match cpio.entries.get(name) {
+            Some(Node::File { data, .. }) => Some(String::from_utf8_lossy(data).into_owned()),
+            _ => None,
+        };
+        let plain = driver_layout(&built(false)).unwrap();
+        assert_eq!(
+            file(&plain, "kforge/drivers/fifo/test-list").unwrap(),
+            "a a.sh kforge-test\nreload reload.sh root\n"
+        );
+        assert_eq!(file(&plain, "kforge/drivers/fifo/modprobe"), None);
+        let installed = driver_layout(&built(true)).unwrap();
+        assert_eq!(file(&installed, "kforge/drivers/fifo/modprobe").unwrap(), "fifo\n");
     }
 
     #[test]

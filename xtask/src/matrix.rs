@@ -995,6 +995,7 @@ mod tests {
             min_kernel: None,
             unsupported_arches: Default::default(),
             maintainer: None,
+            root_tests: vec![],
         };
         Driver { name: "edu".into(), version: "0.1.0".into(), dir: PathBuf::new(), meta }
     }

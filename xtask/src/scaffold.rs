@@ -157,6 +157,10 @@ mod tests {
         let manifest = fs_err::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("module = \"kforge_demo\""), "{manifest}");
         assert!(manifest.contains("tests = [\"tests/shout.sh\", \"tests/pinned.sh\"]"), "{manifest}");
+        assert!(
+            manifest.contains("root-tests = [\"tests/pinned.sh\"]"),
+            "rmmod as kforge-test would be refused for the wrong reason:\n{manifest}"
+        );
         assert!(!manifest.contains('@'), "unreplaced placeholder:\n{manifest}");
         let source = fs_err::read_to_string(dir.join("kforge_demo.rs")).unwrap();
         assert!(source.contains("#[kunit_tests(kforge_demo)]") && source.contains("c\"kforge-demo\""));

@@ -912,6 +912,7 @@ mod tests {
                 min_kernel: None,
                 unsupported_arches: BTreeMap::new(),
                 maintainer: None,
+                root_tests: vec![],
             },
         };
         assert!(missing_options(&driver, "CONFIG_KUNIT=y\nCONFIG_DEBUG_FS=y\n").is_empty());

@@ -436,7 +436,7 @@ fn locked_refuses_a_changed_pin_and_names_it() {
         exit Some(2)
         --- stderr
         error: --locked: the inputs differ from kforge.lock:
-          kernel-config/base.config changed (sha256 2ecda269dab296e3a2b4ee077d08984e884540c39020aefca2ef550a4f7da61f, kforge.lock has 92cc91fef1921e43edd99ae4a0ff81254b4ea97be8599b9f84edf921b4b5f2f9)
+          kernel-config/base.config changed (sha256 2ecda269dab296e3a2b4ee077d08984e884540c39020aefca2ef550a4f7da61f, kforge.lock has 80c10a6f508554adf50749019713ecb811d08b068d782c87172fb300208d6dca)
         hint: run `cargo xtask lock` and commit kforge.lock
     "#]].assert_eq(&transcript(&output, &[(&scratch, "<project>")]));
     std::fs::remove_file(scratch.join("kforge.lock")).unwrap();

@@ -4,6 +4,8 @@
 # the harness's parameters) work and start from fresh counters.
 . "$(dirname "$0")/lib.sh"
 mod=${KFORGE_MODULE:-kforge_edu}
+# rmmod as another user is refused for the wrong reason: this test needs root (root-tests).
+[ "$(id -u)" = 0 ] || { echo "needs root: list it in root-tests"; exit 4; }
 dir=$(dirname "$(dirname "$0")")
 ko=$dir/$mod.ko
 [ -f "$ko" ] || { echo "module file $ko not found, cannot reload"; exit 4; }

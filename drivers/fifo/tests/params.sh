@@ -2,6 +2,8 @@
 # params: an open file pins the module; capacity=0 and >1 MiB are refused at load; 1 MiB and the
 . "$(dirname "$0")/lib.sh"
 mod=${KFORGE_MODULE:-kforge_fifo}
+# rmmod as another user is refused for the wrong reason: this test needs root (root-tests).
+[ "$(id -u)" = 0 ] || { echo "needs root: list it in root-tests"; exit 4; }
 ko=$(dirname "$(dirname "$0")")/$mod.ko
 [ -f "$ko" ] || { echo "module file $ko not found, cannot reload"; exit 4; }
 orig=$(fifo_stat capacity)
