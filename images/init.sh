@@ -60,6 +60,15 @@ echo 'kforge-test:x:1000:1000:kforge tests:/tmp:/bin/sh' >> /etc/passwd
 printf 'root:x:0:\nkforge-test:x:1000:\n' > /etc/group
 chmod 1777 /tmp
 echo 0 > /proc/sys/kernel/dmesg_restrict 2>/dev/null
+# A shared /tmp: root never follows the test user's links or writes into its files there.
+echo 1 > /proc/sys/fs/protected_symlinks 2>/dev/null
+echo 1 > /proc/sys/fs/protected_hardlinks 2>/dev/null
+echo 2 > /proc/sys/fs/protected_regular 2>/dev/null
+echo 2 > /proc/sys/fs/protected_fifos 2>/dev/null
+# Root tests get a temporary directory of their own (TMPDIR, and their working directory).
+ROOT_TMP=/root/tmp
+mkdir -p "$ROOT_TMP"
+chmod 700 /root "$ROOT_TMP"
 
 # mark start|end PACKAGE TEST: a test window in the kernel log (level 5: not on the
 # console), ordered against the kernel's own reports; the harness attributes every
@@ -318,17 +327,20 @@ modprobe loaded $module from /lib/modules/$(uname -r)"
             [ -c "/dev/$node" ] && chmod 666 "/dev/$node"
         done
         mark start "$driver" "$name"
+        # Tests get stdin from /dev/null and stdout/stderr into $out, and
+        # nothing else of /init's: fds 3 and 4 (the console) are closed.
         if [ "$user" = root ]; then
-            out=$(cd /tmp && KFORGE_DRIVER=$driver KFORGE_MODULE=$first_module \
-                timeout "$TEST_TIMEOUT" $runner "$dir/tests/$file" </dev/null 2>&1)
+            out=$(cd "$ROOT_TMP" && TMPDIR=$ROOT_TMP KFORGE_DRIVER=$driver KFORGE_MODULE=$first_module \
+                timeout "$TEST_TIMEOUT" $runner "$dir/tests/$file" </dev/null 2>&1 3>&- 4>&-)
             status=$?
             out="ran as root (the package's root-tests)
 $out"
         else
             # shellcheck disable=SC2016 # expanded by the test user's shell
-            out=$(cd /tmp && KFORGE_DRIVER=$driver KFORGE_MODULE=$first_module KFORGE_TEST="$dir/tests/$file" \
-                KFORGE_RUNNER=$runner timeout "$TEST_TIMEOUT" su -m -s /bin/sh "${user:-kforge-test}" \
-                -c 'exec $KFORGE_RUNNER "$KFORGE_TEST"' </dev/null 2>&1)
+            out=$(cd /tmp && TMPDIR=/tmp KFORGE_DRIVER=$driver KFORGE_MODULE=$first_module \
+                KFORGE_TEST="$dir/tests/$file" KFORGE_RUNNER=$runner timeout "$TEST_TIMEOUT" \
+                su -m -s /bin/sh "${user:-kforge-test}" -c 'exec $KFORGE_RUNNER "$KFORGE_TEST"' \
+                </dev/null 2>&1 3>&- 4>&-)
             status=$?
         fi
         mark end "$driver" "$name"

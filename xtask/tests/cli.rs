@@ -735,3 +735,17 @@ fn package_signing_with_an_unreadable_key_fails_before_anything_is_built() {
     assert_eq!(half.status.code(), Some(2), "{}", stderr(&half));
     assert!(stderr(&half).contains("--sign-cert"), "{}", stderr(&half));
 }
+
+#[test]
+fn package_prove_without_this_machines_arch_is_refused_before_anything_is_built() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("debs");
+    let foreign = if std::env::consts::ARCH == "aarch64" { "x86_64" } else { "arm64" };
+    let output = xtask(
+        &["package", "--kernel", "debian-7.2", "--arch", foreign, "--out", out.to_str().unwrap(), "--prove"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--prove installs and boots the packages of this machine's architecture"));
+    assert!(!out.exists(), "nothing may be written");
+}

@@ -61,6 +61,12 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
         Some(list) => crate::arch::Arch::parse_list(list)?,
         None => crate::arch::Arch::parse_list(&image.arches.keys().cloned().collect::<Vec<_>>().join(","))?,
     };
+    if args.prove && !arches.iter().any(|arch| package::is_native(arch)) {
+        return Err(error::user(format!(
+            "--prove installs and boots the packages of this machine's architecture, and --arch leaves it out; add --arch {}",
+            crate::arch::Arch::host().map(|arch| arch.name).unwrap_or("x86_64")
+        )));
+    }
     let all = crate::driver::discover(&context.repo)?;
     let drivers = match &args.driver {
         Some(_) => context.drivers(args.driver.as_deref())?,
@@ -201,7 +207,10 @@ fn prove(
     let result = proof::run(&plan, &work.join("proof"), options)?;
     let kforge = fs_err::read(&driver.ko)?;
     let comparison = proof::compare(&result.module, &kforge);
-    let normalized = proof::normalized_comparison(sandbox, &result.module_path, &driver.ko, &work.join("compare"))?;
+    // DKMS may have installed it compressed: compare the decompressed bytes.
+    let dkms_module = work.join("dkms-module.ko");
+    fs_err::write(&dkms_module, &result.module)?;
+    let normalized = proof::normalized_comparison(sandbox, &dkms_module, &driver.ko, &work.join("compare"))?;
     if !result.vermagic.starts_with(&format!("{release} ")) {
         return Err(error::user(format!(
             "the DKMS-built {} has vermagic `{}`, not Debian's kernel release {release}",

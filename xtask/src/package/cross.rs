@@ -53,6 +53,8 @@ pub fn saved_command(build_dir: &Path, name: &str) -> Result<String> {
 /// and run there (the kernel's commands write to `rust/` of the build
 /// directory, which the cross build mounts read-only at `/build`).
 pub fn retarget(command: &str, target: &str, linker: &str) -> Result<String> {
+    // Kbuild stores the command for make: `$$` is a `$` and `$(pound)` a `#` to the shell.
+    let command = command.replace("$$", "$").replace("$(pound)", "#");
     let Some(rest) = command.strip_prefix("rustc ") else {
         return Err(error::user(format!("a host Rust command does not start with rustc: {command}")));
     };
