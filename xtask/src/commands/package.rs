@@ -64,7 +64,7 @@ pub fn run(args: PackageArgs, global: &GlobalArgs) -> Result<i32> {
     if args.prove && !arches.iter().any(|arch| package::is_native(arch)) {
         return Err(error::user(format!(
             "--prove installs and boots the packages of this machine's architecture, and --arch leaves it out; add --arch {}",
-            crate::arch::Arch::host().map(|arch| arch.name).unwrap_or("x86_64")
+            crate::arch::Arch::host().map(|arch| arch.name).unwrap_or("<this machine's arch>")
         )));
     }
     let all = crate::driver::discover(&context.repo)?;
