@@ -149,17 +149,30 @@ fn spawn_with_cache(
     cache: &Path,
     args: &[&str],
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    spawn_with_env(scratch, cache, args, &[])
+}
+
+/// `spawn_with_cache` with more environment variables.
+fn spawn_with_env(
+    scratch: &Path,
+    cache: &Path,
+    args: &[&str],
+    envs: &[(&str, &Path)],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
         .args(args)
         .current_dir(repo())
         .env("KFORGE_CACHE_DIR", cache)
         .env("KFORGE_OUTPUT_DIR", scratch.join("out"))
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -613,20 +626,8 @@ fn kill_9_during_fetch_publishes_nothing_and_the_next_fetch_resumes_and_succeeds
     let stored = real_cache().join("store").join(&sha256);
     let args = ["fetch", "--kernel", "served"];
     let spawn = || {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
-            .current_dir(repo())
-            .env("KFORGE_ROOT", &project)
-            .env("KFORGE_CACHE_DIR", &cache)
-            .env("KFORGE_OUTPUT_DIR", scratch.join("out"))
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        child.try_wait().unwrap();
-        (child, started)
+        let (child, _stderr) = spawn_with_env(&scratch, &cache, &args, &[("KFORGE_ROOT", &project)]);
+        (child, std::time::Instant::now())
     };
     for (index, after_bytes) in [1024 * 1024, 2 * 1024 * 1024].into_iter().enumerate() {
         let (mut child, started) = spawn();
