@@ -60,6 +60,9 @@ pub fn ensure(tools: &[HostTool]) -> Result<()> {
     let apt = |args: &[&str]| -> Result<String> {
         let mut argv: Vec<&str> = prefix.clone();
         argv.push("apt-get");
+        // Another apt-get (another kforge run, or the system's) may hold
+        // dpkg's lock: wait for it for up to 10 min instead of failing at once.
+        argv.extend_from_slice(&["-o", "DPkg::Lock::Timeout=600"]);
         argv.extend_from_slice(args);
         Cmd::new(argv[0]).args(&argv[1..]).env("DEBIAN_FRONTEND", "noninteractive").run()
     };

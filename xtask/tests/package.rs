@@ -11,12 +11,19 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The output directory of this file's runs: its own, so that `.ci/run` can
+/// run it alongside the e2e test, which owns `target/kforge`.
+fn output_dir() -> PathBuf {
+    repo().join("target/kforge-package")
+}
+
 fn xtask(args: &[&str]) -> Output {
-    eprintln!("\n$ cargo xtask {}", args.join(" "));
+    eprintln!("\n$ KFORGE_OUTPUT_DIR={} cargo xtask {}", output_dir().display(), args.join(" "));
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .current_dir(repo())
         .env("NO_COLOR", "1")
+        .env("KFORGE_OUTPUT_DIR", output_dir())
         .env("SOURCE_DATE_EPOCH", "1764547200")
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -86,7 +93,7 @@ fn debian_packages_install_with_apt_and_build_with_dkms() {
             &format!("linux-librust-7.2.13+deb14-amd64_7.2.13-1+kforge{}_amd64.deb", env!("CARGO_PKG_VERSION")),
         ]
     );
-    let summary = repo().join("target/kforge/package/debian-7.2-x86_64/proof/results/out/summary.txt");
+    let summary = output_dir().join("package/debian-7.2-x86_64/proof/results/out/summary.txt");
     let summary = std::fs::read_to_string(&summary).unwrap();
     assert!(summary.contains("vermagic: 7.2.13+deb14-amd64 "), "{summary}");
     // DKMS's module is kforge's: the same code and data once DKMS's BTF and kforge's debug information are set aside.
