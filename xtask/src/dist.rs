@@ -328,22 +328,13 @@ pub fn strip_modules(toolchain: &crate::toolchain::Toolchain, built: &mut [Built
     Ok(())
 }
 
-/// One re-run of kforge itself (`dist --check-reproducible`'s two builds):
-/// its arguments and the fresh cache and output directories it gets.
-pub struct Rerun<'a> {
-    pub argv: &'a [String],
-    pub cache_dir: &'a Path,
-    pub output_dir: &'a Path,
-}
-
-/// Runs the running kforge binary again with `rerun.argv`, its output in
-/// `log` and each line passed to `on_line`; whether it succeeded.
-pub fn rerun_kforge(rerun: &Rerun<'_>, log: &Path, on_line: &mut dyn FnMut(&str)) -> Result<bool> {
+/// Runs the running kforge binary again with `argv` (`dist
+/// --check-reproducible`'s two builds: the session's flags, with each side's
+/// own cache and output directories, then the command), its output in `log`
+/// and each line passed to `on_line`; whether it succeeded.
+pub fn rerun_kforge(argv: &[String], log: &Path, on_line: &mut dyn FnMut(&str)) -> Result<bool> {
     let exe = std::env::current_exe().context("cannot find the running kforge binary")?;
-    let cmd = Cmd::new(&exe)
-        .args(rerun.argv)
-        .env("KFORGE_CACHE_DIR", rerun.cache_dir)
-        .env("KFORGE_OUTPUT_DIR", rerun.output_dir);
+    let cmd = Cmd::new(&exe).args(argv);
     let outcome = cmd.stream(log, None, &mut |line| {
         on_line(line);
         Control::Continue

@@ -3,11 +3,10 @@
 //! The store is `<cache>/store/<sha256>/<file name>`: an entry is published
 //! only after its hash was checked, and it is hashed again each time it is
 //! used, so a corrupted entry is noticed: it is fetched again, or with
-//! `--offline` (see `set_offline`) it is an error that names it.
+//! `--offline` (the session's, see `is_offline`) it is an error that names it.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -15,17 +14,11 @@ use sha2::{Digest, Sha256};
 
 use crate::{cache, error, paths, process, progress};
 
-/// Set once at start-up by `--offline` / `KFORGE_OFFLINE=1`.
-static OFFLINE: AtomicBool = AtomicBool::new(false);
-
-/// Forbids (or allows again) every network access kforge makes: downloads,
-/// apt inside a toolchain root, and mmdebstrap (which then installs from the store).
-pub fn set_offline(offline: bool) {
-    OFFLINE.store(offline, Ordering::SeqCst);
-}
-
+/// Whether this session forbids every network access kforge makes
+/// (`--offline`): downloads, apt inside a toolchain root, and mmdebstrap
+/// (which then installs from the store).
 pub fn is_offline() -> bool {
-    OFFLINE.load(Ordering::SeqCst)
+    crate::session::current().offline
 }
 
 /// The error for an input that is needed but not in the store while offline.
@@ -352,6 +345,7 @@ pub mod tests {
     use super::*;
     use std::io::BufRead;
     use std::net::TcpListener;
+    use std::sync::atomic::Ordering;
 
     /// A one-file HTTP server on 127.0.0.1 that answers at most `requests` requests.
     pub fn serve(body: Vec<u8>, requests: usize) -> (String, std::thread::JoinHandle<()>) {
@@ -598,14 +592,15 @@ pub mod tests {
             let (url, server) = serve(body.clone(), 1);
             let stored = fetch(&url, &sha).unwrap();
             server.join().unwrap();
-            set_offline(true);
+            // SAFETY: with_cache holds the env lock, which serialises every test that touches the environment.
+            unsafe { std::env::set_var("KFORGE_OFFLINE", "1") };
             // Intact: served from the store with no server at all.
             let intact = fetch(&url, &sha);
             // Corrupted: removed and reported, not downloaded (nothing listens any more).
             std::fs::write(&stored, b"bit rot").unwrap();
             let corrupted = fetch(&url, &sha);
             let missing = fetch("http://127.0.0.1:9/linux-other.tar.xz", &cache::sha256_hex(b"other"));
-            set_offline(false);
+            unsafe { std::env::remove_var("KFORGE_OFFLINE") };
             assert_eq!(intact.unwrap(), stored);
             let message = format!("{:#}", corrupted.unwrap_err());
             assert!(message.contains("--offline") && message.contains(&url), "{message}");

@@ -38,6 +38,7 @@ mod scaffold;
 mod sdk;
 mod secureboot;
 mod seeded;
+mod session;
 mod stage;
 #[cfg(test)]
 mod test_support;
@@ -111,9 +112,8 @@ fn main() {
     ui::init(verbosity);
     progress::install(Box::new(ui::TerminalSink));
     process::install_interrupt_handler();
-    fetch::set_offline(cli.global.offline());
     let global = cli.global.clone();
-    lock::set_locked(global.locked());
+    session::set(global.session.clone());
     if builds(&cli.command)
         && let Err(err) = paths::repo_root().and_then(|repo| lock::check_inputs_if_locked(&repo))
     {

@@ -21,11 +21,11 @@ pub fn repo_root() -> Result<PathBuf> {
     }
 }
 
-/// The cache, shared by every clone: `KFORGE_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/kforge`, else `~/.cache/kforge`.
+/// The cache, shared by every clone: the session's `--cache-dir`
+/// (`KFORGE_CACHE_DIR`), else `$XDG_CACHE_HOME/kforge`, else `~/.cache/kforge`.
 pub fn cache_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("KFORGE_CACHE_DIR") {
-        return Ok(PathBuf::from(dir));
+    if let Some(dir) = crate::session::current().cache_dir {
+        return Ok(dir);
     }
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|dir| !dir.is_empty()) {
         return Ok(PathBuf::from(dir).join("kforge"));
@@ -36,10 +36,8 @@ pub fn cache_dir() -> Result<PathBuf> {
     }
 }
 
-/// The results of runs: `KFORGE_OUTPUT_DIR`, else `<repo>/target/kforge`.
+/// The results of runs: the session's `--output-dir` (`KFORGE_OUTPUT_DIR`),
+/// else `<repo>/target/kforge`.
 pub fn output_dir(repo: &Path) -> PathBuf {
-    match std::env::var_os("KFORGE_OUTPUT_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => repo.join("target").join("kforge"),
-    }
+    crate::session::current().output_dir.unwrap_or_else(|| repo.join("target").join("kforge"))
 }

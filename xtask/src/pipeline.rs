@@ -508,13 +508,9 @@ pub fn without_missing_kunit(
     (drivers, skipped)
 }
 
-/// Number of parallel make jobs: `KFORGE_JOBS`, else the number of CPUs.
+/// Number of parallel make jobs: the session's `--jobs` (`KFORGE_JOBS`), else the number of CPUs.
 pub fn default_jobs() -> usize {
-    std::env::var("KFORGE_JOBS")
-        .ok()
-        .and_then(|jobs| jobs.parse().ok())
-        .filter(|jobs| *jobs > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2))
+    crate::session::current().jobs()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 
 use crate::error;
 use crate::process::Cmd;
+use crate::session::SandboxChoice;
 
 /// How commands enter the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,16 +249,16 @@ enum RootEntry {
     Dir(PathBuf),
 }
 
-/// The backend for this run: `KFORGE_SANDBOX=bwrap|chroot`, else bwrap if it
-/// can create namespaces here, else chroot when running as root.
+/// The backend for this run: the session's `--sandbox` (`KFORGE_SANDBOX`),
+/// else bwrap if it can create namespaces here, else chroot when running as
+/// root. The probe runs once per process.
 pub fn backend() -> Result<Backend> {
-    static CHOSEN: OnceLock<Result<Backend, String>> = OnceLock::new();
-    let chosen = CHOSEN.get_or_init(|| match std::env::var("KFORGE_SANDBOX").ok().as_deref() {
-        Some("bwrap") => Ok(Backend::Bwrap),
-        Some("chroot") => Ok(Backend::Chroot),
-        Some(other) => Err(format!("KFORGE_SANDBOX={other} is not a sandbox; use bwrap or chroot")),
-        None => probe_backend(),
-    });
+    static PROBED: OnceLock<Result<Backend, String>> = OnceLock::new();
+    let chosen = match crate::session::current().sandbox {
+        Some(SandboxChoice::Bwrap) => return Ok(Backend::Bwrap),
+        Some(SandboxChoice::Chroot) => return Ok(Backend::Chroot),
+        None => PROBED.get_or_init(probe_backend),
+    };
     chosen.clone().map_err(error::user)
 }
 

@@ -589,7 +589,7 @@ fn drivers_build_refuses_a_missing_or_foreign_sdk_archive() {
         error: the following required arguments were not provided:
           --sdk <FILE>
 
-        Usage: xtask drivers build --sdk <FILE> --toolchain <TOOLCHAIN>
+        Usage: xtask drivers build --sdk <FILE> --toolchain <TOOLCHAIN> --cache-dir <DIR> --output-dir <DIR>
 
         For more information, try '--help'.
     "#]]

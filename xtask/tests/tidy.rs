@@ -1,4 +1,4 @@
-//! Repository invariants as ordinary tests: formatting, a `//!` line atop every Rust file, no stray process spawning, no import cycles, `ui` only in commands, arch names only in arch.rs.
+//! Repository invariants as ordinary tests: formatting, a `//!` line atop every Rust file, no stray process spawning, no import cycles, `ui` only in commands, `KFORGE_*` variables read only by the session, arch names only in arch.rs.
 
 use std::path::{Path, PathBuf};
 
@@ -342,6 +342,35 @@ fn only_commands_and_main_use_ui() {
     assert!(
         users.is_empty(),
         "only commands/ and main.rs may use ui; lower layers report through crate::progress: {users:?}"
+    );
+}
+
+/// The `KFORGE_*` variables read outside session.rs: test hooks, a key
+/// directory, and the terminal's progress bars (read by `ui` with NO_COLOR and CI).
+const VARIABLES_READ_OUTSIDE_THE_SESSION: [&str; 4] =
+    ["KFORGE_ROOT", "KFORGE_KERNEL_SOURCE", "KFORGE_SECURE_BOOT_KEYS", "KFORGE_NO_PROGRESS"];
+
+#[test]
+fn only_the_session_reads_kforge_variables() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("xtask/src"), &mut files);
+    let mut readers = Vec::new();
+    for file in files.iter().filter(|file| !file.ends_with("session.rs")) {
+        let code = std::fs::read_to_string(file).unwrap();
+        // Unit tests may save and restore a variable they set.
+        let product = code.split("#[cfg(test)]").next().unwrap_or_default();
+        for (number, line) in product.lines().enumerate() {
+            let reads = line.contains("env::var(\"KFORGE_") || line.contains("env::var_os(\"KFORGE_");
+            let allowed = VARIABLES_READ_OUTSIDE_THE_SESSION.iter().any(|name| line.contains(&format!("\"{name}\"")));
+            if reads && !allowed {
+                readers.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        readers.is_empty(),
+        "a KFORGE_* setting is a session option: add it to session::Session (with `env =`), read it with session::current():\n{}",
+        readers.join("\n")
     );
 }
 

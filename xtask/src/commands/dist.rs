@@ -287,7 +287,11 @@ fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
             std::os::unix::fs::symlink(real_cache.join(shared), cache_dir.join(shared))?;
         }
         let out = base.join(format!("out-{side}"));
-        let mut argv = global.forwarded();
+        // The same session, but with this side's fresh cache and work directory.
+        let mut session = global.clone();
+        session.session.cache_dir = Some(cache_dir.clone());
+        session.session.output_dir = Some(base.join(format!("work-{side}")));
+        let mut argv = session.forwarded();
         argv.extend(["dist".to_string(), "--out".to_string(), out.display().to_string()]);
         let profile = args.selection.profile.unwrap_or(Profile::Release);
         argv.extend(["--profile".to_string(), profile.as_str().to_string()]);
@@ -300,8 +304,7 @@ fn check_reproducible(args: &DistArgs, global: &GlobalArgs) -> Result<i32> {
         }
         ui::status("Building", format!("from scratch, pass {side} (cache {})", cache_dir.display()));
         let log = base.join(format!("build-{side}.log"));
-        let rerun = dist::Rerun { argv: &argv, cache_dir: &cache_dir, output_dir: &base.join(format!("work-{side}")) };
-        if !dist::rerun_kforge(&rerun, &log, &mut |line| ui::info(format!("  [{side}] {line}")))? {
+        if !dist::rerun_kforge(&argv, &log, &mut |line| ui::info(format!("  [{side}] {line}")))? {
             return Err(error::user(format!("build {side} failed; see {}", log.display())));
         }
         outputs.push(out);

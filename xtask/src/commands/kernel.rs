@@ -26,9 +26,6 @@ pub enum KernelCommand {
     Build {
         #[command(flatten)]
         selection: Selection,
-        /// Parallel make jobs (default: KFORGE_JOBS or the number of CPUs).
-        #[arg(long, short)]
-        jobs: Option<usize>,
         /// Print the plan (cache entry and commands) instead of building.
         #[arg(long)]
         dry_run: bool,
@@ -36,15 +33,15 @@ pub enum KernelCommand {
 }
 
 pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
-    let (selection, jobs, dry_run) = match args.command {
-        KernelCommand::Build { selection, jobs, dry_run } => (selection, jobs, dry_run),
+    let (selection, dry_run) = match args.command {
+        KernelCommand::Build { selection, dry_run } => (selection, dry_run),
         KernelCommand::Config { selection } => return configure(&selection, global),
     };
     let context = Context::load()?;
     let cell = selection.one_cell(&context, "kernel build")?;
     let (kernel, arch) = (&cell.kernel, cell.arch);
     let drivers = selection.drivers(&context)?;
-    let jobs = jobs.unwrap_or_else(pipeline::default_jobs);
+    let jobs = pipeline::default_jobs();
     if dry_run {
         let (active, _) = pipeline::split_drivers(&drivers, arch, kernel);
         let toolchain = crate::toolchain::Toolchain::load(&context.repo, &kernel.toolchain)?;

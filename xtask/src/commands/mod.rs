@@ -24,10 +24,11 @@ use anyhow::Result;
 
 use crate::arch::Arch;
 use crate::project::{KernelEntry, Project};
+use crate::session::Session;
 use crate::toolchain::install::InstallOptions;
 use crate::{driver, paths};
 
-/// Options every command accepts.
+/// Options every command accepts: the verbosity, and the session every layer reads.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
     /// Show every command kforge runs.
@@ -36,30 +37,14 @@ pub struct GlobalArgs {
     /// Only errors and warnings.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Debian mirror URL for toolchain roots (default: mmdebstrap's).
-    #[arg(long, global = true, value_name = "URL", env = "KFORGE_MIRROR")]
-    pub mirror: Option<String>,
-    /// Touch no network: use only what `cargo xtask fetch` put in the store.
-    #[arg(long, global = true, env = "KFORGE_OFFLINE")]
-    pub offline: bool,
-    /// Refuse to install, build or boot anything when the inputs differ from kforge.lock.
-    #[arg(long, global = true, env = "KFORGE_LOCKED")]
-    pub locked: bool,
+    #[command(flatten)]
+    pub session: Session,
 }
 
 impl GlobalArgs {
-    /// `--offline` (or `KFORGE_OFFLINE` set to anything but empty, 0, false, no or off).
-    pub fn offline(&self) -> bool {
-        self.offline
-    }
-
-    /// `--locked` (or `KFORGE_LOCKED`, read like `KFORGE_OFFLINE`).
-    pub fn locked(&self) -> bool {
-        self.locked
-    }
-
     /// These options as flags, for a command that runs kforge again (so the
-    /// inner run sees the same session: network, lock, mirror, verbosity).
+    /// inner run sees the same session: network, lock, mirror, jobs,
+    /// directories, sandbox, verbosity).
     pub fn forwarded(&self) -> Vec<String> {
         let mut flags = Vec::new();
         if self.verbose {
@@ -68,24 +53,13 @@ impl GlobalArgs {
         if self.quiet {
             flags.push("--quiet".to_string());
         }
-        if let Some(mirror) = &self.mirror {
-            flags.extend(["--mirror".to_string(), mirror.clone()]);
-        }
-        if self.offline {
-            flags.push("--offline".to_string());
-        }
-        if self.locked {
-            flags.push("--locked".to_string());
-        }
+        flags.extend(self.session.forwarded());
         flags
     }
 
+    /// How to install toolchain roots in this session (`--mirror`).
     pub fn install_options(&self) -> InstallOptions {
-        let mut options = InstallOptions::from_env();
-        if let Some(mirror) = &self.mirror {
-            options.mirror = Some(mirror.clone());
-        }
-        options
+        InstallOptions::from_session()
     }
 }
 
@@ -181,6 +155,6 @@ mod tests {
             ["--verbose", "--mirror", "http://127.0.0.1:9/debian", "--offline", "--locked"]
         );
         assert_eq!(again.global.forwarded(), parsed.global.forwarded());
-        assert!(again.global.offline() && again.global.locked());
+        assert!(again.global.session.offline && again.global.session.locked);
     }
 }

@@ -14,9 +14,6 @@ pub struct TestArgs {
     pub selection: Selection,
     #[command(flatten)]
     pub boot: BootArgs,
-    /// Parallel make jobs (default: KFORGE_JOBS or the number of CPUs).
-    #[arg(long, short)]
-    pub jobs: Option<usize>,
 }
 
 pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
@@ -26,7 +23,7 @@ pub fn run(args: TestArgs, global: &GlobalArgs) -> Result<i32> {
         repo: context.repo.clone(),
         output: context.output.clone(),
         drivers: args.selection.drivers(&context)?,
-        jobs: args.jobs.unwrap_or_else(pipeline::default_jobs),
+        jobs: pipeline::default_jobs(),
         boot: context.project.boot.clone(),
         boot_mode: args.boot.mode(&context)?,
         install: global.install_options(),

@@ -8,22 +8,13 @@ use anyhow::Result;
 use crate::error;
 use crate::project::Project;
 use crate::toolchain::{Toolchain, debian_arches};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::generate::*;
 use super::model::*;
 
-/// Set once at start-up by `--locked` / `KFORGE_LOCKED=1`.
-static LOCKED: AtomicBool = AtomicBool::new(false);
-
-/// Turns the `--locked` checks on or off for this process.
-pub fn set_locked(locked: bool) {
-    LOCKED.store(locked, Ordering::SeqCst);
-}
-
-/// Whether `--locked` is in effect.
+/// Whether `--locked` is in effect in this session.
 pub fn is_locked() -> bool {
-    LOCKED.load(Ordering::SeqCst)
+    crate::session::current().locked
 }
 
 /// Everything that differs between `locked` (the file) and `current`, one

@@ -21,9 +21,9 @@ pub struct InstallOptions {
 }
 
 impl InstallOptions {
-    /// Options from the environment: `KFORGE_MIRROR`.
-    pub fn from_env() -> InstallOptions {
-        InstallOptions { mirror: std::env::var("KFORGE_MIRROR").ok().filter(|mirror| !mirror.is_empty()), force: false }
+    /// The session's options: `--mirror` (`KFORGE_MIRROR`).
+    pub fn from_session() -> InstallOptions {
+        InstallOptions { mirror: crate::session::current().mirror.filter(|mirror| !mirror.is_empty()), force: false }
     }
 }
 

@@ -22,21 +22,12 @@ use crate::{cache, fetch, progress};
 
 /// Bounds `rustup run ... --print sysroot` and `bindgen --version`.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Bounds a whole `rustup toolchain install` by default: rustup retries
-/// failed downloads and waits forever on a server that accepts but never
-/// answers. A minimal toolchain took 17 s to install on a good connection.
-pub const RUSTUP_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-
-/// The rustup timeout: `KFORGE_RUSTUP_TIMEOUT` (seconds), else `RUSTUP_TIMEOUT`.
-pub fn rustup_timeout() -> Result<Duration> {
-    match std::env::var("KFORGE_RUSTUP_TIMEOUT") {
-        Ok(text) => text
-            .trim()
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| error::user(format!("KFORGE_RUSTUP_TIMEOUT={text} is not a number of seconds"))),
-        Err(_) => Ok(RUSTUP_TIMEOUT),
-    }
+/// The bound on a whole `rustup toolchain install`: the session's
+/// `--rustup-timeout` (`KFORGE_RUSTUP_TIMEOUT`, seconds), else 10 min. rustup
+/// retries failed downloads and waits forever on a server that accepts but
+/// never answers.
+pub fn rustup_timeout() -> Duration {
+    crate::session::current().rustup_timeout()
 }
 /// Bounds `cargo install bindgen-cli` (a cold build takes minutes on 2 cores).
 pub const CARGO_INSTALL_TIMEOUT: Duration = Duration::from_secs(45 * 60);
@@ -243,7 +234,7 @@ pub fn install(toolchain: &Toolchain, options: &InstallOptions) -> Result<bool> 
 }
 
 /// Runs a rustup command that downloads, streamed to the toolchain's install
-/// log, bounded by `RUSTUP_TIMEOUT`; a failure says why in plain words.
+/// log, bounded by [`rustup_timeout`]; a failure says why in plain words.
 fn run_rustup(toolchain: &Toolchain, cmd: Cmd, what: &str) -> Result<()> {
     if fetch::is_offline() {
         return Err(error::user_hint(
@@ -252,7 +243,7 @@ fn run_rustup(toolchain: &Toolchain, cmd: Cmd, what: &str) -> Result<()> {
         ));
     }
     let log = cache::sibling(&toolchain.dir, "install.log");
-    let timeout = rustup_timeout()?;
+    let timeout = rustup_timeout();
     progress::status(
         "Running",
         format!("{} (at most {}s; log {})", command_line(&cmd), timeout.as_secs(), log.display()),
