@@ -1,7 +1,8 @@
 //! The stages every command shares: a verified toolchain, a source tree, a configured and built kernel, built drivers, an image.
 //!
-//! Commands call these in order; `matrix` runs them per cell. Each stage tags
-//! its errors with the category a failed cell reports.
+//! Every command but `test` goes through `ready_kernel` then `prepare_cell`;
+//! `matrix` runs the same stages per cell. Each stage tags its errors with the
+//! category a failed cell reports.
 
 use std::path::{Path, PathBuf};
 
@@ -106,6 +107,95 @@ pub fn ready_arch(
 ) -> Result<DriverSplit> {
     check_toolchain_rules(repo, kernel, arch, &ready.toolchain, &ready.source)?;
     Ok(split_drivers(drivers, arch, kernel))
+}
+
+/// How far [`prepare_cell`] takes a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Through {
+    /// The built kernel (`kernel build`, `sdk`, `rust-analyzer`).
+    Kernel,
+    /// The kernel and the packages' modules, unsigned (`drivers build`).
+    Drivers,
+    /// The kernel, the modules (signed for Secure Boot) and the initramfs
+    /// (`run`, `image`, `dist`).
+    Initramfs,
+}
+
+/// One cell for [`prepare_cell`]: which, with what, into where, how far.
+pub struct CellRequest<'a> {
+    pub repo: &'a Path,
+    pub kernel: &'a KernelEntry,
+    pub arch: &'static Arch,
+    pub profile: Profile,
+    /// From [`ready_kernel`], which refused the cell's planned skips.
+    pub ready: &'a ReadyKernel,
+    /// The selected packages; those that cannot run on this cell are skipped.
+    pub drivers: &'a [Driver],
+    /// A Secure Boot cell's key set: its kernel trusts the db certificate and
+    /// its modules are signed with the db key.
+    pub keys: Option<&'a secureboot::KeySet>,
+    /// The cell's work directory: `kernel-build.log`, `drivers/`, `signed/`
+    /// and, unless `initramfs` names another file, `initramfs.cpio.gz`.
+    pub dir: &'a Path,
+    /// Where the initramfs goes instead of `dir/initramfs.cpio.gz`.
+    pub initramfs: Option<&'a Path>,
+    /// Strip the modules' debug information (`dist` without `--keep-debug`),
+    /// before signing, which stripping would undo.
+    pub strip_modules: bool,
+    pub through: Through,
+}
+
+/// What [`prepare_cell`] made.
+pub struct PreparedCell {
+    /// The packages that run on this cell, and why each other one does not.
+    pub active: Vec<Driver>,
+    pub skipped: Vec<(Driver, String)>,
+    pub plan: KernelPlan,
+    pub kernel: KernelBuild,
+    /// The packages' builds (signed for Secure Boot); empty through `Kernel`.
+    pub drivers: Vec<BuiltDriver>,
+    /// The initramfs, through `Initramfs`.
+    pub initramfs: Option<PathBuf>,
+}
+
+/// The one path from a ready toolchain and source to a cell's kernel, modules
+/// and initramfs, for every command but `test` (whose `matrix` runs the same
+/// stages per cell, on one jobserver): the toolchain rules and the packages'
+/// skips ([`ready_arch`]), the cell's kernel plan (the Secure Boot sibling
+/// with `keys`), then each stage up to `through`.
+pub fn prepare_cell(request: &CellRequest<'_>) -> Result<PreparedCell> {
+    let (repo, kernel, arch, ready) = (request.repo, request.kernel, request.arch, request.ready);
+    let (toolchain, source) = (&ready.toolchain, &ready.source);
+    let (active, skipped) = ready_arch(repo, kernel, arch, ready, request.drivers)?;
+    let plan = cell_kernel_plan(repo, kernel, arch, request.profile, toolchain, &active, request.keys)?;
+    let parallel = Parallel::Jobs(default_jobs());
+    let kernel_build = build_kernel(&plan, toolchain, source, &request.dir.join("kernel-build.log"), parallel)?;
+    let mut prepared =
+        PreparedCell { active, skipped, plan, kernel: kernel_build, drivers: Vec::new(), initramfs: None };
+    if request.through == Through::Kernel {
+        return Ok(prepared);
+    }
+    let mut built = build_drivers(
+        &prepared.active,
+        arch,
+        toolchain,
+        source,
+        &prepared.kernel,
+        &request.dir.join("drivers"),
+        parallel,
+    )?;
+    if request.strip_modules {
+        crate::dist::strip_modules(toolchain, &mut built, &request.dir.join("stripped"))?;
+    }
+    if request.through == Through::Drivers {
+        prepared.drivers = built;
+        return Ok(prepared);
+    }
+    let (built, probes) = sign_modules(toolchain, &prepared.kernel, request.keys, built, request.dir)?;
+    let out = request.initramfs.map(Path::to_path_buf).unwrap_or_else(|| request.dir.join("initramfs.cpio.gz"));
+    prepared.initramfs = Some(build_image(toolchain, arch, repo, built.clone(), probes.as_ref(), &out)?);
+    prepared.drivers = built;
+    Ok(prepared)
 }
 
 /// Why the cell of `kernel` on `arch` is a skip, read from the toolchain's

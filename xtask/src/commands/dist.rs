@@ -122,42 +122,29 @@ fn dist_cell(
     global: &GlobalArgs,
 ) -> Result<PathBuf> {
     let ready = pipeline::ready_kernel(&context.repo, &cell.kernel, &[cell.arch], &global.install_options())?;
-    let (active, skipped) = pipeline::ready_arch(&context.repo, &cell.kernel, cell.arch, &ready, drivers)?;
-    let pipeline::ReadyKernel { toolchain, source } = ready;
     let versions: BTreeMap<String, String> =
-        verify::verify(&toolchain)?.checks.into_iter().map(|check| (check.tool, check.found)).collect();
-    for (driver, reason) in skipped {
-        ui::status("Skipping", format!("{} in {}: {reason}", driver.name, cell.id()));
-    }
-    let plan =
-        pipeline::cell_kernel_plan(&context.repo, &cell.kernel, cell.arch, cell.profile, &toolchain, &active, keys)?;
+        verify::verify(&ready.toolchain)?.checks.into_iter().map(|check| (check.tool, check.found)).collect();
     let work = context.output.join("dist").join(cell.id());
     cache::remove_dir_if_exists(&work)?;
-    let jobs = pipeline::default_jobs();
-    let build =
-        pipeline::build_kernel(&plan, &toolchain, &source, &work.join("kernel-build.log"), Parallel::Jobs(jobs))?;
-    let mut built = pipeline::build_drivers(
-        &active,
-        cell.arch,
-        &toolchain,
-        &source,
-        &build,
-        &work.join("drivers"),
-        Parallel::Jobs(jobs),
-    )?;
-    if !args.keep_debug {
-        dist::strip_modules(&toolchain, &mut built, &work.join("stripped"))?;
+    let prepared = pipeline::prepare_cell(&pipeline::CellRequest {
+        repo: &context.repo,
+        kernel: &cell.kernel,
+        arch: cell.arch,
+        profile: cell.profile,
+        ready: &ready,
+        drivers,
+        keys,
+        dir: &work,
+        initramfs: None,
+        strip_modules: !args.keep_debug,
+        through: pipeline::Through::Initramfs,
+    })?;
+    for (driver, reason) in &prepared.skipped {
+        ui::status("Skipping", format!("{} in {}: {reason}", driver.name, cell.id()));
     }
-    // Signed after stripping: stripping would drop the signature.
-    let (built, probes) = pipeline::sign_modules(&toolchain, &build, keys, built, &work)?;
-    let initramfs = pipeline::build_image(
-        &toolchain,
-        cell.arch,
-        &context.repo,
-        built.clone(),
-        probes.as_ref(),
-        &work.join("initramfs.cpio.gz"),
-    )?;
+    let toolchain = &ready.toolchain;
+    let (build, built) = (&prepared.kernel, &prepared.drivers);
+    let initramfs = prepared.initramfs.clone().expect("prepared through the initramfs");
 
     let disk = match cell.arch.efi {
         Ok(spec) => {
@@ -166,9 +153,9 @@ fn dist_cell(
             let request = pipeline::DiskRequest {
                 repo: &context.repo,
                 arch: cell.arch,
-                kernel: &build,
+                kernel: build,
                 initrd: &initramfs,
-                drivers: &built,
+                drivers: built,
                 keys,
                 install: &global.install_options(),
             };
@@ -196,7 +183,7 @@ fn dist_cell(
         entries.push(Entry { path: "disk.raw".to_string(), mode: 0o644, data: dist::read_packed(path)? });
     }
     let mut driver_facts = Vec::new();
-    for item in &built {
+    for item in built {
         for module in &item.modules {
             entries.push(Entry {
                 path: format!("modules/{}/{}.ko", item.driver.name, module.name),
@@ -230,7 +217,7 @@ fn dist_cell(
             packages: toolchain.installed_packages()?,
         },
         build: BuildFacts {
-            make: kbuild::build_command(&plan, Parallel::Jobs(jobs)),
+            make: kbuild::build_command(&prepared.plan, Parallel::Jobs(pipeline::default_jobs())),
             env: kbuild::BUILD_ENV.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
             modules_stripped: !args.keep_debug,
         },

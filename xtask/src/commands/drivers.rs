@@ -62,20 +62,25 @@ pub fn run(args: DriversArgs, global: &GlobalArgs) -> Result<i32> {
             for group in by_kernel(&selection.cells(&context)?) {
                 let kernel = &group.kernel;
                 let ready = pipeline::ready_kernel(&context.repo, kernel, &group.arches, &global.install_options())?;
-                let (toolchain, source) = (&ready.toolchain, &ready.source);
                 for &arch in &group.arches {
                     let cell = group.cell(arch);
-                    let (active, skipped) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
-                    for (driver, reason) in skipped {
+                    let prepared = pipeline::prepare_cell(&pipeline::CellRequest {
+                        repo: &context.repo,
+                        kernel,
+                        arch,
+                        profile: cell.profile,
+                        ready: &ready,
+                        drivers: &drivers,
+                        keys: None,
+                        dir: &context.output.join("drivers").join(cell.id()),
+                        initramfs: None,
+                        strip_modules: false,
+                        through: pipeline::Through::Drivers,
+                    })?;
+                    for (driver, reason) in &prepared.skipped {
                         ui::status("Skipping", format!("{} on {}: {reason}", driver.name, cell.label()));
                     }
-                    let plan =
-                        pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, toolchain, &active)?;
-                    let log = context.output.join("logs").join(format!("kernel-{}.log", cell.id()));
-                    let parallel = Parallel::Jobs(pipeline::default_jobs());
-                    let build = pipeline::build_kernel(&plan, toolchain, source, &log, parallel)?;
-                    let out = context.output.join("drivers").join(cell.id());
-                    for built in pipeline::build_drivers(&active, arch, toolchain, source, &build, &out, parallel)? {
+                    for built in &prepared.drivers {
                         for module in &built.modules {
                             println!("{}", module.ko.display());
                         }

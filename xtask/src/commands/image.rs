@@ -7,7 +7,6 @@ use clap::{Args, ValueEnum};
 
 use super::selection::{Selection, by_kernel};
 use super::{Context, GlobalArgs};
-use crate::jobserver::Parallel;
 use crate::{disk, error, pipeline, ui};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -57,31 +56,27 @@ pub fn run(args: ImageArgs, global: &GlobalArgs) -> Result<i32> {
     for group in by_kernel(&cells) {
         let kernel = &group.kernel;
         let ready = pipeline::ready_kernel(&context.repo, kernel, &group.arches, &global.install_options())?;
-        let (toolchain, source) = (&ready.toolchain, &ready.source);
         for &arch in &group.arches {
             let cell = group.cell(arch);
-            let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
-            let plan = pipeline::cell_kernel_plan(
-                &context.repo,
+            let dir = context.output.join("images").join(cell.id());
+            let initramfs_out = match (args.kind, &args.out) {
+                (ImageKind::Initramfs, Some(out)) => Some(out.as_path()),
+                _ => None,
+            };
+            let prepared = pipeline::prepare_cell(&pipeline::CellRequest {
+                repo: &context.repo,
                 kernel,
                 arch,
-                cell.profile,
-                toolchain,
-                &active,
-                keys.as_ref(),
-            )?;
-            let dir = context.output.join("images").join(cell.id());
-            let parallel = Parallel::Jobs(pipeline::default_jobs());
-            let build = pipeline::build_kernel(&plan, toolchain, source, &dir.join("kernel-build.log"), parallel)?;
-            let built =
-                pipeline::build_drivers(&active, arch, toolchain, source, &build, &dir.join("drivers"), parallel)?;
-            let initramfs_out = match (args.kind, &args.out) {
-                (ImageKind::Initramfs, Some(out)) => out.clone(),
-                _ => dir.join("initramfs.cpio.gz"),
-            };
-            let (built, probes) = pipeline::sign_modules(toolchain, &build, keys.as_ref(), built, &dir)?;
-            let image =
-                pipeline::build_image(toolchain, arch, &context.repo, built.clone(), probes.as_ref(), &initramfs_out)?;
+                profile: cell.profile,
+                ready: &ready,
+                drivers: &drivers,
+                keys: keys.as_ref(),
+                dir: &dir,
+                initramfs: initramfs_out,
+                strip_modules: false,
+                through: pipeline::Through::Initramfs,
+            })?;
+            let image = prepared.initramfs.clone().expect("prepared through the initramfs");
             if args.kind == ImageKind::Initramfs {
                 println!("{}", image.display());
                 continue;
@@ -91,9 +86,9 @@ pub fn run(args: ImageArgs, global: &GlobalArgs) -> Result<i32> {
             let request = pipeline::DiskRequest {
                 repo: &context.repo,
                 arch,
-                kernel: &build,
+                kernel: &prepared.kernel,
                 initrd: &image,
-                drivers: &built,
+                drivers: &prepared.drivers,
                 keys: keys.as_ref(),
                 install: &global.install_options(),
             };

@@ -58,11 +58,20 @@ pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
         return Ok(0);
     }
     let ready = pipeline::ready_kernel(&context.repo, kernel, &[arch], &global.install_options())?;
-    let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
-    let pipeline::ReadyKernel { toolchain, source } = ready;
-    let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;
-    let log = context.output.join("logs").join(format!("kernel-{}.log", cell.id()));
-    let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(jobs))?;
+    let build = pipeline::prepare_cell(&pipeline::CellRequest {
+        repo: &context.repo,
+        kernel,
+        arch,
+        profile: cell.profile,
+        ready: &ready,
+        drivers: &drivers,
+        keys: None,
+        dir: &context.output.join("kernels").join(cell.id()),
+        initramfs: None,
+        strip_modules: false,
+        through: pipeline::Through::Kernel,
+    })?
+    .kernel;
     println!("{}", build.image.display());
     if !build.image.is_file() {
         return Err(error::user(format!("the kernel image {} is missing", build.image.display())));

@@ -5,7 +5,6 @@ use clap::Args;
 
 use super::selection::{BootArgs, Selection};
 use super::{Context, GlobalArgs};
-use crate::jobserver::Parallel;
 use crate::project::BootMethod;
 use crate::qemu;
 use crate::{pipeline, ui};
@@ -32,55 +31,40 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     let (kernel, arch) = (&cell.kernel, cell.arch);
     let drivers = args.selection.drivers(&context)?;
     let ready = pipeline::ready_kernel(&context.repo, kernel, &[arch], &global.install_options())?;
-    let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
-    let pipeline::ReadyKernel { toolchain, source } = ready;
-    let plan =
-        pipeline::cell_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active, keys.as_ref())?;
     let dir = context.output.join("run").join(cell.id());
-    let build = pipeline::build_kernel(
-        &plan,
-        &toolchain,
-        &source,
-        &dir.join("kernel-build.log"),
-        Parallel::Jobs(pipeline::default_jobs()),
-    )?;
-    let built = pipeline::build_drivers(
-        &active,
+    let prepared = pipeline::prepare_cell(&pipeline::CellRequest {
+        repo: &context.repo,
+        kernel,
         arch,
-        &toolchain,
-        &source,
-        &build,
-        &dir.join("drivers"),
-        Parallel::Jobs(pipeline::default_jobs()),
-    )?;
-    let (built, probes) = pipeline::sign_modules(&toolchain, &build, keys.as_ref(), built, &dir)?;
-    let initrd = pipeline::build_image(
-        &toolchain,
-        arch,
-        &context.repo,
-        built.clone(),
-        probes.as_ref(),
-        &dir.join("initramfs.cpio.gz"),
-    )?;
+        profile: cell.profile,
+        ready: &ready,
+        drivers: &drivers,
+        keys: keys.as_ref(),
+        dir: &dir,
+        initramfs: None,
+        strip_modules: false,
+        through: pipeline::Through::Initramfs,
+    })?;
+    let initrd = prepared.initramfs.clone().expect("prepared through the initramfs");
     let media = match boot_mode.method {
-        BootMethod::Direct => qemu::Media::Direct { kernel: build.image.clone(), initrd },
+        BootMethod::Direct => qemu::Media::Direct { kernel: prepared.kernel.image.clone(), initrd },
         BootMethod::Efi => {
             let request = pipeline::DiskRequest {
                 repo: &context.repo,
                 arch,
-                kernel: &build,
+                kernel: &prepared.kernel,
                 initrd: &initrd,
-                drivers: &built,
+                drivers: &prepared.drivers,
                 keys: keys.as_ref(),
                 install: &global.install_options(),
             };
             qemu::Media::Efi(pipeline::efi_media(&request, &dir)?)
         }
     };
-    let devices: Vec<String> = active.iter().flat_map(|driver| driver.meta.qemu_devices.clone()).collect();
+    let devices: Vec<String> = prepared.active.iter().flat_map(|driver| driver.meta.qemu_devices.clone()).collect();
     let nonce = qemu::new_nonce()?;
     let spec = cell.boot_spec(&context.project.boot, &devices, true, &nonce);
-    let cmd = qemu::command(&toolchain.sandbox()?, &spec, &media)?;
+    let cmd = qemu::command(&ready.toolchain.sandbox()?, &spec, &media)?;
     ui::info("kforge: booting; the tests run first, then a shell. Quit QEMU with Ctrl-A X.");
     let status = cmd.run_interactive()?;
     Ok(status.code().unwrap_or(0))

@@ -5,7 +5,6 @@ use clap::Args;
 
 use super::selection::Selection;
 use super::{Context, GlobalArgs};
-use crate::jobserver::Parallel;
 use crate::{analyzer, error, pipeline, ui};
 
 #[derive(Debug, Args)]
@@ -33,17 +32,22 @@ pub fn run(args: RustAnalyzerArgs, global: &GlobalArgs) -> Result<i32> {
     let ready = pipeline::ready_kernel(&context.repo, kernel, &[arch], &global.install_options())?;
     // The kernel the default matrix builds for this arch, so its cache is shared with `test`.
     let matrix_drivers = context.drivers(None)?;
-    let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &matrix_drivers)?;
-    let pipeline::ReadyKernel { toolchain, source } = ready;
-    let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;
     let dir = context.output.join("rust-analyzer");
-    let build = pipeline::build_kernel(
-        &plan,
-        &toolchain,
-        &source,
-        &dir.join(format!("kernel-{}-{}.log", kernel.id, arch.name)),
-        Parallel::Jobs(pipeline::default_jobs()),
-    )?;
+    let build = pipeline::prepare_cell(&pipeline::CellRequest {
+        repo: &context.repo,
+        kernel,
+        arch,
+        profile: cell.profile,
+        ready: &ready,
+        drivers: &matrix_drivers,
+        keys: None,
+        dir: &dir.join(cell.id()),
+        initramfs: None,
+        strip_modules: false,
+        through: pipeline::Through::Kernel,
+    })?
+    .kernel;
+    let pipeline::ReadyKernel { toolchain, source } = ready;
     let mut problems = 0;
     for driver in &drivers {
         let work = dir.join(&driver.name);

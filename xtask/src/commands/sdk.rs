@@ -8,7 +8,6 @@ use clap::Args;
 
 use super::selection::Selection;
 use super::{Context, GlobalArgs};
-use crate::jobserver::Parallel;
 use crate::kernel::source;
 use crate::{pipeline, sdk, ui};
 
@@ -29,11 +28,21 @@ pub fn run(args: SdkArgs, global: &GlobalArgs) -> Result<i32> {
     // The kernel `kernel build` and `test` build: configured for the matrix's drivers (and any selected).
     let drivers = args.selection.drivers(&context)?;
     let ready = pipeline::ready_kernel(&context.repo, kernel, &[arch], &global.install_options())?;
-    let (active, _) = pipeline::ready_arch(&context.repo, kernel, arch, &ready, &drivers)?;
+    let prepared = pipeline::prepare_cell(&pipeline::CellRequest {
+        repo: &context.repo,
+        kernel,
+        arch,
+        profile: cell.profile,
+        ready: &ready,
+        drivers: &drivers,
+        keys: None,
+        dir: &context.output.join("sdk").join(cell.id()),
+        initramfs: None,
+        strip_modules: false,
+        through: pipeline::Through::Kernel,
+    })?;
     let pipeline::ReadyKernel { toolchain, source } = ready;
-    let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;
-    let log = context.output.join("logs").join(format!("kernel-{}-{}.log", kernel.id, arch.name));
-    let build = pipeline::build_kernel(&plan, &toolchain, &source, &log, Parallel::Jobs(pipeline::default_jobs()))?;
+    let (plan, build) = (prepared.plan, prepared.kernel);
     let archive = args.out.unwrap_or_else(|| context.output.join("sdk").join(sdk::archive_name(&kernel.id, arch)));
     let started = Instant::now();
     let input = sdk::ExportInput {
