@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
 use crate::jobserver::Parallel;
-use crate::kernel::build::{KernelBuild, process_failure};
+use crate::kernel::build::KernelBuild;
+use crate::kernel::make::process_failure;
 use crate::kernel::source::SourceTree;
 use crate::process::{Cmd, Control, Outcome};
 use crate::sandbox::{Jail, Sandbox};
@@ -460,7 +461,7 @@ fn compile_module(
 
 /// The Kbuild command for an external module in `/drv` against the kernel build at `/build`.
 pub fn module_command(arch: &Arch, make_vars: &[String], parallel: Parallel<'_>) -> Vec<String> {
-    let mut argv = crate::kernel::build::make_command_with(arch, "/build", "/build", make_vars);
+    let mut argv = crate::kernel::make::make_command_with(arch, "/build", "/build", make_vars);
     argv.retain(|word| !word.starts_with("O="));
     argv.extend(["M=/drv".to_string(), "modules".to_string()]);
     argv.extend(parallel.make_args());

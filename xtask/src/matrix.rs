@@ -326,7 +326,7 @@ fn prepare(
             &active,
             keys.as_ref(),
         )?;
-        for missing in kconfig::missing_detectors(&plan.fragments) {
+        for missing in kconfig::missing_detectors(plan.fragments()) {
             result.tests.push(TestRecord {
                 name: format!("kforge.detector.{}", missing.detector),
                 status: Status::Skip,

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use crate::arch::Arch;
 use crate::driver::{self, BuiltDriver, Driver};
 use crate::jobserver::Parallel;
-use crate::kernel::build::{self as kbuild, KernelBuild, KernelPlan};
+use crate::kernel::build::{self as kbuild, KernelBuild, KernelPlan, PlanKind};
 use crate::kernel::config;
 use crate::kernel::distro;
 use crate::kernel::source::{self, SourceTree};
@@ -332,9 +332,9 @@ pub fn build_kernel(
 ) -> Result<KernelBuild> {
     progress::status("Building", format!("kernel {}/{} (log: {})", plan.kernel_id, plan.arch.name, log.display()));
     let started = std::time::Instant::now();
-    let build = match &plan.distro {
-        Some(distro_plan) => distro::build(plan, distro_plan, toolchain, source, log, parallel)?,
-        None => kbuild::build(plan, toolchain, source, log, parallel)?,
+    let build = match &plan.kind {
+        PlanKind::Distro(distro_plan) => distro::build(plan, distro_plan, toolchain, source, log, parallel)?,
+        PlanKind::Own(own) => kbuild::build(plan, own, toolchain, source, log, parallel)?,
     };
     let wall = started.elapsed().as_secs_f64();
     if build.compiled_steps == 0 {

@@ -301,7 +301,7 @@ include $(kforge-sdk-build)/../src/Makefile
 
 /// The make command line a user runs in the SDK's top directory.
 fn make_hint(arch: &Arch) -> Vec<String> {
-    let mut argv = crate::kernel::build::make_command(arch, "build", "build");
+    let mut argv = crate::kernel::make::make_command(arch, "build", "build");
     argv.retain(|word| !word.starts_with("O="));
     argv.extend(["M=<module directory>".to_string(), "modules".to_string()]);
     argv

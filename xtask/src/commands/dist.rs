@@ -218,7 +218,10 @@ fn dist_cell(
         },
         build: BuildFacts {
             make: kbuild::build_command(&prepared.plan, Parallel::Jobs(pipeline::default_jobs())),
-            env: kbuild::BUILD_ENV.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
+            env: crate::kernel::make::BUILD_ENV
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
             modules_stripped: !args.keep_debug,
         },
         source_date_epoch: epoch,

@@ -48,7 +48,7 @@ pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
         let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;
         println!("# kernel {}/{} ({}) with toolchain {}", kernel.id, arch.name, cell.profile, toolchain.id());
         println!("# cache entry: {} (key {})", plan.entry.display(), plan.key);
-        for fragment in &plan.fragments {
+        for fragment in plan.fragments() {
             println!("# fragment {}: {}", fragment.name, fragment.origin);
         }
         for argv in kbuild::config_commands(&plan) {

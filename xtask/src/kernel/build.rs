@@ -7,11 +7,11 @@
 //! kbuild compiles nothing, which `compiled_steps == 0` reports.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
 use super::config::{self, Fragment};
+use super::make::{self, make_command, make_command_with};
 use super::source::SourceTree;
 use crate::arch::Arch;
 use crate::jobserver::Parallel;
@@ -19,7 +19,7 @@ use crate::process::{Cmd, Control, Outcome};
 use crate::project::Profile;
 use crate::stage::{Category, StageContext};
 use crate::toolchain::Toolchain;
-use crate::{cache, error, paths, process, progress};
+use crate::{cache, error, paths, progress};
 
 /// Everything decided before building.
 #[derive(Debug, Clone)]
@@ -30,9 +30,23 @@ pub struct KernelPlan {
     pub key: String,
     /// The published cache entry (the build directory once complete).
     pub entry: PathBuf,
+    pub kind: PlanKind,
+}
+
+/// The two kinds of kernel a cell can have.
+#[derive(Debug, Clone)]
+pub enum PlanKind {
+    /// A kernel kforge configures from its fragments and builds (this module).
+    Own(OwnPlan),
+    /// A distro's own built kernel (`kernel::distro`): not built, but its
+    /// source prepared with the distro's config for out-of-tree modules.
+    Distro(super::distro::DistroPlan),
+}
+
+/// What only a kernel kforge builds has.
+#[derive(Debug, Clone)]
+pub struct OwnPlan {
     pub fragments: Vec<Fragment>,
-    /// Set for a distro's own kernel (`kernel::distro`), which is not built but prepared.
-    pub distro: Option<super::distro::DistroPlan>,
     /// Whether a complete entry is re-made on every use: only when the source
     /// can change under it (a local `path`). A verified source (a Debian
     /// package, a checksummed tarball) cannot, so its complete entry is used
@@ -47,6 +61,16 @@ pub struct KernelPlan {
     /// Boot cell's project db certificate): written to [`TRUSTED_CERT_PATH`]
     /// in the build directory, which a fragment names as CONFIG_SYSTEM_TRUSTED_KEYS.
     pub trusted_certificate: Option<String>,
+}
+
+impl KernelPlan {
+    /// The config fragments of a kernel kforge builds; none for a distro's.
+    pub fn fragments(&self) -> &[Fragment] {
+        match &self.kind {
+            PlanKind::Own(own) => &own.fragments,
+            PlanKind::Distro(_) => &[],
+        }
+    }
 }
 
 /// Where a plan's trusted certificate is written, as the jail sees the build directory.
@@ -70,15 +94,6 @@ impl KernelBuild {
     /// The make command for this kernel (modules built against it use it).
     pub fn make_command(&self, arch: &Arch, source: &str, build: &str) -> Vec<String> {
         make_command_with(arch, source, build, &self.make_vars)
-    }
-}
-
-/// `make_command`, or with a distro kernel's make variables in place of `LLVM=1` when there are any.
-pub fn make_command_with(arch: &Arch, source: &str, build: &str, make_vars: &[String]) -> Vec<String> {
-    if make_vars.is_empty() {
-        make_command(arch, source, build)
-    } else {
-        super::distro::make_command(arch, source, build, make_vars)
     }
 }
 
@@ -138,43 +153,21 @@ pub fn plan(
         arch,
         key: key.finish(),
         entry,
-        fragments,
-        distro: None,
-        remake_complete: source_identity.starts_with(super::source::MUTABLE_IDENTITY_PREFIX),
-        lineage: lineage.finish(),
-        trusted_certificate,
+        kind: PlanKind::Own(OwnPlan {
+            fragments,
+            remake_complete: source_identity.starts_with(super::source::MUTABLE_IDENTITY_PREFIX),
+            lineage: lineage.finish(),
+            trusted_certificate,
+        }),
     })
 }
 
-/// `make -C /src O=/build ARCH=... LLVM=1` plus reproducibility knobs.
-pub fn make_command(arch: &Arch, source: &str, build: &str) -> Vec<String> {
-    let mut argv = vec![
-        "make".to_string(),
-        "-C".to_string(),
-        source.to_string(),
-        format!("O={build}"),
-        format!("ARCH={}", arch.make_arch),
-        "LLVM=1".to_string(),
-    ];
-    if !arch.module_rustflags.is_empty() {
-        argv.push(format!("RUSTFLAGS_MODULE={}", arch.module_rustflags.join(" ")));
-    }
-    argv
-}
-
-/// Environment for every kernel make: fixed build identity for reproducible output.
-pub const BUILD_ENV: &[(&str, &str)] = &[
-    ("KBUILD_BUILD_USER", "kforge"),
-    ("KBUILD_BUILD_HOST", "kforge"),
-    ("KBUILD_BUILD_TIMESTAMP", "1970-01-01T00:00:00Z"),
-    ("KBUILD_BUILD_VERSION", "1"),
-];
-
 /// The commands that configure the tree, in order (for `--dry-run` and the build).
 pub fn config_commands(plan: &KernelPlan) -> Vec<Vec<String>> {
-    if plan.distro.is_some() {
-        return vec![super::distro::planned_make(plan.arch, "olddefconfig")];
-    }
+    let own = match &plan.kind {
+        PlanKind::Own(own) => own,
+        PlanKind::Distro(_) => return vec![super::distro::planned_make(plan.arch, "olddefconfig")],
+    };
     let make = make_command(plan.arch, "/src", "/build");
     let mut merge = vec![
         "/src/scripts/kconfig/merge_config.sh".to_string(),
@@ -183,7 +176,7 @@ pub fn config_commands(plan: &KernelPlan) -> Vec<Vec<String>> {
         "/build".to_string(),
         "/build/.config".to_string(),
     ];
-    merge.extend(plan.fragments.iter().map(|fragment| format!("/build/kforge-fragments/{}", fragment.name)));
+    merge.extend(own.fragments.iter().map(|fragment| format!("/build/kforge-fragments/{}", fragment.name)));
     vec![
         [make.clone(), vec!["tinyconfig".to_string()]].concat(),
         merge,
@@ -193,58 +186,24 @@ pub fn config_commands(plan: &KernelPlan) -> Vec<Vec<String>> {
 
 /// The command that builds the kernel image and in-tree modules.
 pub fn build_command(plan: &KernelPlan, parallel: Parallel<'_>) -> Vec<String> {
-    if plan.distro.is_some() {
-        return [super::distro::planned_make(plan.arch, "modules_prepare"), parallel.make_args()].concat();
-    }
-    [make_command(plan.arch, "/src", "/build"), parallel.make_args()].concat()
-}
-
-/// Marker line before the `times` output that `with_cpu_times` appends.
-const CPU_MARKER: &str = "kforge-cpu-times";
-
-/// Wraps argv in a shell that prints, after it ends, the CPU time of
-/// everything it ran (`times`), so kforge can account a build's CPU even
-/// through the sandbox.
-pub fn with_cpu_times(argv: Vec<String>) -> Vec<String> {
-    let script = format!("\"$@\"; status=$?; echo {CPU_MARKER}; times; exit $status");
-    [vec!["sh".to_string(), "-c".to_string(), script, "sh".to_string()], argv].concat()
-}
-
-/// Seconds in `times` notation: `1m23.450000s` -> 83.45.
-fn times_seconds(word: &str) -> Option<f64> {
-    let (minutes, seconds) = word.strip_suffix('s')?.split_once('m')?;
-    Some(minutes.parse::<f64>().ok()? * 60.0 + seconds.parse::<f64>().ok()?)
-}
-
-/// CPU seconds (user + system) of the children from `times` output, whose
-/// second line is the children's.
-pub fn children_cpu_seconds(line: &str) -> Option<f64> {
-    let mut words = line.split_whitespace();
-    Some(times_seconds(words.next()?)? + times_seconds(words.next()?)?)
-}
-
-/// The command that generates the UAPI headers (`/build/usr/include`) test programs use.
-pub fn headers_command(plan: &KernelPlan) -> Vec<String> {
-    let mut argv = make_command(plan.arch, "/src", "/build");
-    for word in &mut argv {
-        if word.starts_with("ARCH=") {
-            *word = format!("ARCH={}", plan.arch.headers_arch);
-        }
-    }
-    argv.push("headers".to_string());
-    argv
+    let make = match &plan.kind {
+        PlanKind::Own(_) => make_command(plan.arch, "/src", "/build"),
+        PlanKind::Distro(_) => super::distro::planned_make(plan.arch, "modules_prepare"),
+    };
+    [make, parallel.make_args()].concat()
 }
 
 /// Builds (or re-makes) the kernel. `log` receives the full make output.
 pub fn build(
     plan: &KernelPlan,
+    own: &OwnPlan,
     toolchain: &Toolchain,
     source: &SourceTree,
     log: &Path,
     parallel: Parallel<'_>,
 ) -> Result<KernelBuild> {
-    let (_lock, dir, complete) = configured_dir(plan, toolchain, source, log)?;
-    if complete && !plan.remake_complete && dir.join(plan.arch.kernel_image).is_file() {
+    let (_lock, dir, complete) = configured_dir(plan, own, toolchain, source, log)?;
+    if complete && !own.remake_complete && dir.join(plan.arch.kernel_image).is_file() {
         fs_err::write(
             log,
             format!("kforge: {} is complete and its source cannot change: nothing to make\n", dir.display()),
@@ -258,15 +217,15 @@ pub fn build(
         });
     }
     let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
-    let jail = |build_dir: &Path| build_jail(&sandbox, source, build_dir);
+    let jail = |build_dir: &Path| make::jail(&sandbox, source, build_dir);
 
     let steps_before = estimate_steps(plan.arch);
-    let cmd = parallel.attach(jail(&dir)).command(&with_cpu_times(build_command(plan, parallel)))?;
-    let (compiled, cpu_seconds) = run_make(&cmd, log, &label(plan), steps_before)
+    let cmd = parallel.attach(jail(&dir)).command(&make::with_cpu_times(build_command(plan, parallel)))?;
+    let (compiled, cpu_seconds) = make::run_make(&cmd, log, &label(plan), steps_before)
         .stage(Category::Build, format!("kernel build for {} failed", label(plan)))?;
-    let headers = parallel.attach(jail(&dir)).command(&with_cpu_times(headers_command(plan)))?;
+    let headers = parallel.attach(jail(&dir)).command(&make::with_cpu_times(make::headers_command(plan.arch, &[])))?;
     let headers_log = cache::sibling(log, "headers");
-    let (header_steps, header_cpu) = run_make(&headers, &headers_log, &label(plan), None)
+    let (header_steps, header_cpu) = make::run_make(&headers, &headers_log, &label(plan), None)
         .stage(Category::Build, format!("UAPI headers for {} failed", label(plan)))?;
     let compiled = compiled + header_steps;
     let cpu_seconds = cpu_seconds + header_cpu;
@@ -283,7 +242,7 @@ pub fn build(
             fs_err::write(dir.join(ORIGIN_FILE), "scratch\n")?;
         }
         fs_err::write(dir.join(COMPLETE_MARKER), format!("{{\"steps\": {compiled}}}\n"))?;
-        fs_err::write(dir.join(LINEAGE_FILE), &plan.lineage)?;
+        fs_err::write(dir.join(LINEAGE_FILE), &own.lineage)?;
         fs_err::rename(&dir, &plan.entry)?;
         plan.entry.clone()
     };
@@ -301,6 +260,7 @@ pub fn build(
 /// the directory and whether the entry was already complete.
 fn configured_dir(
     plan: &KernelPlan,
+    own: &OwnPlan,
     toolchain: &Toolchain,
     source: &SourceTree,
     log: &Path,
@@ -311,20 +271,20 @@ fn configured_dir(
     let lock = cache::lock(&plan.entry)?;
     let complete = plan.entry.join(COMPLETE_MARKER).is_file();
     let dir = if complete { plan.entry.clone() } else { cache::sibling(&plan.entry, "partial") };
-    if complete && !plan.lineage.is_empty() && !dir.join(LINEAGE_FILE).is_file() {
+    if complete && !own.lineage.is_empty() && !dir.join(LINEAGE_FILE).is_file() {
         // An entry completed before lineages were recorded: its key matched, so this is its lineage.
-        fs_err::write(dir.join(LINEAGE_FILE), &plan.lineage)?;
+        fs_err::write(dir.join(LINEAGE_FILE), &own.lineage)?;
     }
-    if !complete && !dir.exists() && !plan.lineage.is_empty() {
+    if !complete && !dir.exists() && !own.lineage.is_empty() {
         let kernels = plan.entry.parent().unwrap_or(Path::new("."));
-        if let Some(nearest) = nearest_complete_build(kernels, &plan.lineage) {
+        if let Some(nearest) = nearest_complete_build(kernels, &own.lineage) {
             seed_from(plan, &nearest, &dir)?;
         }
     }
     fs_err::create_dir_all(&dir)?;
     if !dir.join(CONFIG_MARKER).is_file() || !dir.join(".config").is_file() {
         let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
-        configure(plan, &dir, log, &build_jail(&sandbox, source, &dir))
+        configure(plan, own, &dir, log, &make::jail(&sandbox, source, &dir))
             .stage(Category::Config, format!("kernel config for {} failed", label(plan)))?;
     }
     Ok((lock, dir, complete))
@@ -377,64 +337,48 @@ fn seed_from(plan: &KernelPlan, nearest: &Path, partial: &Path) -> Result<()> {
 /// Configures the kernel (checking every requested option) without building
 /// it; the next build continues from this configuration. Returns the `.config`.
 pub fn configure_only(plan: &KernelPlan, toolchain: &Toolchain, source: &SourceTree, log: &Path) -> Result<PathBuf> {
-    if plan.distro.is_some() {
+    let PlanKind::Own(own) = &plan.kind else {
         bail!(error::user(format!(
             "kernel {} is a distribution's built kernel: its config is the distribution's, not kforge's to configure",
             plan.kernel_id
         )));
-    }
-    let (_lock, dir, _) = configured_dir(plan, toolchain, source, log)?;
+    };
+    let (_lock, dir, _) = configured_dir(plan, own, toolchain, source, log)?;
     Ok(dir.join(".config"))
-}
-
-/// The sandbox view of a kernel build: source read-only at /src, the build directory writable at /build.
-fn build_jail<'a>(
-    sandbox: &'a crate::sandbox::Sandbox,
-    source: &SourceTree,
-    build_dir: &Path,
-) -> crate::sandbox::Jail<'a> {
-    let mut jail = sandbox.jail();
-    jail.ro(&source.dir, "/src");
-    jail.rw(build_dir, "/build");
-    let mut jail = jail.cwd("/build");
-    for (key, value) in BUILD_ENV {
-        jail = jail.env(key, value);
-    }
-    jail
 }
 
 fn label(plan: &KernelPlan) -> String {
     format!("{}/{}", plan.kernel_id, plan.arch.name)
 }
 
-fn configure(plan: &KernelPlan, dir: &Path, log: &Path, jail: &crate::sandbox::Jail<'_>) -> Result<()> {
-    progress::status("Configuring", format!("kernel {} ({} fragments)", label(plan), plan.fragments.len()));
+fn configure(plan: &KernelPlan, own: &OwnPlan, dir: &Path, log: &Path, jail: &crate::sandbox::Jail<'_>) -> Result<()> {
+    progress::status("Configuring", format!("kernel {} ({} fragments)", label(plan), own.fragments.len()));
     let fragment_dir = dir.join("kforge-fragments");
     cache::remove_dir_if_exists(&fragment_dir)?;
     fs_err::create_dir_all(&fragment_dir)?;
-    for fragment in &plan.fragments {
+    for fragment in &own.fragments {
         fs_err::write(fragment_dir.join(&fragment.name), &fragment.text)?;
     }
-    if let Some(pem) = &plan.trusted_certificate {
+    if let Some(pem) = &own.trusted_certificate {
         let name = TRUSTED_CERT_PATH.strip_prefix("/build/").unwrap_or(TRUSTED_CERT_PATH);
         fs_err::write(dir.join(name), pem)?;
     }
     let _ = fs_err::remove_file(dir.join(CONFIG_MARKER));
     // Each command streams into a part file that is appended to the config log.
-    let config_log = config_log_path(log);
+    let config_log = make::config_log_path(log);
     let part = cache::sibling(log, "config.part");
     fs_err::write(&config_log, "")?;
     for argv in config_commands(plan) {
         let cmd = jail.command(&argv)?;
         let outcome = cmd.stream(&part, None, &mut |_| Control::Continue)?;
-        append_log(&config_log, &part)?;
+        make::append_log(&config_log, &part)?;
         let _ = fs_err::remove_file(&part);
         if !matches!(outcome, Outcome::Exited(status) if status.success()) {
-            return Err(process_failure(&cmd, outcome, &config_log));
+            return Err(make::process_failure(&cmd, outcome, &config_log));
         }
     }
     let final_config = fs_err::read_to_string(dir.join(".config"))?;
-    let dropped = config::dropped(&config::requests(&plan.fragments), &final_config);
+    let dropped = config::dropped(&config::requests(&own.fragments), &final_config);
     if !dropped.is_empty() {
         let mut message = String::from("options requested by the fragments did not survive into .config:");
         for option in &dropped {
@@ -472,31 +416,6 @@ fn configure(plan: &KernelPlan, dir: &Path, log: &Path, jail: &crate::sandbox::J
     Ok(())
 }
 
-/// Where the configuration steps' output goes, next to the build log.
-pub fn config_log_path(log: &Path) -> PathBuf {
-    log.with_file_name(format!(
-        "{}.config.log",
-        log.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()
-    ))
-}
-
-fn append_log(log: &Path, part: &Path) -> Result<()> {
-    use std::io::Write;
-    let text = fs_err::read(part)?;
-    let mut file = fs_err::OpenOptions::new().create(true).append(true).open(log)?;
-    file.write_all(&text)?;
-    Ok(())
-}
-
-/// Whether a kbuild output line is a compile/link step (`  CC      kernel/fork.o`).
-pub fn is_compile_step(line: &str) -> bool {
-    let Some(rest) = line.strip_prefix("  ") else { return false };
-    let verb: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-    !verb.is_empty()
-        && verb.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        && !["DESCEND", "CALL", "CHK", "SYNC", "INSTALL", "UPD"].contains(&verb.as_str())
-}
-
 /// Steps a previous complete build of this arch took (for a progress bar), if known.
 fn estimate_steps(arch: &Arch) -> Option<u64> {
     let dir = paths::cache_dir().ok()?.join("kernels");
@@ -516,109 +435,15 @@ fn estimate_steps(arch: &Arch) -> Option<u64> {
     best
 }
 
-/// Runs a kbuild make (wrapped by `with_cpu_times`) with a progress bar;
-/// returns the number of steps run and their CPU seconds.
-pub fn run_make(cmd: &Cmd, log: &Path, label: &str, estimate: Option<u64>) -> Result<(usize, f64)> {
-    let bar = match estimate {
-        Some(total) => progress::bar(total, "Building"),
-        None => progress::spinner("Building"),
-    };
-    let started = Instant::now();
-    let mut last_report = Instant::now();
-    let mut steps = 0usize;
-    let mut cpu_seconds = 0.0;
-    let mut times_lines = None;
-    let outcome = cmd.stream(log, None, &mut |line| {
-        if line == CPU_MARKER {
-            times_lines = Some(0);
-        } else if let Some(seen) = times_lines {
-            // `times`: the shell's own times, then its children's.
-            if seen == 1 {
-                cpu_seconds = children_cpu_seconds(line).unwrap_or(0.0);
-            }
-            times_lines = Some(seen + 1);
-        }
-        if is_compile_step(line) {
-            steps += 1;
-            bar.inc(1);
-            bar.set_message(format!("{label}: {}", line.trim()));
-        }
-        if !progress::bars_enabled() && last_report.elapsed() > Duration::from_secs(60) {
-            last_report = Instant::now();
-            progress::status("Building", format!("{label}: {steps} steps, {}s", started.elapsed().as_secs()));
-        }
-        Control::Continue
-    })?;
-    bar.finish_and_clear();
-    match outcome {
-        Outcome::Exited(status) if status.success() => Ok((steps, cpu_seconds)),
-        other => Err(process_failure(cmd, other, log)),
-    }
-}
-
-/// A process error showing the first compiler error and the log path.
-pub fn process_failure(cmd: &Cmd, outcome: Outcome, log: &Path) -> anyhow::Error {
-    let status = match outcome {
-        Outcome::Exited(status) => process::describe_status(status),
-        Outcome::Stopped => "stopped".to_string(),
-        Outcome::TimedOut => "timed out".to_string(),
-    };
-    // What ran inside the sandbox, without bwrap's arguments or the CPU-time wrapper.
-    let mut inner: Vec<String> = cmd.argv().iter().skip_while(|word| *word != "--").skip(1).cloned().collect();
-    if inner.len() > 4 && inner[0] == "sh" && inner[2].contains(CPU_MARKER) {
-        inner.drain(..4);
-    }
-    let command = inner.join(" ");
-    anyhow::Error::new(error::ProcessError {
-        command: if command.is_empty() { cmd.display() } else { command },
-        status,
-        output_tail: first_error_lines(log),
-        log: Some(log.to_path_buf()),
-    })
-}
-
-/// The first compiler error in a log with a few lines after it, else the log's tail.
-pub fn first_error_lines(log: &Path) -> Vec<String> {
-    let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
-    let lines: Vec<&str> = text.lines().collect();
-    let is_error = |line: &str| {
-        let trimmed = line.trim_start();
-        trimmed.starts_with("error")
-            || trimmed.contains(": error:")
-            || trimmed.contains(": fatal error:")
-            || trimmed.contains("not found")
-            || trimmed.contains("No such file")
-    };
-    match lines.iter().position(|line| is_error(line)) {
-        Some(first) => lines[first..].iter().take(12).map(|line| line.to_string()).collect(),
-        None => process::last_lines(&text, 12),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn cpu_times_are_read_from_the_shell() {
-        let seconds = children_cpu_seconds("1m23.450000s 0m12.340000s").unwrap();
-        assert!((seconds - 95.79).abs() < 1e-9, "{seconds}");
-        assert_eq!(children_cpu_seconds("0m0.01s 0m0.00s"), Some(0.01));
-        assert_eq!(children_cpu_seconds("garbage"), None);
-        let wrapped = with_cpu_times(vec!["make".into(), "-j2".into()]);
-        assert_eq!(wrapped[..2], ["sh".to_string(), "-c".to_string()]);
-        assert_eq!(wrapped[4..], ["make".to_string(), "-j2".to_string()]);
-    }
-
-    #[test]
-    fn compile_steps_are_counted_and_bookkeeping_is_not() {
-        assert!(is_compile_step("  CC      kernel/fork.o"));
-        assert!(is_compile_step("  RUSTC L rust/core.o"));
-        assert!(is_compile_step("  CC [M]  samples/rust/rust_minimal.mod.o"));
-        assert!(!is_compile_step("  DESCEND objtool"));
-        assert!(!is_compile_step("  CALL    /src/scripts/checksyscalls.sh"));
-        assert!(!is_compile_step("Kernel: arch/x86/boot/bzImage is ready  (#1)"));
-        assert!(!is_compile_step("make[1]: Entering directory '/build'"));
+    fn lineage(plan: &KernelPlan) -> String {
+        match &plan.kind {
+            PlanKind::Own(own) => own.lineage.clone(),
+            PlanKind::Distro(_) => panic!("a distro plan has no lineage"),
+        }
     }
 
     #[test]
@@ -693,14 +518,14 @@ mod tests {
         let option_added = plan("7.2", x86, release, &toolchain, "debian:a", changed, None).unwrap();
         assert_ne!(base.key, option_added.key);
         // Only the options differ: the same lineage, so one can start from the other.
-        assert_eq!(base.lineage, option_added.lineage);
+        assert_eq!(lineage(&base), lineage(&option_added));
         assert_ne!(
-            base.lineage,
-            plan("7.2", arm, release, &toolchain, "debian:a", fragments.clone(), None).unwrap().lineage
+            lineage(&base),
+            lineage(&plan("7.2", arm, release, &toolchain, "debian:a", fragments.clone(), None).unwrap())
         );
         assert_ne!(
-            base.lineage,
-            plan("7.2", x86, release, &toolchain, "debian:b", fragments.clone(), None).unwrap().lineage
+            lineage(&base),
+            lineage(&plan("7.2", x86, release, &toolchain, "debian:b", fragments.clone(), None).unwrap())
         );
         let mut commented = fragments.clone();
         commented[0].text.push_str("# only a comment\n");
@@ -718,7 +543,7 @@ mod tests {
         };
         assert_ne!(base.key, trusting("A").key);
         assert_ne!(trusting("A").key, trusting("B").key);
-        assert_eq!(base.lineage, trusting("A").lineage);
+        assert_eq!(lineage(&base), lineage(&trusting("A")));
         assert!(name(&trusting("A")).ends_with("-trusting"), "{}", name(&trusting("A")));
     }
 

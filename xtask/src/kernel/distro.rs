@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::build::{self as kbuild, BUILD_ENV, KernelBuild, KernelPlan};
+use super::build::{KernelBuild, KernelPlan, PlanKind};
+use super::make;
 use super::source::{self, SourceTree};
 use crate::arch::Arch;
 use crate::jobserver::Parallel;
@@ -74,11 +75,7 @@ pub fn plan(
         arch,
         key: key.finish(),
         entry,
-        fragments: Vec::new(),
-        distro: Some(DistroPlan { packages, candidates }),
-        remake_complete: false,
-        lineage: String::new(),
-        trusted_certificate: None,
+        kind: PlanKind::Distro(DistroPlan { packages, candidates }),
     })
 }
 
@@ -542,29 +539,17 @@ pub fn build(
     let variables = kernel_variables(&fs_err::read_to_string(&files.variables)?);
     let vars = make_variables(&variables, &wanted).stage(Category::Config, format!("{label}: unusable variables"))?;
 
-    let jail = |parallel: Option<Parallel<'_>>| {
-        let mut jail = sandbox.jail();
-        jail.ro(&source_tree.dir, "/src");
-        jail.rw(&dir, "/build");
-        let mut jail = jail.cwd("/build");
-        for (key, value) in BUILD_ENV {
-            jail = jail.env(key, value);
-        }
-        match parallel {
-            Some(parallel) => parallel.attach(jail),
-            None => jail,
-        }
-    };
-    let make = make_command(plan.arch, "/src", "/build", &vars);
+    let jail = || make::jail(&sandbox, source_tree, &dir);
+    let make = make::make_command_with(plan.arch, "/src", "/build", &vars);
 
     // Configure: Debian's config as is; olddefconfig must not change it.
     progress::status("Configuring", format!("kernel {label} with Debian's config ({})", packages.headers.package));
     fs_err::copy(&files.config, dir.join(".config"))?;
-    let config_log = kbuild::config_log_path(log);
-    let cmd = jail(None).command(&[make.clone(), vec!["olddefconfig".to_string()]].concat())?;
+    let config_log = make::config_log_path(log);
+    let cmd = jail().command(&[make.clone(), vec!["olddefconfig".to_string()]].concat())?;
     let outcome = cmd.stream(&config_log, None, &mut |_| Control::Continue)?;
     if !matches!(outcome, Outcome::Exited(status) if status.success()) {
-        return Err(kbuild::process_failure(&cmd, outcome, &config_log))
+        return Err(make::process_failure(&cmd, outcome, &config_log))
             .stage(Category::Config, format!("kernel config for {label} failed"));
     }
     let changes = changed_symbols(&debian_config, &fs_err::read_to_string(dir.join(".config"))?);
@@ -591,21 +576,15 @@ pub fn build(
 
     // Build: the Rust metadata (prepare builds rust/) and the UAPI headers test programs use.
     let started = std::time::Instant::now();
-    let prepare_cmd = jail(Some(parallel)).command(&kbuild::with_cpu_times(
+    let prepare_cmd = parallel.attach(jail()).command(&make::with_cpu_times(
         [make.clone(), parallel.make_args(), vec!["modules_prepare".to_string()]].concat(),
     ))?;
-    let (steps, cpu) = kbuild::run_make(&prepare_cmd, log, &label, None)
+    let (steps, cpu) = make::run_make(&prepare_cmd, log, &label, None)
         .stage(Category::Build, format!("Rust metadata for {label} (make modules_prepare) failed"))?;
-    let mut headers = make_command(plan.arch, "/src", "/build", &vars);
-    for word in &mut headers {
-        if word.starts_with("ARCH=") {
-            *word = format!("ARCH={}", plan.arch.headers_arch);
-        }
-    }
-    headers.push("headers".to_string());
+    let headers = make::headers_command(plan.arch, &vars);
     let headers_log = cache::sibling(log, "headers");
-    let headers_cmd = jail(Some(parallel)).command(&kbuild::with_cpu_times(headers))?;
-    let (header_steps, header_cpu) = kbuild::run_make(&headers_cmd, &headers_log, &label, None)
+    let headers_cmd = parallel.attach(jail()).command(&make::with_cpu_times(headers))?;
+    let (header_steps, header_cpu) = make::run_make(&headers_cmd, &headers_log, &label, None)
         .stage(Category::Build, format!("UAPI headers for {label} failed"))?;
     for metadata in ["rust/libkernel.rmeta", "rust/libmacros.so"] {
         if !dir.join(metadata).is_file() {
@@ -641,18 +620,10 @@ pub fn build(
     })
 }
 
-/// `make -C <source> O=<build> ARCH=...` with Debian's variables instead of `LLVM=1`.
-pub fn make_command(arch: &Arch, source: &str, build: &str, vars: &[String]) -> Vec<String> {
-    let mut argv = kbuild::make_command(arch, source, build);
-    argv.retain(|word| word != "LLVM=1");
-    argv.extend(vars.iter().cloned());
-    argv
-}
-
 /// A make command as a dry run shows it: Debian's variables are only known once its headers package is read.
 pub fn planned_make(arch: &Arch, target: &str) -> Vec<String> {
     let placeholder = "<CROSS_COMPILE, CC, KERNELRELEASE from Debian's headers>".to_string();
-    [make_command(arch, "/src", "/build", &[placeholder]), vec![target.to_string()]].concat()
+    [make::make_command_with(arch, "/src", "/build", &[placeholder]), vec![target.to_string()]].concat()
 }
 
 /// Runs `rustc --version`, `bindgen --version` and `<cc> --version` in the root.
@@ -798,7 +769,7 @@ CONFIG_LOCALVERSION="say \"hi\""
         let arm = Arch::find("arm64").unwrap();
         let vars = make_variables(&variables, &config).unwrap();
         assert_eq!(
-            make_command(arm, "/src", "/build", &vars).join(" "),
+            make::make_command_with(arm, "/src", "/build", &vars).join(" "),
             "make -C /src O=/build ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- CC=aarch64-linux-gnu-gcc-16 \
              CROSS_COMPILE_COMPAT=arm-linux-gnueabihf- CC_COMPAT=arm-linux-gnueabihf-gcc-16 \
              KERNELRELEASE=7.2.13+deb14-arm64"
