@@ -131,6 +131,13 @@ pub fn parse_line(line: &str) -> Option<(String, String)> {
     name.starts_with("CONFIG_").then(|| (name.trim().to_string(), value.trim().to_string()))
 }
 
+/// `CONFIG_NAME` -> value of every option a `.config` sets ("n" for
+/// `# CONFIG_NAME is not set`; strings keep their quotes): the one `.config`
+/// parser, for fragments, built kernels and distros' configs alike.
+pub fn symbols(config: &str) -> BTreeMap<String, String> {
+    config.lines().filter_map(parse_line).collect()
+}
+
 /// Every option requested by the fragments; later fragments win, like merge_config.sh.
 pub fn requests(fragments: &[Fragment]) -> BTreeMap<String, Request> {
     let mut wanted = BTreeMap::new();
@@ -162,12 +169,7 @@ impl std::fmt::Display for Dropped {
 
 /// Compares the final `.config` with what the fragments asked for.
 pub fn dropped(requests: &BTreeMap<String, Request>, final_config: &str) -> Vec<Dropped> {
-    let mut actual: BTreeMap<String, String> = BTreeMap::new();
-    for line in final_config.lines() {
-        if let Some((name, value)) = parse_line(line) {
-            actual.insert(name, value);
-        }
-    }
+    let actual = symbols(final_config);
     requests
         .iter()
         .filter_map(|(name, request)| {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::build::{KernelBuild, KernelPlan, PlanKind};
+use super::config;
 use super::make;
 use super::source::{self, SourceTree};
 use crate::arch::Arch;
@@ -94,32 +95,13 @@ pub fn arch_skip_reason(kernel: &KernelEntry, arch: &Arch) -> Option<String> {
 /// The reason KUnit suites cannot run on a built kernel, when its `.config` has no CONFIG_KUNIT.
 pub fn kunit_off_reason(kernel: &KernelEntry, build: &KernelBuild) -> Option<String> {
     let config = std::fs::read_to_string(build.dir.join(".config")).ok()?;
-    if config_symbols(&config).get("CONFIG_KUNIT").is_some_and(|value| value == "y") {
+    if config::symbols(&config).get("CONFIG_KUNIT").is_some_and(|value| value == "y") {
         return None;
     }
     Some(match kernel.source {
         KernelSource::DebianImage(_) => "CONFIG_KUNIT is off in Debian's kernel".to_string(),
         _ => format!("CONFIG_KUNIT is off in kernel {}'s config", kernel.id),
     })
-}
-
-/// `CONFIG_NAME` -> value, from a `.config` ("n" for `# CONFIG_NAME is not set`;
-/// strings keep their quotes).
-pub fn config_symbols(config: &str) -> BTreeMap<String, String> {
-    let mut symbols = BTreeMap::new();
-    for line in config.lines() {
-        let line = line.trim();
-        if let Some(name) = line.strip_prefix("# ").and_then(|rest| rest.strip_suffix(" is not set")) {
-            if name.starts_with("CONFIG_") {
-                symbols.insert(name.to_string(), "n".to_string());
-            }
-        } else if let Some((name, value)) = line.split_once('=')
-            && name.starts_with("CONFIG_")
-        {
-            symbols.insert(name.to_string(), value.to_string());
-        }
-    }
-    symbols
 }
 
 /// A string symbol's value without its quotes and escapes.
@@ -152,7 +134,7 @@ pub struct CompilerTexts {
 
 /// Reads CONFIG_RUSTC_VERSION_TEXT, CONFIG_BINDGEN_VERSION_TEXT and CONFIG_CC_VERSION_TEXT.
 pub fn compiler_texts(config: &str, origin: &str) -> Result<CompilerTexts> {
-    let symbols = config_symbols(config);
+    let symbols = config::symbols(config);
     let text = |name: &str, why: &str| {
         config_string(&symbols, name)
             .filter(|value| !value.is_empty())
@@ -418,8 +400,8 @@ pub struct ConfigChange {
 
 /// Symbols whose value differs between two configs (absent counts as "(absent)").
 pub fn changed_symbols(before: &str, after: &str) -> Vec<ConfigChange> {
-    let before = config_symbols(before);
-    let after = config_symbols(after);
+    let before = config::symbols(before);
+    let after = config::symbols(after);
     let mut names: Vec<&String> = before.keys().chain(after.keys()).collect();
     names.sort();
     names.dedup();
@@ -675,7 +657,7 @@ CONFIG_LOCALVERSION="say \"hi\""
         assert_eq!(texts.rustc, "rustc 1.97.1 (8bab26f4f 2026-07-14) (built from a source tarball)");
         assert_eq!(texts.bindgen, "bindgen 0.72.1");
         assert_eq!(texts.cc, "x86_64-linux-gnu-gcc-16 (Debian 16.2.0-4) 16.2.0");
-        let symbols = config_symbols(CONFIG);
+        let symbols = config::symbols(CONFIG);
         assert_eq!(symbols["CONFIG_KUNIT"], "n");
         assert_eq!(config_string(&symbols, "CONFIG_LOCALVERSION").unwrap(), "say \"hi\"");
         let no_rust = CONFIG.replace("CONFIG_RUSTC_VERSION_TEXT", "CONFIG_OTHER");
