@@ -217,14 +217,6 @@ pub fn rust_target(build: &Path) -> Result<String> {
     })
 }
 
-/// A string option of a `.config` (`CONFIG_X="..."`), without the quotes.
-pub fn config_string(config: &str, option: &str) -> Option<String> {
-    config.lines().find_map(|line| {
-        let value = line.strip_prefix(option)?.strip_prefix('=')?;
-        Some(value.trim().trim_matches('"').to_string())
-    })
-}
-
 /// Packs the SDK of a built kernel into `archive` (and `<archive>.sha256`).
 pub fn export(input: &ExportInput<'_>, archive: &Path) -> Result<Exported> {
     let selected = select(input.source_dir, input.build_dir, input.arch.srcarch)?;
@@ -232,9 +224,9 @@ pub fn export(input: &ExportInput<'_>, archive: &Path) -> Result<Exported> {
     if rust_target.starts_with("build/") && !selected.iter().any(|file| file.path == rust_target) {
         return Err(anyhow::anyhow!("the kernel's Rust target spec {rust_target} is not among the SDK's files"));
     }
-    let dot_config = read_text(&input.build_dir.join(".config"))?;
+    let symbols = config::symbols(&read_text(&input.build_dir.join(".config"))?);
     let text = |option: &str| {
-        config_string(&dot_config, option).ok_or_else(|| {
+        config::string(&symbols, option).ok_or_else(|| {
             error::user(format!("{} has no {option}; is CONFIG_RUST set?", input.build_dir.join(".config").display()))
         })
     };
@@ -817,14 +809,6 @@ mod tests {
         assert_eq!(rust_target(&base.join("x86")).unwrap(), "build/scripts/target.json");
         assert_eq!(rust_target(&base.join("arm64")).unwrap(), "aarch64-unknown-none-softfloat");
         let _ = std::fs::remove_dir_all(base);
-    }
-
-    #[test]
-    fn config_strings_lose_their_quotes() {
-        let config = "CONFIG_RUST=y\nCONFIG_RUSTC_VERSION_TEXT=\"rustc 1.97.1 (8bab26f4f 2026-07-14)\"\n";
-        assert_eq!(config_string(config, "CONFIG_RUSTC_VERSION_TEXT").unwrap(), "rustc 1.97.1 (8bab26f4f 2026-07-14)");
-        assert_eq!(config_string(config, "CONFIG_RUST").unwrap(), "y");
-        assert_eq!(config_string(config, "CONFIG_CC_VERSION_TEXT"), None);
     }
 
     #[test]

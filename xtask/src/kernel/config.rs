@@ -138,6 +138,22 @@ pub fn symbols(config: &str) -> BTreeMap<String, String> {
     config.lines().filter_map(parse_line).collect()
 }
 
+/// A string option's value (`CONFIG_X="..."` in `symbols`) without its quotes and escapes.
+pub fn string(symbols: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    let raw = symbols.get(name)?;
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    let mut value = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            value.extend(chars.next());
+        } else {
+            value.push(c);
+        }
+    }
+    Some(value)
+}
+
 /// Every option requested by the fragments; later fragments win, like merge_config.sh.
 pub fn requests(fragments: &[Fragment]) -> BTreeMap<String, Request> {
     let mut wanted = BTreeMap::new();

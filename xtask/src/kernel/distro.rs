@@ -104,22 +104,6 @@ pub fn kunit_off_reason(kernel: &KernelEntry, build: &KernelBuild) -> Option<Str
     })
 }
 
-/// A string symbol's value without its quotes and escapes.
-pub fn config_string(symbols: &BTreeMap<String, String>, name: &str) -> Option<String> {
-    let raw = symbols.get(name)?;
-    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
-    let mut value = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            value.extend(chars.next());
-        } else {
-            value.push(c);
-        }
-    }
-    Some(value)
-}
-
 /// The compilers a kernel was built with, as its config records them (or as
 /// a toolchain's tools print them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +120,7 @@ pub struct CompilerTexts {
 pub fn compiler_texts(config: &str, origin: &str) -> Result<CompilerTexts> {
     let symbols = config::symbols(config);
     let text = |name: &str, why: &str| {
-        config_string(&symbols, name)
+        config::string(&symbols, name)
             .filter(|value| !value.is_empty())
             .ok_or_else(|| error::user(format!("{origin} has no {name}: {why}")))
     };
@@ -659,7 +643,7 @@ CONFIG_LOCALVERSION="say \"hi\""
         assert_eq!(texts.cc, "x86_64-linux-gnu-gcc-16 (Debian 16.2.0-4) 16.2.0");
         let symbols = config::symbols(CONFIG);
         assert_eq!(symbols["CONFIG_KUNIT"], "n");
-        assert_eq!(config_string(&symbols, "CONFIG_LOCALVERSION").unwrap(), "say \"hi\"");
+        assert_eq!(config::string(&symbols, "CONFIG_LOCALVERSION").unwrap(), "say \"hi\"");
         let no_rust = CONFIG.replace("CONFIG_RUSTC_VERSION_TEXT", "CONFIG_OTHER");
         let message = compiler_texts(&no_rust, "linux-headers' .config").unwrap_err().to_string();
         assert!(message.contains("linux-headers' .config has no CONFIG_RUSTC_VERSION_TEXT"), "{message}");
