@@ -3,6 +3,7 @@
 mod analyzer;
 mod arch;
 mod archive;
+mod bench;
 mod browser;
 mod cache;
 mod ci;
@@ -92,6 +93,8 @@ enum Command {
     Ci(commands::ci::CiArgs),
     /// Write kforge.lock (exact pins, installed packages, kernel sources, config fragments), or --check it.
     Lock(commands::lock::LockArgs),
+    /// Time the inner loop (a no-op run, one edited driver on one arch and on all) and write docs/bench.json.
+    Bench(commands::bench::BenchArgs),
     /// Parse KTAP out of a saved console log.
     Ktap(commands::ktap::KtapArgs),
     /// Write rust-project.json into each driver so editors resolve `kernel::`.
@@ -131,6 +134,7 @@ fn main() {
         Command::Report(args) => commands::report::run(args),
         Command::Ci(args) => commands::ci::run(args),
         Command::Ktap(args) => commands::ktap::run(args),
+        Command::Bench(args) => commands::bench::run(args, &global),
         Command::Lock(args) => commands::lock::run(args, &global),
         Command::Dist(args) => commands::dist::run(args, &global),
         Command::Package(args) => commands::package::run(args, &global),
@@ -169,7 +173,8 @@ fn builds(command: &Command) -> bool {
         | Command::Package(_)
         | Command::Fetch(_)
         | Command::Sdk(_)
-        | Command::RustAnalyzer(_) => true,
+        | Command::RustAnalyzer(_)
+        | Command::Bench(_) => true,
         Command::Report(_) | Command::Ci(_) | Command::Ktap(_) | Command::Lock(_) | Command::NewDriver(_) => false,
     }
 }

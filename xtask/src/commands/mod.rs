@@ -1,5 +1,6 @@
 //! One file per subcommand: its clap `Args` (whose doc comments are the help text) and a thin `run`.
 
+pub mod bench;
 pub mod ci;
 pub mod dist;
 pub mod drivers;
