@@ -709,13 +709,16 @@ pub struct Findings {
 
 impl Findings {
     /// From the dmesg dump when /init sent one (kernel-origin lines only, attributed by the
-    /// nonce's test markers); else from the console, all outside any test (the guest died
-    /// before it could dump its log).
+    /// nonce's test markers); else from the console's printk-timestamped lines, all outside
+    /// any test (the guest died before it could dump its log; an untimestamped line is a
+    /// program's output, not the kernel's).
     pub fn of(split: &qemu::SplitConsole, nonce: &str) -> Findings {
         if split.dumped {
             return Findings { dmesg_dumped: true, attribution: console::attribute(&split.dmesg, nonce) };
         }
-        let outside = console::scan(&split.console);
+        let kernel_lines: Vec<&str> =
+            split.console.lines().filter(|line| console::split_timestamp(line).0.is_some()).collect();
+        let outside = console::scan(&kernel_lines.join("\n"));
         Findings { dmesg_dumped: false, attribution: console::Attribution { in_tests: vec![], outside } }
     }
 
