@@ -64,6 +64,27 @@ fn only_the_process_module_spawns_processes() {
 }
 
 #[test]
+fn commands_prepare_cells_through_the_one_path() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("xtask/src/commands"), &mut files);
+    // The stages prepare_cell runs in order; a command that calls one itself skips the others' checks.
+    let stages =
+        ["build_kernel(", "build_drivers(", "build_image(", "sign_modules(", "cell_kernel_plan(", "ready_arch("];
+    let mut calls = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for stage in stages {
+            if text.contains(&format!("pipeline::{stage}")) {
+                calls.push(format!("{}: pipeline::{stage}", file.display()));
+            }
+        }
+    }
+    // `kernel config` and `kernel build --dry-run` stop before building: they take the refusal steps only.
+    calls.retain(|call| !(call.ends_with("commands/kernel.rs: pipeline::ready_arch(")));
+    assert!(calls.is_empty(), "commands go through pipeline::prepare_cell, not its stages: {calls:?}");
+}
+
+#[test]
 fn commands_never_start_processes_themselves() {
     let mut files = Vec::new();
     rust_files(&repo().join("xtask/src/commands"), &mut files);
