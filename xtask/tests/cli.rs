@@ -627,6 +627,11 @@ fn every_command_refuses_a_cell_that_test_skips_for_the_same_reason_before_insta
         assert!(text.contains(&format!("kernel 6.12 cannot be built for loongarch: {reason}")), "{args:?}: {text}");
         assert!(text.contains("`cargo xtask test` reports this cell as a skip"), "{args:?}: {text}");
     }
+    // `ci matrix` keeps the cell (its job reports the skip) and names the same reason.
+    let matrix = xtask(&["ci", "matrix"].iter().chain(pair.iter()).copied().collect::<Vec<_>>(), envs);
+    assert_eq!(matrix.status.code(), Some(0), "{}", stderr(&matrix));
+    let cells: serde_json::Value = serde_json::from_str(&stdout(&matrix)).unwrap();
+    assert!(cells[0]["skip"].as_str().is_some_and(|skip| skip.starts_with(reason)), "{cells}");
     assert!(!cache.join("toolchains").exists(), "nothing may be installed for a refused cell");
     let _ = std::fs::remove_dir_all(cache);
 }

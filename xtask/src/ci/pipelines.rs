@@ -174,6 +174,7 @@ mod tests {
             source_cache: if source_key.is_empty() { String::new() } else { "sources/7.2-bbbb".to_string() },
             kernel_key: format!("kernel-{arch}"),
             kernel_cache: format!("kernels/{id}-cccc"),
+            skip: None,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::{paths, pipeline};
 /// cache directory, so a job restores exactly the directory kforge will use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedCell {
-    /// `<kernel>-<arch>`, what `cargo xtask test --cell` takes.
+    /// `<kernel>-<arch>-<profile>`, what `cargo xtask test --cell` takes.
     pub id: String,
     pub kernel: String,
     pub arch: String,
@@ -36,6 +36,10 @@ pub struct PlannedCell {
     pub kernel_key: String,
     /// `kernels/<kernel>-<arch>-<hash>`.
     pub kernel_cache: String,
+    /// Why the cell is a skip, when it is one: the reason `test` reports and
+    /// every building command refuses it with. Its job builds nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip: Option<String>,
 }
 
 /// Plans `cells` for `drivers` (those `cargo xtask test --cell` would run).
@@ -70,6 +74,7 @@ pub fn plan(repo: &Path, cells: &[Cell], drivers: &[Driver]) -> Result<Vec<Plann
             source_cache,
             kernel_key: kernel.key,
             kernel_cache: relative(&kernel.entry),
+            skip: pipeline::planned_skip_reason(repo, &cell.kernel, cell.arch)?,
         });
     }
     Ok(planned)
