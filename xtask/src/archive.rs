@@ -200,10 +200,9 @@ pub mod tests {
     #[test]
     fn a_hostile_kernel_tarball_served_over_http_is_refused_and_never_published() {
         use crate::project::{KernelEntry, KernelSource};
-        let _guard = crate::test_support::env_lock();
+        let mut env = crate::test_support::ScopedEnv::lock();
         let cache_dir = tempfile::tempdir().unwrap();
-        // SAFETY (test only): env_lock serialises environment changes.
-        unsafe { std::env::set_var("KFORGE_CACHE_DIR", cache_dir.path()) };
+        env.set("KFORGE_CACHE_DIR", cache_dir.path());
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let toolchain = crate::toolchain::Toolchain::load(&repo, "sid").unwrap();
         let hostile: [(&str, EntryType, u32, &str); 3] = [
@@ -237,6 +236,5 @@ pub mod tests {
                 .collect();
             assert!(published.is_empty(), "no source entry is published: {published:?}");
         }
-        unsafe { std::env::remove_var("KFORGE_CACHE_DIR") };
     }
 }

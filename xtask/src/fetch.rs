@@ -533,12 +533,11 @@ pub mod tests {
     }
 
     fn with_cache<T>(name: &str, body: impl FnOnce() -> T) -> T {
-        let _guard = crate::test_support::env_lock();
+        let mut env = crate::test_support::ScopedEnv::lock();
         let dir = std::env::temp_dir().join(format!("kforge-fetch-{name}-{}", std::process::id()));
-        // SAFETY (test only): env_lock serialises every test that touches the environment.
-        unsafe { std::env::set_var("KFORGE_CACHE_DIR", &dir) };
+        env.set("KFORGE_CACHE_DIR", &dir);
         let result = body();
-        unsafe { std::env::remove_var("KFORGE_CACHE_DIR") };
+        drop(env);
         let _ = std::fs::remove_dir_all(dir);
         result
     }
@@ -592,15 +591,16 @@ pub mod tests {
             let (url, server) = serve(body.clone(), 1);
             let stored = fetch(&url, &sha).unwrap();
             server.join().unwrap();
-            // SAFETY: with_cache holds the env lock, which serialises every test that touches the environment.
-            unsafe { std::env::set_var("KFORGE_OFFLINE", "1") };
+            // with_cache holds the environment lock.
+            let mut offline = crate::test_support::ScopedEnv::under_held_lock();
+            offline.set("KFORGE_OFFLINE", "1");
             // Intact: served from the store with no server at all.
             let intact = fetch(&url, &sha);
             // Corrupted: removed and reported, not downloaded (nothing listens any more).
             std::fs::write(&stored, b"bit rot").unwrap();
             let corrupted = fetch(&url, &sha);
             let missing = fetch("http://127.0.0.1:9/linux-other.tar.xz", &cache::sha256_hex(b"other"));
-            unsafe { std::env::remove_var("KFORGE_OFFLINE") };
+            drop(offline);
             assert_eq!(intact.unwrap(), stored);
             let message = format!("{:#}", corrupted.unwrap_err());
             assert!(message.contains("--offline") && message.contains(&url), "{message}");

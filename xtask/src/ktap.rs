@@ -1043,6 +1043,9 @@ ok 1 old
     #[ignore = "needs an unpacked kernel source: KFORGE_KERNEL_SOURCE, kforge's source cache, or else it installs \
                 the default kernel's toolchain root and source (root, the Debian archive, minutes)"]
     fn totals_agree_with_kunit_py_on_the_kernels_test_data() {
+        // Held throughout: readying the source reads KFORGE_CACHE_DIR many times,
+        // and another test must not point it elsewhere meanwhile.
+        let _env = crate::test_support::env_lock();
         let source = kernel_source();
         let data = source.join("tools/testing/kunit/test_data");
         let mut compared = 0;

@@ -170,13 +170,11 @@ mod tests {
 
     #[test]
     fn switches_read_from_the_environment_take_the_usual_spellings() {
-        let _env = crate::test_support::env_lock();
+        let mut env = crate::test_support::ScopedEnv::lock();
         for (value, expected) in [("1", true), ("yes", true), ("true", true), ("0", false), ("off", false), ("", false)]
         {
-            // SAFETY: the env lock serialises every test that touches the environment.
-            unsafe { std::env::set_var("KFORGE_OFFLINE", value) };
+            env.set("KFORGE_OFFLINE", value);
             let session = Session::from_env();
-            unsafe { std::env::remove_var("KFORGE_OFFLINE") };
             assert_eq!(session.unwrap().offline, expected, "KFORGE_OFFLINE={value:?}");
         }
     }

@@ -396,6 +396,29 @@ fn only_the_session_reads_kforge_variables() {
 }
 
 #[test]
+fn only_the_scoped_env_guard_changes_the_environment() {
+    // A unit test that sets or removes a variable without putting it back
+    // changes it for every later test in the process (a removed
+    // KFORGE_CACHE_DIR sent a cold CI run's tests to ~/.cache/kforge).
+    let mut files = Vec::new();
+    rust_files(&repo().join("xtask/src"), &mut files);
+    let mut writers = Vec::new();
+    for file in files.iter().filter(|file| !file.ends_with("test_support.rs")) {
+        let code = std::fs::read_to_string(file).unwrap();
+        for (number, line) in code.lines().enumerate() {
+            if line.contains("env::set_var(") || line.contains("env::remove_var(") {
+                writers.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        writers.is_empty(),
+        "set variables through test_support::ScopedEnv, which restores them:\n{}",
+        writers.join("\n")
+    );
+}
+
+#[test]
 fn every_allowed_cycle_still_exists() {
     use std::collections::BTreeSet;
     let graph = modules::Graph::read(&repo().join("xtask/src"));

@@ -352,10 +352,9 @@ mod tests {
 
     #[test]
     fn tarball_source_is_downloaded_verified_and_unpacked() {
-        let _guard = crate::test_support::env_lock();
+        let mut env = crate::test_support::ScopedEnv::lock();
         let cache_dir = std::env::temp_dir().join(format!("kforge-source-test-{}", std::process::id()));
-        // SAFETY (test only): env_lock serialises environment changes.
-        unsafe { std::env::set_var("KFORGE_CACHE_DIR", &cache_dir) };
+        env.set("KFORGE_CACHE_DIR", &cache_dir);
         let body = fixture_tarball();
         let sha256 = cache::sha256_hex(&body);
         let (url, server) = crate::fetch::tests::serve(body, 1);
@@ -373,7 +372,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(tree.dir.join("Makefile")).unwrap(), "all:\n");
         // Prepared again: no server, served from the unpacked cache.
         assert_eq!(prepare(&kernel, &toolchain).unwrap().dir, tree.dir);
-        unsafe { std::env::remove_var("KFORGE_CACHE_DIR") };
+        drop(env);
         let _ = std::fs::remove_dir_all(cache_dir);
     }
 

@@ -548,11 +548,9 @@ mod tests {
 
     #[test]
     fn another_arch_needs_its_rustc_std_in_the_toolchain() {
-        let _env = crate::test_support::env_lock();
+        let mut env = crate::test_support::ScopedEnv::lock();
         let cache = tempfile::tempdir().unwrap();
-        let previous = std::env::var_os("KFORGE_CACHE_DIR");
-        // SAFETY: the env lock serialises every test that touches the environment.
-        unsafe { std::env::set_var("KFORGE_CACHE_DIR", cache.path()) };
+        env.set("KFORGE_CACHE_DIR", cache.path());
         let toolchain = crate::toolchain::Toolchain::load(&repo(), "sid-gcc").unwrap();
         let (arm, x86) = (Arch::find("arm64").unwrap(), Arch::find("x86_64").unwrap());
         if std::env::consts::ARCH == "x86_64" {
@@ -562,10 +560,6 @@ mod tests {
             assert!(reason.contains("add libstd-rust-dev:arm64=<rustc's version> to [extras]"), "{reason}");
             fs_err::create_dir_all(toolchain.root.join("usr/lib/rustlib/aarch64-unknown-linux-gnu/lib")).unwrap();
             assert_eq!(librust_refusal(arm, &toolchain), None);
-        }
-        match previous {
-            Some(value) => unsafe { std::env::set_var("KFORGE_CACHE_DIR", value) },
-            None => unsafe { std::env::remove_var("KFORGE_CACHE_DIR") },
         }
     }
 

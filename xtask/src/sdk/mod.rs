@@ -414,7 +414,7 @@ mod tests {
 
     #[test]
     fn an_archive_unpacks_verified_and_a_changed_one_is_refused() {
-        let _guard = crate::test_support::env_lock();
+        let mut env = crate::test_support::ScopedEnv::lock();
         let base = std::env::temp_dir().join(format!("kforge-sdk-unpack-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -451,15 +451,14 @@ mod tests {
             dist::write_tar_gz(&archive, "kforge-sdk-7.2-x86_64", &entries, 0, flate2::Compression::fast()).unwrap();
             archive
         };
-        // SAFETY (test only): env_lock serialises environment changes.
-        unsafe { std::env::set_var("KFORGE_CACHE_DIR", base.join("cache")) };
+        env.set("KFORGE_CACHE_DIR", base.join("cache"));
         let good = pack("good.tar.gz", &files, &manifest(&files));
         let unpacked = unpack(&good);
         let mut changed = files.clone();
         changed[1].data = b"other".to_vec();
         let bad = pack("bad.tar.gz", &changed, &manifest(&files));
         let refused = unpack(&bad);
-        unsafe { std::env::remove_var("KFORGE_CACHE_DIR") };
+        drop(env);
 
         let unpacked = unpacked.unwrap();
         assert_eq!(unpacked.manifest, manifest(&files));
