@@ -81,6 +81,16 @@ pub fn ready_kernel(
     arches: &[&'static Arch],
     options: &InstallOptions,
 ) -> Result<ReadyKernel> {
+    refuse_skipped_cells(repo, kernel, arches)?;
+    let toolchain = ready_toolchain(repo, &kernel.toolchain, options)?;
+    let source = ready_source(kernel, &toolchain)?;
+    Ok(ReadyKernel { toolchain, source })
+}
+
+/// The first refusal of the prepare path, which needs nothing installed: an
+/// arch whose cell `test` reports as a skip is refused with the same reason.
+/// `kernel build --dry-run` takes only this step.
+pub fn refuse_skipped_cells(repo: &Path, kernel: &KernelEntry, arches: &[&'static Arch]) -> Result<()> {
     for arch in arches {
         if let Some(reason) = planned_skip_reason(repo, kernel, arch)? {
             return Err(error::user_hint(
@@ -90,9 +100,7 @@ pub fn ready_kernel(
             .stage(Category::Toolchain, format!("kernel {} on {} is refused", kernel.id, arch.name));
         }
     }
-    let toolchain = ready_toolchain(repo, &kernel.toolchain, options)?;
-    let source = ready_source(kernel, &toolchain)?;
-    Ok(ReadyKernel { toolchain, source })
+    Ok(())
 }
 
 /// The second step of the prepare path, per arch: the toolchain rules (the

@@ -32,12 +32,35 @@ impl ScopedEnv {
 
     /// Sets `name` for the rest of the test.
     pub fn set(&mut self, name: &str, value: impl AsRef<OsStr>) {
-        if !self.saved.iter().any(|(saved, _)| saved == name) {
-            self.saved.push((name.into(), std::env::var_os(name)));
-        }
+        self.save(name);
         // SAFETY: the environment lock is held (by this guard or by the caller of
         // `under_held_lock`), and it serialises every test that touches the environment.
         unsafe { std::env::set_var(name, value) };
+    }
+
+    /// Unsets `name` for the rest of the test.
+    pub fn remove(&mut self, name: &str) {
+        self.save(name);
+        // SAFETY: as in `set`.
+        unsafe { std::env::remove_var(name) };
+    }
+
+    /// Unsets every `KFORGE_*` variable, for a test that parses the session
+    /// and must not see the ones its CI run sets (KFORGE_CACHE_DIR, say).
+    pub fn without_kforge_variables(&mut self) {
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|n| n.starts_with("KFORGE_"))
+            .collect();
+        for name in names {
+            self.remove(&name);
+        }
+    }
+
+    fn save(&mut self, name: &str) {
+        if !self.saved.iter().any(|(saved, _)| saved == name) {
+            self.saved.push((name.into(), std::env::var_os(name)));
+        }
     }
 }
 

@@ -610,8 +610,9 @@ fn every_command_refuses_a_cell_that_test_skips_for_the_same_reason_before_insta
     assert!(summary.contains(reason), "{summary}");
     let out = cache.join("dist-out").display().to_string();
     let pair = ["--kernel", "6.12", "--arch", "loongarch"];
-    let commands: [&[&str]; 7] = [
+    let commands: [&[&str]; 8] = [
         &["kernel", "build"],
+        &["kernel", "build", "--dry-run"],
         &["kernel", "config"],
         &["image"],
         &["drivers", "build"],

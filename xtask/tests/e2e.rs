@@ -14,11 +14,17 @@ fn repo() -> PathBuf {
 
 /// Runs xtask with its output streamed to ours (progress stays visible in CI).
 fn xtask(args: &[&str]) -> Output {
-    eprintln!("\n$ cargo xtask {}", args.join(" "));
-    // The end-to-end run uses the real cache (~/.cache/kforge) and target/kforge.
+    xtask_in(&repo(), args)
+}
+
+/// [`xtask`] on the project at `project` (the checkout, or a copy of it).
+fn xtask_in(project: &Path, args: &[&str]) -> Output {
+    eprintln!("\n$ cargo xtask {}   (in {})", args.join(" "), project.display());
+    // The end-to-end run uses the real cache (~/.cache/kforge) and the project's target/kforge.
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
-        .current_dir(repo())
+        .current_dir(project)
+        .env("KFORGE_ROOT", project)
         .env("NO_COLOR", "1")
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -294,17 +300,8 @@ fn sdk_builds_the_same_module() {
     assert!(text.contains("rustc: the SDK's kernel was built with 1.97.1, toolchain trixie pins 1.85.1"), "{text}");
 }
 
-/// Removes a scaffolded driver from the clone even when an assertion fails.
+/// Removes a directory (a project copy, a scratch cache) even when an assertion fails.
 struct RemoveOnDrop(PathBuf);
-
-/// Puts a file's saved text back when dropped (kforge.toml after `new-driver` edited it).
-struct RestoreOnDrop(PathBuf, String);
-
-impl Drop for RestoreOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::write(&self.0, &self.1);
-    }
-}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -312,21 +309,40 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// A copy of the project (everything but `target/` and `.git`) for a test that
+/// edits it: `.ci/run`'s other lane runs kforge on the checkout meanwhile, and
+/// must never read a half-written kforge.toml or a half-made driver package.
+fn project_copy(name: &str) -> PathBuf {
+    let copy = std::env::temp_dir().join(format!("kforge-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(repo()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|name| name == "target" || name == ".git") {
+            continue;
+        }
+        let status = Command::new("cp").arg("-a").arg(&path).arg(&copy).status().unwrap();
+        assert!(status.success(), "cp -a {} {}", path.display(), copy.display());
+    }
+    copy
+}
+
 /// `new-driver` output passes `test` unchanged; the same driver with its logic
 /// broken turns the cell red (test-fail) with the failing assertion reported.
+/// Runs in a copy of the project, whose kernel keys are the checkout's (keys
+/// hash contents, not paths), so the cached x86_64 kernel is used.
 fn scaffolded_driver_passes_then_a_broken_one_fails() {
     let name = "kfe2edemo";
-    let dir = repo().join("drivers").join(name);
-    let _cleanup = RemoveOnDrop(dir.clone());
-    let _ = std::fs::remove_dir_all(&dir);
-    let manifest = repo().join("kforge.toml");
-    let _restore = RestoreOnDrop(manifest.clone(), std::fs::read_to_string(&manifest).unwrap());
-    assert_eq!(xtask(&["new-driver", name]).status.code(), Some(0));
+    let project = project_copy("scaffold");
+    let _cleanup = RemoveOnDrop(project.clone());
+    let dir = project.join("drivers").join(name);
+    let manifest = project.join("kforge.toml");
+    assert_eq!(xtask_in(&project, &["new-driver", name]).status.code(), Some(0));
     // new-driver put it into [matrix] drivers: a plain `test` runs it, with the matrix's kernel.
     let matrix = std::fs::read_to_string(&manifest).unwrap();
     assert!(matrix.contains(&format!("\"samples-pci\", \"{name}\"]")), "{matrix}");
-    let run = xtask(&["test", "--arch", "x86_64"]);
-    let results = read_results();
+    let run = xtask_in(&project, &["test", "--arch", "x86_64"]);
+    let results = read_results_in(&project);
     let cell = &results["cells"][0];
     assert_eq!(run.status.code(), Some(0), "the scaffolded driver did not pass: {cell:#}");
     let ours: Vec<&serde_json::Value> = cell["tests"]
@@ -346,8 +362,8 @@ fn scaffolded_driver_passes_then_a_broken_one_fails() {
     let text = std::fs::read_to_string(&source).unwrap();
     assert!(text.contains("shout(&mut buffer[..]);"), "the template changed; update this test");
     std::fs::write(&source, text.replace("shout(&mut buffer[..]);", "// deliberately broken: no shout")).unwrap();
-    let run = xtask(&["test", "--arch", "x86_64"]);
-    let results = read_results();
+    let run = xtask_in(&project, &["test", "--arch", "x86_64"]);
+    let results = read_results_in(&project);
     let cell = &results["cells"][0];
     assert_eq!(run.status.code(), Some(1), "a broken driver must exit 1: {cell:#}");
     assert_eq!(cell["status"], "fail");
@@ -361,8 +377,8 @@ fn scaffolded_driver_passes_then_a_broken_one_fails() {
     );
 }
 
-fn read_results() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(repo().join("target/kforge/results.json")).unwrap()).unwrap()
+fn read_results_in(project: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(project.join("target/kforge/results.json")).unwrap()).unwrap()
 }
 
 /// After `fetch`, runs need no network: a warm `test`, and a fresh cache that

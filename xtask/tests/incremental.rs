@@ -25,12 +25,13 @@ fn real_cache() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kforge"))
 }
 
-/// `cargo xtask ARGS` with `cache` as the kforge cache; stderr is captured and echoed.
-fn xtask(cache: &Path, args: &[&str]) -> (Output, String) {
-    eprintln!("\n$ KFORGE_CACHE_DIR={} cargo xtask {}", cache.display(), args.join(" "));
+/// `cargo xtask ARGS` on `project` with `cache` as the kforge cache; stderr is captured and echoed.
+fn xtask(project: &Path, cache: &Path, args: &[&str]) -> (Output, String) {
+    eprintln!("\n$ KFORGE_CACHE_DIR={} cargo xtask {}   (in {})", cache.display(), args.join(" "), project.display());
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
-        .current_dir(repo())
+        .current_dir(project)
+        .env("KFORGE_ROOT", project)
         .env("NO_COLOR", "1")
         .env("KFORGE_CACHE_DIR", cache)
         .output()
@@ -52,13 +53,21 @@ fn cache_sharing_toolchains(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// Removes a directory when dropped (the temporary package).
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// A copy of the project (everything but `target/` and `.git`) in `dir`: the
+/// test adds a package to it, and `.ci/run`'s other lane runs kforge on the
+/// checkout meanwhile (`cargo metadata` must never see a half-made package).
+/// Kernel keys hash contents, not paths, so the copy's are the checkout's.
+fn project_copy(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(repo()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|name| name == "target" || name == ".git") {
+            continue;
+        }
+        let status = Command::new("cp").arg("-a").arg(&path).arg(dir).status().unwrap();
+        assert!(status.success(), "cp -a {} {}", path.display(), dir.display());
     }
+    dir.to_path_buf()
 }
 
 /// The compile steps a `Built kernel ...: N steps in ...` line reports.
@@ -98,9 +107,10 @@ fn copy_entry(entry: &Path, cache: &Path) {
 fn an_option_added_and_removed_again_rebuilds_incrementally_and_byte_identically() {
     let release = ["kernel", "build", "--arch", "x86_64", "--profile", "release"];
     let work = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let project = project_copy(&work.path().join("project"));
     // The base: the matrix's release x86_64 kernel, from scratch. The e2e test
     // of a cold run leaves one in the real cache; otherwise build one here.
-    let (cached, _) = xtask(&real_cache(), &release);
+    let (cached, _) = xtask(&project, &real_cache(), &release);
     assert_eq!(cached.status.code(), Some(0), "the base kernel did not build");
     let (_, cached_entry) = built(&cached);
     let origin = |entry: &Path| std::fs::read_to_string(entry.join(".kforge-origin")).unwrap_or_default();
@@ -111,7 +121,7 @@ fn an_option_added_and_removed_again_rebuilds_incrementally_and_byte_identically
             origin(&cached_entry)
         );
         let scratch = cache_sharing_toolchains(&work.path().join("scratch"));
-        let (output, log) = xtask(&scratch, &release);
+        let (output, log) = xtask(&project, &scratch, &release);
         assert_eq!(output.status.code(), Some(0));
         assert!(!log.contains("Seeding"), "{log}");
         built(&output)
@@ -121,8 +131,7 @@ fn an_option_added_and_removed_again_rebuilds_incrementally_and_byte_identically
     assert_eq!(origin(&base_entry), "scratch\n");
 
     // A package that only adds one option, so the kernel is the base plus that option.
-    let package = repo().join("drivers/kfincremental");
-    let _cleanup = RemoveOnDrop(package.clone());
+    let package = project.join("drivers/kfincremental");
     std::fs::create_dir_all(&package).unwrap();
     std::fs::write(
         package.join("Cargo.toml"),
@@ -135,7 +144,7 @@ fn an_option_added_and_removed_again_rebuilds_incrementally_and_byte_identically
     // There: a cache holding only the base, so the option is added to a copy of it.
     let there_cache = cache_sharing_toolchains(&work.path().join("there"));
     copy_entry(&base_entry, &there_cache);
-    let (there, there_log) = xtask(&there_cache, &with_option);
+    let (there, there_log) = xtask(&project, &there_cache, &with_option);
     assert_eq!(there.status.code(), Some(0));
     assert!(there_log.contains("Seeding kernel 7.2/x86_64 from the cached build"), "not seeded:\n{there_log}");
     let (there_image, there_entry) = built(&there);
@@ -144,7 +153,7 @@ fn an_option_added_and_removed_again_rebuilds_incrementally_and_byte_identically
     // And back: a cache holding only base + option, so the option is taken out of a copy of it.
     let back_cache = cache_sharing_toolchains(&work.path().join("back"));
     copy_entry(&there_entry, &back_cache);
-    let (back, back_log) = xtask(&back_cache, &release);
+    let (back, back_log) = xtask(&project, &back_cache, &release);
     assert_eq!(back.status.code(), Some(0));
     assert!(back_log.contains("Seeding kernel 7.2/x86_64 from the cached build"), "not seeded:\n{back_log}");
     let (back_image, back_entry) = built(&back);

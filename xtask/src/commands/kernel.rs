@@ -43,6 +43,7 @@ pub fn run(args: KernelArgs, global: &GlobalArgs) -> Result<i32> {
     let drivers = selection.drivers(&context)?;
     let jobs = pipeline::default_jobs();
     if dry_run {
+        pipeline::refuse_skipped_cells(&context.repo, kernel, &[arch])?;
         let (active, _) = pipeline::split_drivers(&drivers, arch, kernel);
         let toolchain = crate::toolchain::Toolchain::load(&context.repo, &kernel.toolchain)?;
         let plan = pipeline::profile_kernel_plan(&context.repo, kernel, arch, cell.profile, &toolchain, &active)?;

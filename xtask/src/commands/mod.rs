@@ -146,6 +146,9 @@ mod tests {
 
     #[test]
     fn a_rerun_gets_the_same_session_flags() {
+        // Only the flags below: not the KFORGE_* variables of the run (clap's `env`).
+        let mut env = crate::test_support::ScopedEnv::lock();
+        env.without_kforge_variables();
         let parsed =
             Only::try_parse_from(["kforge", "-v", "--offline", "--locked", "--mirror", "http://127.0.0.1:9/debian"])
                 .unwrap();
