@@ -412,6 +412,12 @@ fn configure(plan: &KernelPlan, own: &OwnPlan, dir: &Path, log: &Path, jail: &cr
             "an option usually drops when a dependency is missing: add it to the fragment, or check `make menuconfig` for what it depends on"
         ));
     }
+    if let Some(problem) = config::verdict_requirements(&final_config) {
+        bail!(error::user_hint(
+            problem,
+            "keep CONFIG_PRINTK_TIME=y (kernel-config/base.config sets it): remove the fragment line that turns it off"
+        ));
+    }
     fs_err::write(dir.join(CONFIG_MARKER), "")?;
     Ok(())
 }

@@ -200,9 +200,30 @@ pub fn dropped(requests: &BTreeMap<String, Request>, final_config: &str) -> Vec<
         .collect()
 }
 
+/// What kforge's verdicts need of every kernel it builds, whatever the
+/// fragments say: printk timestamps, by which the console classifier tells
+/// the kernel's own crash reports from a test's output (`console`, `qemu`).
+/// Returns what is wrong, if anything.
+pub fn verdict_requirements(final_config: &str) -> Option<String> {
+    let printk_time = symbols(final_config).get("CONFIG_PRINTK_TIME").cloned().unwrap_or_else(|| "n".to_string());
+    (printk_time != "y").then(|| {
+        format!(
+            "CONFIG_PRINTK_TIME is {printk_time} in .config: kforge needs printk timestamps to tell the kernel's \
+             crash reports on the console from a test's output"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_need_printk_timestamps() {
+        assert_eq!(verdict_requirements("CONFIG_PRINTK=y\nCONFIG_PRINTK_TIME=y\n"), None);
+        let off = verdict_requirements("CONFIG_PRINTK=y\n# CONFIG_PRINTK_TIME is not set\n").unwrap();
+        assert!(off.contains("CONFIG_PRINTK_TIME is n"), "{off}");
+    }
 
     fn fragment(origin: &str, text: &str) -> Fragment {
         Fragment { name: origin.into(), origin: origin.into(), text: text.into() }
