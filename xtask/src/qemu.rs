@@ -68,7 +68,11 @@ pub fn boot_words(spec: &BootSpec<'_>) -> String {
         words.push_str(&format!(" kforge.verdicts={port}"));
     }
     if spec.arch.qemu().is_none() && spec.cpus > 1 {
-        words.push_str(&format!(" ncpus={}", spec.cpus));
+        // UML runs more than one CPU only with its seccomp userspace: with the default
+        // ptrace one it stops with "SMP is not supported with PTRACE userspace"
+        // (arch/um/os-Linux/start_up.c). The kernel's own help calls that mode fit only
+        // for trusted user space (docs/reliability.md says what it costs here).
+        words.push_str(&format!(" ncpus={} seccomp=on", spec.cpus));
     }
     if spec.interactive {
         words.push_str(" kforge.interactive");
@@ -481,7 +485,7 @@ mod tests {
                 "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
                 "qemu-system-loongarch64 -M virt -cpu la464 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
                 "qemu-system-s390x -M s390-ccw-virtio -cpu qemu -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttysclp0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
-                "sh -c ulimit -c 0; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef ncpus=2",
+                "sh -c ulimit -c 0; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef ncpus=2 seccomp=on",
             ]
         "#]].assert_debug_eq(&plans);
     }
