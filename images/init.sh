@@ -79,14 +79,8 @@ mark() {
 
 # kmemleak (debug profile): leaks are scanned for after each package unloads
 # (the kernel's periodic scan is off); objects from boot are cleared first.
-# kmemleak reports (and `clear` covers) only objects older than 5 s, so a
-# guest that reaches /init sooner waits until boot's objects are that old:
-# otherwise they surface after the first package unloads, blamed on it.
 KMEMLEAK=/sys/kernel/debug/kmemleak
 if [ -w "$KMEMLEAK" ]; then
-    uptime_s=$(cut -d. -f1 /proc/uptime)
-    [ "$uptime_s" -lt 6 ] && sleep $((6 - uptime_s))
-    echo scan > "$KMEMLEAK"
     echo scan > "$KMEMLEAK"
     echo clear > "$KMEMLEAK"
 fi

@@ -127,9 +127,20 @@ fn boot_argv(spec: &BootSpec<'_>, media: &GuestMedia) -> Result<Vec<String>> {
 /// `noreboot` makes a reboot (panic=-1) end it instead of re-executing, and
 /// core dumps are off (a UML panic aborts the process, and a core would be as
 /// large as guest memory).
+///
+/// A test boot's stdin is a FIFO opened read-write, never written: UML adds its
+/// console fds to epoll, which /dev/null refuses (EPERM), and its error path
+/// then allocates under a spinlock, a `BUG: sleeping function called from
+/// invalid context` at boot on every debug kernel (os_add_epoll_fd, 7.2). An
+/// interactive boot keeps the terminal.
 fn uml_argv(spec: &BootSpec<'_>, kernel: &str, initrd: &str) -> Vec<String> {
+    let stdin = if spec.interactive {
+        ""
+    } else {
+        "f=/tmp/kforge-uml-stdin-$$; if mkfifo \"$f\"; then exec 0<>\"$f\"; rm -f \"$f\"; fi; "
+    };
     let command = format!(
-        "ulimit -c 0; exec {kernel} mem={} initrd={initrd} con0=fd:0,fd:1 con=null noreboot {}",
+        "ulimit -c 0; {stdin}exec {kernel} mem={} initrd={initrd} con0=fd:0,fd:1 con=null noreboot {}",
         spec.memory,
         kernel_cmdline(spec)
     );
@@ -485,7 +496,7 @@ mod tests {
                 "qemu-system-riscv64 -M virt -cpu rv64 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
                 "qemu-system-loongarch64 -M virt -cpu la464 -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
                 "qemu-system-s390x -M s390-ccw-virtio -cpu qemu -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -kernel /k -initrd /i -append console=ttysclp0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef",
-                "sh -c ulimit -c 0; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef ncpus=2 seccomp=on",
+                "sh -c ulimit -c 0; f=/tmp/kforge-uml-stdin-$$; if mkfifo \"$f\"; then exec 0<>\"$f\"; rm -f \"$f\"; fi; exec /k mem=512M initrd=/i con0=fd:0,fd:1 con=null noreboot console=tty0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef ncpus=2 seccomp=on",
             ]
         "#]].assert_debug_eq(&plans);
     }
