@@ -276,19 +276,27 @@ mod tests {
             assert_eq!(names[3], "34-debug.config");
             assert_eq!(names[4], format!("35-{}", debug_fragment(arch)), "every arch has a debug fragment");
             let wanted = requests(&debug);
-            assert_eq!(wanted["CONFIG_PROVE_LOCKING"].value, "y");
             assert_eq!(wanted["CONFIG_RUST_OVERFLOW_CHECKS"].value, "y");
             assert_eq!(wanted["CONFIG_DEBUG_INFO_NONE"].value, "y", "the debug profile has no debug info");
-            let kasan = wanted.get("CONFIG_KASAN").map(|request| request.value.as_str());
             let missing = missing_detectors(&debug);
-            // Every arch either asks for KASAN or says why it cannot have it.
-            match kasan {
-                Some("y") => assert!(missing.iter().all(|item| item.detector != "kasan"), "{}", arch.name),
-                _ => assert!(
-                    missing.iter().any(|item| item.detector == "kasan" && !item.reason.is_empty()),
-                    "{} neither enables KASAN nor says why not",
-                    arch.name
-                ),
+            // Every arch either asks for each detector or says why it cannot have it.
+            for (option, detector) in [
+                ("CONFIG_KASAN", "kasan"),
+                ("CONFIG_PROVE_LOCKING", "lockdep"),
+                ("CONFIG_DEBUG_KMEMLEAK", "memleak"),
+                ("CONFIG_SOFTLOCKUP_DETECTOR", "softlockup"),
+            ] {
+                let declared = missing.iter().find(|item| item.detector == detector);
+                match wanted.get(option).map(|request| request.value.as_str()) {
+                    Some("y") => {
+                        assert!(declared.is_none(), "{}: {option} is on but {detector} is declared missing", arch.name)
+                    }
+                    _ => assert!(
+                        declared.is_some_and(|item| !item.reason.is_empty()),
+                        "{} neither enables {option} nor says why not (`# kforge-no-detector: {detector}: <why>`)",
+                        arch.name
+                    ),
+                }
             }
         }
     }
