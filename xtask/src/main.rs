@@ -93,7 +93,7 @@ enum Command {
     Ci(commands::ci::CiArgs),
     /// Write kforge.lock (exact pins, installed packages, kernel sources, config fragments), or --check it.
     Lock(commands::lock::LockArgs),
-    /// Time the inner loop (a no-op run, one edited driver on one arch and on all) and write docs/bench.json.
+    /// Time the inner loop (a no-op run, one edited driver on one arch and on all) and kforge against plain make and kunit.py, and write docs/bench.json.
     Bench(commands::bench::BenchArgs),
     /// Parse KTAP out of a saved console log.
     Ktap(commands::ktap::KtapArgs),

@@ -3,9 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod support;
+use support::repo;
 
 /// Runs xtask with `args` in the repository, with a private cache and output dir.
 fn xtask(args: &[&str], envs: &[(&str, &Path)]) -> Output {
@@ -361,21 +360,9 @@ fn ci_merge_reports_a_broken_input_by_path_and_exits_2() {
     let _ = std::fs::remove_dir_all(scratch);
 }
 
-/// A copy of the repository's inputs (kforge.toml, toolchains/, kernel-config/, kforge.lock) in a fresh directory.
+/// A copy of the repository's inputs in a fresh directory.
 fn project_copy(name: &str) -> PathBuf {
-    let scratch = std::env::temp_dir().join(format!("kforge-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    for dir in ["toolchains", "kernel-config"] {
-        std::fs::create_dir_all(scratch.join(dir)).unwrap();
-        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, scratch.join(dir).join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    for file in ["kforge.toml", "kforge.lock"] {
-        std::fs::copy(repo().join(file), scratch.join(file)).unwrap();
-    }
-    scratch
+    support::inputs_copy(&std::env::temp_dir().join(format!("kforge-cli-{name}-{}", std::process::id())))
 }
 
 #[test]

@@ -8,9 +8,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod support;
+use support::repo;
 
 /// Runs xtask with its output streamed to ours (progress stays visible in CI).
 fn xtask(args: &[&str]) -> Output {
@@ -309,22 +308,11 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// A copy of the project (everything but `target/` and `.git`) for a test that
-/// edits it: `.ci/run`'s other lane runs kforge on the checkout meanwhile, and
-/// must never read a half-written kforge.toml or a half-made driver package.
+/// A copy of the project for a test that edits it: `.ci/run`'s other lane
+/// runs kforge on the checkout meanwhile, and must never read a half-written
+/// kforge.toml or a half-made driver package.
 fn project_copy(name: &str) -> PathBuf {
-    let copy = std::env::temp_dir().join(format!("kforge-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&copy);
-    std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(repo()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().is_some_and(|name| name == "target" || name == ".git") {
-            continue;
-        }
-        let status = Command::new("cp").arg("-a").arg(&path).arg(&copy).status().unwrap();
-        assert!(status.success(), "cp -a {} {}", path.display(), copy.display());
-    }
-    copy
+    support::project_copy(&std::env::temp_dir().join(format!("kforge-e2e-{name}-{}", std::process::id())))
 }
 
 /// `new-driver` output passes `test` unchanged; the same driver with its logic

@@ -9,9 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod support;
+use support::repo;
 
 /// Runs xtask with its own output directory; progress goes to our stderr.
 fn xtask(output_dir: &Path, args: &[&str]) -> Output {

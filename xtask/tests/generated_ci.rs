@@ -38,9 +38,8 @@ use std::sync::OnceLock;
 use sha2::{Digest, Sha256};
 use yaml_rust2::YamlLoader;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod support;
+use support::repo;
 
 /// kforge's cache directory, chosen as xtask/src/paths.rs chooses it.
 fn cache_dir() -> PathBuf {

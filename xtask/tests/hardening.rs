@@ -3,9 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod support;
+use support::repo;
 
 /// A fresh scratch directory for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -103,20 +102,9 @@ fn ci_merge_recomputes_each_cell_and_refuses_a_forged_verdict() {
     let _ = std::fs::remove_dir_all(scratch);
 }
 
-/// A copy of the repository's inputs (kforge.toml, toolchains/, kernel-config/, kforge.lock) under `scratch/project`.
+/// A copy of the repository's inputs under `scratch/project`.
 fn project_copy(scratch: &Path) -> PathBuf {
-    let project = scratch.join("project");
-    for dir in ["toolchains", "kernel-config"] {
-        std::fs::create_dir_all(project.join(dir)).unwrap();
-        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, project.join(dir).join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    for file in ["kforge.toml", "kforge.lock"] {
-        std::fs::copy(repo().join(file), project.join(file)).unwrap();
-    }
-    project
+    support::inputs_copy(&scratch.join("project"))
 }
 
 #[test]

@@ -15,9 +15,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod support;
+use support::repo;
 
 fn real_cache() -> PathBuf {
     std::env::var("KFORGE_CACHE_DIR")
@@ -49,23 +48,6 @@ fn cache_sharing_toolchains(dir: &Path) -> PathBuf {
         let target = real_cache().join(shared);
         std::fs::create_dir_all(&target).unwrap();
         std::os::unix::fs::symlink(&target, dir.join(shared)).unwrap();
-    }
-    dir.to_path_buf()
-}
-
-/// A copy of the project (everything but `target/` and `.git`) in `dir`: the
-/// test adds a package to it, and `.ci/run`'s other lane runs kforge on the
-/// checkout meanwhile (`cargo metadata` must never see a half-made package).
-/// Kernel keys hash contents, not paths, so the copy's are the checkout's.
-fn project_copy(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    for entry in std::fs::read_dir(repo()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().is_some_and(|name| name == "target" || name == ".git") {
-            continue;
-        }
-        let status = Command::new("cp").arg("-a").arg(&path).arg(dir).status().unwrap();
-        assert!(status.success(), "cp -a {} {}", path.display(), dir.display());
     }
     dir.to_path_buf()
 }
@@ -107,7 +89,9 @@ fn copy_entry(entry: &Path, cache: &Path) {
 fn an_option_added_and_removed_again_rebuilds_incrementally_and_byte_identically() {
     let release = ["kernel", "build", "--arch", "x86_64", "--profile", "release"];
     let work = tempfile::tempdir_in(repo().join("target")).unwrap();
-    let project = project_copy(&work.path().join("project"));
+    // The test adds a package to a copy: `.ci/run`'s other lane runs kforge on
+    // the checkout meanwhile (`cargo metadata` must never see a half-made package).
+    let project = support::project_copy(&work.path().join("project"));
     // The base: the matrix's release x86_64 kernel, from scratch. The e2e test
     // of a cold run leaves one in the real cache; otherwise build one here.
     let (cached, _) = xtask(&project, &real_cache(), &release);

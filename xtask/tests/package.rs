@@ -7,9 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod support;
+use support::repo;
 
 /// The output directory of this file's runs: its own, so that `.ci/run` can
 /// run it alongside the e2e test, which owns `target/kforge`.

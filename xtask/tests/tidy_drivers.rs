@@ -2,9 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod support;
+use support::repo;
 
 /// Every file under `dir` (skipping build output and dot directories).
 fn files(dir: &Path, found: &mut Vec<PathBuf>) {

@@ -97,7 +97,7 @@ impl KernelBuild {
     }
 }
 
-const COMPLETE_MARKER: &str = ".kforge-complete";
+pub const COMPLETE_MARKER: &str = ".kforge-complete";
 const CONFIG_MARKER: &str = ".kforge-config-ok";
 /// A complete entry's [`KernelPlan::lineage`].
 const LINEAGE_FILE: &str = ".kforge-lineage";

@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the inner-loop benchmarks (a no-op run, one edited driver on one arch and on all seven), timed end to end as a developer runs them, on a copy of the project, written as JSON and rendered as the benchmarks page's table.
+//! `cargo xtask bench`: the inner-loop benchmarks (a no-op run, one edited driver on one arch and on all seven) and the baselines (a cold kernel build against plain make, kernel-doctests against kunit.py), timed end to end as a developer runs them, on a copy of the project, written as JSON and rendered as the benchmarks page's table.
 //!
 //! Each measured run is kforge itself, started again as a child with the
 //! session's flags, on a copy of the project (`<output>/bench/project`, set
@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::process::{Cmd, Control, Outcome};
 use crate::{error, progress};
+
+mod baseline;
 
 /// The JSON file's format, bumped when its fields change incompatibly.
 pub const FORMAT: u32 = 1;
@@ -35,25 +37,40 @@ pub enum Phase {
     EditOne,
     /// One driver file edited, then `cargo xtask test --arch all`.
     EditAll,
+    /// A cold kernel build through kforge against plain `make -j<cores>` on
+    /// the same `.config`, in the same sandbox.
+    ColdBuild,
+    /// `cargo xtask test --suite kernel-doctests` against the kernel's own
+    /// `kunit.py run --kunitconfig=rust`, both from nothing.
+    KunitCold,
+    /// The same two, run again.
+    KunitWarm,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 3] = [Phase::Noop, Phase::EditOne, Phase::EditAll];
+    pub const ALL: [Phase; 6] =
+        [Phase::Noop, Phase::EditOne, Phase::EditAll, Phase::ColdBuild, Phase::KunitCold, Phase::KunitWarm];
 
     pub fn id(self) -> &'static str {
         match self {
             Phase::Noop => "noop",
             Phase::EditOne => "edit-one",
             Phase::EditAll => "edit-all",
+            Phase::ColdBuild => "cold-build",
+            Phase::KunitCold => "kunit-cold",
+            Phase::KunitWarm => "kunit-warm",
         }
     }
 
-    /// The target for this loop, in seconds.
-    pub fn target_seconds(self) -> f64 {
+    /// The target for a loop, in seconds; for a baseline phase, the
+    /// most kforge may take as a multiple of the baseline's time.
+    pub fn target(self) -> Target {
         match self {
-            Phase::Noop => 8.0,
-            Phase::EditOne => 6.0,
-            Phase::EditAll => 20.0,
+            Phase::Noop => Target::Seconds(8.0),
+            Phase::EditOne => Target::Seconds(6.0),
+            Phase::EditAll => Target::Seconds(20.0),
+            Phase::ColdBuild => Target::Ratio(1.02),
+            Phase::KunitCold | Phase::KunitWarm => Target::Ratio(1.0),
         }
     }
 
@@ -64,21 +81,57 @@ impl Phase {
                 "one line of drivers/fifo/kforge_fifo.rs edited, then `cargo xtask test` on this machine's arch"
             }
             Phase::EditAll => "one line of drivers/fifo/kforge_fifo.rs edited, then `cargo xtask test --arch all`",
+            Phase::ColdBuild => {
+                "cold kernel build of this machine's arch (configuration included) against plain `make -j<cores>` on the same .config"
+            }
+            Phase::KunitCold => "the kernel's Rust doctests from nothing: kforge against kunit.py",
+            Phase::KunitWarm => "the kernel's Rust doctests again, nothing changed: kforge against kunit.py",
         }
     }
 
-    /// The `test` arguments of the measured run.
-    fn test_args(self) -> Result<Vec<&'static str>> {
+    /// The kforge arguments of the measured run.
+    fn kforge_args(self) -> Result<Vec<&'static str>> {
+        let host = crate::arch::Arch::host()?.name;
         Ok(match self {
             Phase::Noop => vec!["test"],
-            Phase::EditOne => vec!["test", "--arch", crate::arch::Arch::host()?.name],
+            Phase::EditOne => vec!["test", "--arch", host],
             Phase::EditAll => vec!["test", "--arch", "all"],
+            Phase::ColdBuild => vec!["kernel", "build", "--arch", host],
+            Phase::KunitCold | Phase::KunitWarm => vec!["test", "--suite", "kernel-doctests", "--arch", host],
         })
     }
 
-    fn edits_a_driver(self) -> bool {
-        self != Phase::Noop
+    /// Whether the phase compares kforge with another tool (else it times a loop).
+    fn has_baseline(self) -> bool {
+        matches!(self, Phase::ColdBuild | Phase::KunitCold | Phase::KunitWarm)
     }
+
+    fn edits_a_driver(self) -> bool {
+        matches!(self, Phase::EditOne | Phase::EditAll)
+    }
+}
+
+/// What a benchmark must reach.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// At most this many seconds of wall time.
+    Seconds(f64),
+    /// At most this multiple of the baseline's wall time.
+    Ratio(f64),
+}
+
+/// The other tool a baseline phase compares kforge with, on the same work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub what: String,
+    pub command: String,
+    pub seconds: f64,
+    /// CPU seconds (user + system) of everything it ran.
+    pub cpu_seconds: f64,
+    /// kforge's wall time divided by the baseline's.
+    pub ratio: f64,
+    /// The most `ratio` may be.
+    pub target_ratio: f64,
 }
 
 /// What one benchmark measured.
@@ -94,6 +147,12 @@ pub struct Measurement {
     pub met: bool,
     /// Per cell of the run: id, build wall seconds, boot+test seconds, tests passed.
     pub cells: Vec<CellTime>,
+    /// CPU seconds (user + system) of the kforge run and everything it ran.
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    /// For a baseline phase: the other tool's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
 }
 
 /// A cell's share of a measured run, from its results.json.
@@ -132,33 +191,30 @@ pub fn run(options: &Options<'_>, phases: &[Phase]) -> Result<Report> {
     let mut measurements = Vec::new();
     for (index, phase) in phases.iter().enumerate() {
         progress::status("Benchmark", format!("{} ({}/{})", phase.describe(), index + 1, phases.len()));
-        let args = phase.test_args()?;
-        // Warm-up: whatever the previous phase or an older cache left to do is done here, untimed.
-        kforge(options, &exe, &project, &args, &format!("{}-warm-up", phase.id()))?;
-        if phase.edits_a_driver() {
-            edit_driver(&project, index)?;
-        }
-        let started = Instant::now();
-        let output = kforge(options, &exe, &project, &args, phase.id())?;
-        let seconds = started.elapsed().as_secs_f64();
-        let target_seconds = phase.target_seconds();
-        progress::status(
-            "Measured",
-            format!(
-                "{}: {seconds:.1} s (target {target_seconds:.0} s: {})",
+        let measurement = if phase.has_baseline() {
+            baseline::measure(options, &exe, &project, *phase)?
+        } else {
+            measure_loop(options, &exe, &project, *phase, index)?
+        };
+        let verdict = if measurement.met { "met" } else { "missed" };
+        let summary = match &measurement.baseline {
+            Some(baseline) => format!(
+                "{}: {:.1} s against {:.1} s, {:.2}x (target {:.2}x: {verdict})",
                 phase.id(),
-                if seconds <= target_seconds { "met" } else { "missed" }
+                measurement.seconds,
+                baseline.seconds,
+                baseline.ratio,
+                baseline.target_ratio
             ),
-        );
-        measurements.push(Measurement {
-            phase: *phase,
-            what: phase.describe().to_string(),
-            command: format!("cargo xtask {}", args.join(" ")),
-            seconds,
-            target_seconds,
-            met: seconds <= target_seconds,
-            cells: cell_times(&output.join("results.json"))?,
-        });
+            None => format!(
+                "{}: {:.1} s (target {:.0} s: {verdict})",
+                phase.id(),
+                measurement.seconds,
+                measurement.target_seconds
+            ),
+        };
+        progress::status("Measured", summary);
+        measurements.push(measurement);
     }
     Ok(Report {
         format: FORMAT,
@@ -170,6 +226,59 @@ pub fn run(options: &Options<'_>, phases: &[Phase]) -> Result<Report> {
         cpus: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
         measurements,
     })
+}
+
+/// A loop phase: an untimed warm-up, the edit if the phase makes one, then the timed run.
+fn measure_loop(options: &Options<'_>, exe: &Path, project: &Path, phase: Phase, index: usize) -> Result<Measurement> {
+    let args = phase.kforge_args()?;
+    let flags = options.session_flags.to_vec();
+    // Warm-up: whatever the previous phase or an older cache left to do is done here, untimed.
+    kforge(options, exe, project, &flags, &args, &format!("{}-warm-up", phase.id()))?;
+    if phase.edits_a_driver() {
+        edit_driver(project, index)?;
+    }
+    let (run, output) = timed(|| kforge(options, exe, project, &flags, &args, phase.id()))?;
+    let Target::Seconds(target_seconds) = phase.target() else { unreachable!("a loop phase has a target in seconds") };
+    Ok(Measurement {
+        phase,
+        what: phase.describe().to_string(),
+        command: format!("cargo xtask {}", args.join(" ")),
+        seconds: run.seconds,
+        target_seconds,
+        met: run.seconds <= target_seconds,
+        cells: cell_times(&output.join("results.json"))?,
+        cpu_seconds: run.cpu_seconds,
+        baseline: None,
+    })
+}
+
+/// Wall and CPU time of one timed step.
+#[derive(Debug, Clone, Copy)]
+pub struct Timed {
+    pub seconds: f64,
+    /// CPU of the child processes that ended during the step (getrusage), which
+    /// for a kforge child includes everything it ran: children are waited for.
+    pub cpu_seconds: f64,
+}
+
+/// Runs `step` and measures it.
+pub fn timed<T>(step: impl FnOnce() -> Result<T>) -> Result<(Timed, T)> {
+    let cpu_before = children_cpu_seconds();
+    let started = Instant::now();
+    let value = step()?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((Timed { seconds, cpu_seconds: children_cpu_seconds() - cpu_before }, value))
+}
+
+/// User + system CPU seconds of this process's waited-for descendants.
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Copies the project's files (everything but `target/` and `.git`) to
@@ -199,14 +308,21 @@ pub fn edit_driver(project: &Path, nonce: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs kforge with `args` on the project copy, its output in
+/// Runs kforge with `session_flags` and `args` on the project copy, its output in
 /// `<work>/<name>.log` and its results in `<work>/<name>`; that directory.
-fn kforge(options: &Options<'_>, exe: &Path, project: &Path, args: &[&str], name: &str) -> Result<PathBuf> {
+fn kforge(
+    options: &Options<'_>,
+    exe: &Path,
+    project: &Path,
+    session_flags: &[String],
+    args: &[&str],
+    name: &str,
+) -> Result<PathBuf> {
     let output = options.work.join(name);
     crate::cache::remove_dir_if_exists(&output)?;
     let log = options.work.join(format!("{name}.log"));
     let cmd = Cmd::new(exe)
-        .args(options.session_flags)
+        .args(session_flags)
         .arg("--output-dir")
         .arg(&output)
         .args(args)
@@ -222,21 +338,22 @@ fn kforge(options: &Options<'_>, exe: &Path, project: &Path, args: &[&str], name
     Ok(output)
 }
 
-/// Each cell's build and boot times from a run's results.json.
+/// Each cell's build and boot times from a run's results.json, read through
+/// the report model so a renamed field fails here instead of reading as 0.
 fn cell_times(results: &Path) -> Result<Vec<CellTime>> {
     let text = fs_err::read_to_string(results)?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", results.display()))?;
-    let cells = json["cells"].as_array().cloned().unwrap_or_default();
-    Ok(cells
-        .iter()
-        .map(|cell| CellTime {
-            cell: cell["id"].as_str().unwrap_or_default().to_string(),
-            build_seconds: cell["timings"]["build_seconds"].as_f64().unwrap_or(0.0),
-            boot_seconds: cell["timings"]["boot_seconds"].as_f64().unwrap_or(0.0),
-            passed: cell["totals"]["passed"].as_u64().unwrap_or(0),
-        })
-        .collect())
+    let results: crate::report::model::Results =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a kforge results.json", results.display()))?;
+    Ok(results.cells.iter().map(cell_time).collect())
+}
+
+fn cell_time(cell: &crate::report::model::CellResult) -> CellTime {
+    CellTime {
+        cell: cell.id.clone(),
+        build_seconds: cell.timings.build_seconds,
+        boot_seconds: cell.timings.boot_seconds,
+        passed: cell.totals.pass as u64,
+    }
 }
 
 /// `YYYY-MM-DD` of a UTC time in seconds since the epoch.
@@ -264,7 +381,7 @@ pub fn render_markdown(report: &Report) -> String {
     );
     text.push_str("| loop | command | wall | target | met | per cell (build / boot+tests) |\n");
     text.push_str("|---|---|---|---|---|---|\n");
-    for measurement in &report.measurements {
+    for measurement in report.measurements.iter().filter(|measurement| measurement.baseline.is_none()) {
         let cells: Vec<String> = measurement
             .cells
             .iter()
@@ -276,11 +393,38 @@ pub fn render_markdown(report: &Report) -> String {
             measurement.command,
             measurement.seconds,
             measurement.target_seconds,
-            if measurement.met { "yes" } else { "**no**" },
+            yes_no(measurement.met),
             cells.join("; ")
         ));
     }
+    let compared: Vec<&Measurement> =
+        report.measurements.iter().filter(|measurement| measurement.baseline.is_some()).collect();
+    if compared.is_empty() {
+        return text;
+    }
+    text.push_str("\n| against | kforge | wall (CPU) | baseline | wall (CPU) | ratio | target | met |\n");
+    text.push_str("|---|---|---|---|---|---|---|---|\n");
+    for measurement in compared {
+        let Some(baseline) = &measurement.baseline else { continue };
+        text.push_str(&format!(
+            "| {} | `{}` | {:.1} s ({:.0} CPU-s) | `{}` | {:.1} s ({:.0} CPU-s) | {:.2}x | {:.2}x | {} |\n",
+            measurement.what,
+            measurement.command,
+            measurement.seconds,
+            measurement.cpu_seconds,
+            baseline.command,
+            baseline.seconds,
+            baseline.cpu_seconds,
+            baseline.ratio,
+            baseline.target_ratio,
+            yes_no(measurement.met)
+        ));
+    }
     text
+}
+
+fn yes_no(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
 }
 
 /// `page` with the text between [`DOCS_BEGIN`] and [`DOCS_END`] replaced by `section`.
@@ -314,8 +458,29 @@ mod tests {
                     boot_seconds: 4.0,
                     passed: 53,
                 }],
+                cpu_seconds: 9.5,
+                baseline: None,
             }],
         }
+    }
+
+    #[test]
+    fn cell_times_are_read_from_a_real_results_file() {
+        use crate::report::model::{Results, Status, tests::cell};
+        let mut passed = cell(Status::Fail, None);
+        passed.timings.build_seconds = 3.5;
+        passed.timings.boot_seconds = 12.25;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.json");
+        fs_err::write(&path, serde_json::to_string(&Results::new(vec![passed])).unwrap()).unwrap();
+        let times = cell_times(&path).unwrap();
+        assert_eq!(
+            times,
+            vec![CellTime { cell: "7.2-x86_64".into(), build_seconds: 3.5, boot_seconds: 12.25, passed: 1 }]
+        );
+        fs_err::write(&path, "{}").unwrap();
+        let err = format!("{:#}", cell_times(&path).unwrap_err());
+        assert!(err.contains("is not a kforge results.json"), "{err}");
     }
 
     #[test]
@@ -334,6 +499,39 @@ mod tests {
         let table = render_markdown(&report);
         assert!(table.contains("Measured 2026-12-07"), "{table}");
         assert!(table.contains("| 7.2 s | 6 s | **no** | 7.2-host-release 2.5 / 4.0 s |"), "{table}");
+    }
+
+    #[test]
+    fn a_baseline_phase_renders_in_its_own_table_with_the_ratio() {
+        let mut report = report();
+        report.measurements.push(Measurement {
+            phase: Phase::ColdBuild,
+            what: Phase::ColdBuild.describe().into(),
+            command: "cargo xtask kernel build --arch x86_64".into(),
+            seconds: 250.0,
+            target_seconds: 244.8,
+            met: false,
+            cells: vec![],
+            cpu_seconds: 480.0,
+            baseline: Some(Baseline {
+                what: "plain make on kforge's .config".into(),
+                command: "make -j2".into(),
+                seconds: 240.0,
+                cpu_seconds: 470.0,
+                ratio: 250.0 / 240.0,
+                target_ratio: 1.02,
+            }),
+        });
+        let json = serde_json::to_string_pretty(&report).unwrap();
+        assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), report);
+        let table = render_markdown(&report);
+        assert_eq!(table.matches("7.2-host-release").count(), 1, "the loop table lists only the loop: {table}");
+        assert!(
+            table.contains(
+                "| `cargo xtask kernel build --arch x86_64` | 250.0 s (480 CPU-s) | `make -j2` | 240.0 s (470 CPU-s) | 1.04x | 1.02x | **no** |"
+            ),
+            "{table}"
+        );
     }
 
     #[test]
