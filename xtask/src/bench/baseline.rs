@@ -24,7 +24,8 @@ const SHARED_CACHE_DIRS: &[&str] = &["toolchains", "store", "downloads", "source
 
 /// Measures a baseline phase.
 pub fn measure(options: &Options<'_>, exe: &Path, project: &Path, phase: Phase) -> Result<Measurement> {
-    let work = options.work.join(phase.id());
+    // Not `<work>/<phase>`: that is the kforge run's output directory, which `kforge` empties first.
+    let work = options.work.join(format!("{}-baseline", phase.id()));
     let args = phase.kforge_args()?;
     let tree = Tree::ready(project)?;
     let (kforge_run, output, other) = match phase {
@@ -78,6 +79,7 @@ pub fn measure(options: &Options<'_>, exe: &Path, project: &Path, phase: Phase) 
             ratio,
             target_ratio,
         }),
+        measured_at: 0,
     })
 }
 

@@ -153,6 +153,9 @@ pub struct Measurement {
     /// For a baseline phase: the other tool's run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Baseline>,
+    /// When it was measured (UTC, seconds since the epoch; 0 in older files: the report's time).
+    #[serde(default)]
+    pub measured_at: u64,
 }
 
 /// A cell's share of a measured run, from its results.json.
@@ -184,18 +187,27 @@ pub struct Options<'a> {
     pub session_flags: &'a [String],
 }
 
-/// Runs `phases` in order and returns what they measured.
-pub fn run(options: &Options<'_>, phases: &[Phase]) -> Result<Report> {
+/// Runs `phases` in order. After each one, `save` gets the report so far:
+/// `previous`'s measurements of the phases not run this time, and this run's,
+/// in [`Phase::ALL`] order, so a failure late in a long run keeps what was
+/// measured, and `--only` replaces just its own rows.
+pub fn run(
+    options: &Options<'_>,
+    phases: &[Phase],
+    previous: Option<Report>,
+    save: &mut dyn FnMut(&Report) -> Result<()>,
+) -> Result<Report> {
     let exe = std::env::current_exe().context("cannot find the running kforge binary")?;
     let project = copy_project(options.repo, &options.work.join("project"))?;
-    let mut measurements = Vec::new();
+    let mut report = previous.map(Report::with_measurement_dates).unwrap_or_else(|| Report::new(Vec::new()));
     for (index, phase) in phases.iter().enumerate() {
         progress::status("Benchmark", format!("{} ({}/{})", phase.describe(), index + 1, phases.len()));
-        let measurement = if phase.has_baseline() {
+        let mut measurement = if phase.has_baseline() {
             baseline::measure(options, &exe, &project, *phase)?
         } else {
             measure_loop(options, &exe, &project, *phase, index)?
         };
+        measurement.measured_at = now();
         let verdict = if measurement.met { "met" } else { "missed" };
         let summary = match &measurement.baseline {
             Some(baseline) => format!(
@@ -214,18 +226,52 @@ pub fn run(options: &Options<'_>, phases: &[Phase]) -> Result<Report> {
             ),
         };
         progress::status("Measured", summary);
-        measurements.push(measurement);
+        report = report.replacing(measurement);
+        save(&report)?;
     }
-    Ok(Report {
-        format: FORMAT,
-        kforge_version: env!("CARGO_PKG_VERSION").to_string(),
-        measured_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|since| since.as_secs())
-            .unwrap_or(0),
-        cpus: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
-        measurements,
-    })
+    Ok(report)
+}
+
+/// Seconds since the epoch, UTC.
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|since| since.as_secs()).unwrap_or(0)
+}
+
+impl Report {
+    fn new(measurements: Vec<Measurement>) -> Report {
+        Report {
+            format: FORMAT,
+            kforge_version: env!("CARGO_PKG_VERSION").to_string(),
+            measured_at: now(),
+            cpus: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            measurements,
+        }
+    }
+
+    /// An older file's rows, each dated (rows without a date get the file's).
+    fn with_measurement_dates(mut self) -> Report {
+        for measurement in &mut self.measurements {
+            if measurement.measured_at == 0 {
+                measurement.measured_at = self.measured_at;
+            }
+        }
+        self
+    }
+
+    /// This report with `fresh` in place of its phase's row, rows in [`Phase::ALL`] order.
+    pub fn replacing(self, fresh: Measurement) -> Report {
+        let mut measurements: Vec<Measurement> =
+            self.measurements.into_iter().filter(|measurement| measurement.phase != fresh.phase).collect();
+        measurements.push(fresh);
+        measurements.sort_by_key(|measurement| Phase::ALL.iter().position(|phase| *phase == measurement.phase));
+        Report::new(measurements)
+    }
+}
+
+/// The report in `path`, if there is one this kforge can read.
+pub fn load_previous(path: &Path) -> Option<Report> {
+    let text = fs_err::read_to_string(path).ok()?;
+    serde_json::from_str::<Report>(&text).ok().filter(|report| report.format == FORMAT)
 }
 
 /// A loop phase: an untimed warm-up, the edit if the phase makes one, then the timed run.
@@ -249,6 +295,7 @@ fn measure_loop(options: &Options<'_>, exe: &Path, project: &Path, phase: Phase,
         cells: cell_times(&output.join("results.json"))?,
         cpu_seconds: run.cpu_seconds,
         baseline: None,
+        measured_at: 0,
     })
 }
 
@@ -256,29 +303,39 @@ fn measure_loop(options: &Options<'_>, exe: &Path, project: &Path, phase: Phase,
 #[derive(Debug, Clone, Copy)]
 pub struct Timed {
     pub seconds: f64,
-    /// CPU of the child processes that ended during the step (getrusage), which
-    /// for a kforge child includes everything it ran: children are waited for.
+    /// CPU seconds the whole machine was busy during the step (/proc/stat):
+    /// on an idle machine, the step's own, including what it ran in sandboxes
+    /// and guests (getrusage does not see through bwrap's PID namespace).
     pub cpu_seconds: f64,
 }
 
 /// Runs `step` and measures it.
 pub fn timed<T>(step: impl FnOnce() -> Result<T>) -> Result<(Timed, T)> {
-    let cpu_before = children_cpu_seconds();
+    let cpu_before = machine_busy_seconds()?;
     let started = Instant::now();
     let value = step()?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok((Timed { seconds, cpu_seconds: children_cpu_seconds() - cpu_before }, value))
+    Ok((Timed { seconds, cpu_seconds: machine_busy_seconds()? - cpu_before }, value))
 }
 
-/// User + system CPU seconds of this process's waited-for descendants.
-fn children_cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
-        return 0.0;
+/// Busy CPU seconds of the machine since boot, summed over CPUs.
+fn machine_busy_seconds() -> Result<f64> {
+    let stat = fs_err::read_to_string("/proc/stat")?;
+    // SAFETY: sysconf has no memory effects.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    busy_seconds(&stat, ticks_per_second as f64).context("/proc/stat has no `cpu` line")
+}
+
+/// From /proc/stat's first line (`cpu  user nice system idle iowait irq
+/// softirq steal ...`, in ticks): everything but idle and iowait, in seconds.
+fn busy_seconds(stat: &str, ticks_per_second: f64) -> Option<f64> {
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let ticks: Vec<f64> = line.split_whitespace().skip(1).take(8).filter_map(|word| word.parse().ok()).collect();
+    if ticks.len() < 8 || ticks_per_second <= 0.0 {
+        return None;
     }
-    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7];
+    Some(busy / ticks_per_second)
 }
 
 /// Copies the project's files (everything but `target/` and `.git`) to
@@ -373,11 +430,21 @@ pub fn date(seconds: u64) -> String {
 
 /// The benchmarks page's generated section: one row per measurement.
 pub fn render_markdown(report: &Report) -> String {
+    let dates: std::collections::BTreeSet<String> = report
+        .measurements
+        .iter()
+        .map(|measurement| {
+            date(if measurement.measured_at == 0 { report.measured_at } else { measurement.measured_at })
+        })
+        .collect();
+    let when = match (dates.first(), dates.last()) {
+        (Some(first), Some(last)) if first != last => format!("{first} to {last}"),
+        (Some(first), _) => first.clone(),
+        _ => date(report.measured_at),
+    };
     let mut text = format!(
-        "Measured {} by kforge {} on {} CPUs (`docs/bench.json`). Reproduce with `cargo xtask bench --write-docs`.\n\n",
-        date(report.measured_at),
-        report.kforge_version,
-        report.cpus
+        "Measured {when} by kforge {} on {} CPUs (`docs/bench.json`). Reproduce with `cargo xtask bench --write-docs`.\n\n",
+        report.kforge_version, report.cpus
     );
     text.push_str("| loop | command | wall | target | met | per cell (build / boot+tests) |\n");
     text.push_str("|---|---|---|---|---|---|\n");
@@ -460,6 +527,7 @@ mod tests {
                 }],
                 cpu_seconds: 9.5,
                 baseline: None,
+                measured_at: 0,
             }],
         }
     }
@@ -481,6 +549,14 @@ mod tests {
         fs_err::write(&path, "{}").unwrap();
         let err = format!("{:#}", cell_times(&path).unwrap_err());
         assert!(err.contains("is not a kforge results.json"), "{err}");
+    }
+
+    #[test]
+    fn busy_time_counts_everything_but_idle_and_iowait() {
+        let stat = "cpu  100 5 20 1000 50 3 2 1 0 0\ncpu0 50 2 10 500 25 1 1 0 0 0\nintr 1\n";
+        assert_eq!(busy_seconds(stat, 100.0), Some(1.31));
+        assert_eq!(busy_seconds("intr 1\n", 100.0), None);
+        assert_eq!(busy_seconds("cpu  1 2 3\n", 100.0), None);
     }
 
     #[test]
@@ -521,10 +597,12 @@ mod tests {
                 ratio: 250.0 / 240.0,
                 target_ratio: 1.02,
             }),
+            measured_at: 1_796_688_000,
         });
         let json = serde_json::to_string_pretty(&report).unwrap();
         assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), report);
         let table = render_markdown(&report);
+        assert!(table.starts_with("Measured 2026-12-07 to 2026-12-08 "), "{table}");
         assert_eq!(table.matches("7.2-host-release").count(), 1, "the loop table lists only the loop: {table}");
         assert!(
             table.contains(
@@ -532,6 +610,25 @@ mod tests {
             ),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_new_measurement_replaces_only_its_own_phase_and_rows_keep_their_dates() {
+        let old = report().with_measurement_dates();
+        assert_eq!(old.measurements[0].measured_at, 1_796_601_600, "an undated row gets the file's date");
+        let mut noop = old.measurements[0].clone();
+        noop.phase = Phase::Noop;
+        noop.seconds = 3.0;
+        noop.measured_at = 1_796_688_000;
+        let merged = old.clone().replacing(noop.clone());
+        let phases: Vec<Phase> = merged.measurements.iter().map(|measurement| measurement.phase).collect();
+        assert_eq!(phases, [Phase::Noop, Phase::EditOne], "rows in Phase::ALL order");
+        assert_eq!(merged.measurements[1], old.measurements[0], "the other phase's row is kept as it was");
+        let mut again = noop.clone();
+        again.seconds = 2.0;
+        let replaced = merged.replacing(again);
+        assert_eq!(replaced.measurements.len(), 2);
+        assert_eq!(replaced.measurements[0].seconds, 2.0);
     }
 
     #[test]

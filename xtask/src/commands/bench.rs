@@ -14,6 +14,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<bench::Phase>,
     /// Where to write the JSON (default: docs/bench.json in the repository).
+    /// It is written after each benchmark; the rows of benchmarks not run
+    /// this time are kept from the file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Also regenerate the table in docs/benchmarks.md from the results.
@@ -30,14 +32,19 @@ pub fn run(args: BenchArgs, global: &GlobalArgs) -> Result<i32> {
     let flags = session.forwarded();
     let work = context.output.join("bench");
     let options = bench::Options { repo: &context.repo, work: &work, session_flags: &flags };
-    let report = bench::run(&options, &phases)?;
     let json_path = args.json.unwrap_or_else(|| context.repo.join("docs/bench.json"));
-    crate::cache::write_atomic(&json_path, serde_json::to_string_pretty(&report)? + "\n")?;
+    let page_path = args.write_docs.then(|| context.repo.join("docs/benchmarks.md"));
+    let mut save = |report: &bench::Report| -> Result<()> {
+        crate::cache::write_atomic(&json_path, serde_json::to_string_pretty(report)? + "\n")?;
+        if let Some(page_path) = &page_path {
+            let page = fs_err::read_to_string(page_path)?;
+            crate::cache::write_atomic(page_path, bench::splice_docs(&page, &bench::render_markdown(report))?)?;
+        }
+        Ok(())
+    };
+    let report = bench::run(&options, &phases, bench::load_previous(&json_path), &mut save)?;
     ui::status("Wrote", json_path.display().to_string());
-    if args.write_docs {
-        let page_path = context.repo.join("docs/benchmarks.md");
-        let page = fs_err::read_to_string(&page_path)?;
-        crate::cache::write_atomic(&page_path, bench::splice_docs(&page, &bench::render_markdown(&report))?)?;
+    if let Some(page_path) = &page_path {
         ui::status("Wrote", page_path.display().to_string());
     }
     print!("{}", bench::render_markdown(&report));
