@@ -2,9 +2,9 @@
 //!
 //! Both sides run on this machine's arch, with the same kernel source and
 //! toolchain root, in the same sandbox. kforge runs as a child with a cache of
-//! its own (`<work>/<phase>/cache`) that shares only the toolchains, the store
-//! and the unpacked sources with the real cache, so its kernel is built from
-//! nothing; the other tool gets a fresh build directory.
+//! its own (`<work>/cold-build-baseline/cache`, `<work>/kunit/cache`) that
+//! shares only [`SHARED_CACHE_DIRS`] with the real cache, so its kernel and
+//! drivers are built from nothing; the other tool gets a fresh build directory.
 
 use std::path::{Path, PathBuf};
 
@@ -28,12 +28,17 @@ pub fn measure(options: &Options<'_>, exe: &Path, project: &Path, phase: Phase) 
     let work = options.work.join(format!("{}-baseline", phase.id()));
     let args = phase.kforge_args()?;
     let tree = Tree::ready(project)?;
+    if phase != Phase::ColdBuild {
+        kunit_supported(&tree)?;
+    }
     let (kforge_run, output, other) = match phase {
         Phase::ColdBuild => {
             let cache = fresh_cache(&work.join("cache"))?;
             let (run, output) = timed(|| kforge(options, exe, project, &flags_with_cache(&cache), &args, phase.id()))?;
             let config = built_config(&cache.join("kernels"), tree.arch)?;
             let plain = plain_make(&tree, &config, &work)?;
+            // Two full kernel trees: nothing reads them again.
+            cache::remove_dir_if_exists(&work)?;
             (run, output, plain)
         }
         Phase::KunitCold | Phase::KunitWarm => {
@@ -48,8 +53,9 @@ pub fn measure(options: &Options<'_>, exe: &Path, project: &Path, phase: Phase) 
                 fs_err::create_dir_all(&build)?;
             }
             let flags = flags_with_cache(&cache);
-            if warm && !build.join(tree.arch.kernel_image).is_file() {
-                // Nothing to be warm from yet: one untimed run of each.
+            if warm {
+                // Untimed, like the loops' warm-up: whatever an earlier run
+                // (another kernel, another source) left to do is done here.
                 kforge(options, exe, project, &flags, &args, &format!("{}-warm-up", phase.id()))?;
                 kunit_py(&tree, &build, &work.join("kunit-warm-up.log"))?;
             }
@@ -112,7 +118,8 @@ struct Other {
 fn fresh_cache(dir: &Path) -> Result<PathBuf> {
     cache::remove_dir_if_exists(dir)?;
     fs_err::create_dir_all(dir)?;
-    let real = paths::cache_dir()?;
+    // Absolute: a relative link would resolve against `dir`.
+    let real = std::path::absolute(paths::cache_dir()?)?;
     for name in SHARED_CACHE_DIRS {
         if real.join(name).is_dir() {
             std::os::unix::fs::symlink(real.join(name), dir.join(name))
@@ -159,13 +166,7 @@ fn plain_make(tree: &Tree, config: &Path, work: &Path) -> Result<Other> {
     cache::remove_dir_if_exists(&build)?;
     fs_err::create_dir_all(&build)?;
     fs_err::copy(config, build.join(".config"))?;
-    let jobs = format!("-j{}", session::current().jobs());
-    let make = make::make_command(tree.arch, "/src", "/build");
-    let steps = [
-        ("olddefconfig", [make.clone(), vec!["olddefconfig".to_string()]].concat()),
-        ("build", [make.clone(), vec![jobs.clone()]].concat()),
-        ("headers", [make::headers_command(tree.arch, &[]), vec![jobs.clone()]].concat()),
-    ];
+    let steps = plain_make_steps(tree.arch, session::current().jobs());
     let sandbox = tree.toolchain.sandbox()?;
     let (timed, ()) = timed(|| {
         for (name, argv) in &steps {
@@ -174,11 +175,20 @@ fn plain_make(tree: &Tree, config: &Path, work: &Path) -> Result<Other> {
         }
         Ok(())
     })?;
-    Ok(Other {
-        what: "plain make on kforge's .config",
-        command: format!("{} olddefconfig && make {jobs} && make headers {jobs}", make.join(" ")),
-        timed,
-    })
+    let command = steps.iter().map(|(_, argv)| argv.join(" ")).collect::<Vec<_>>().join(" && ");
+    Ok(Other { what: "plain make on kforge's .config", command, timed })
+}
+
+/// Plain make's steps, named for their logs: `olddefconfig`, the build and
+/// the UAPI headers, each as kforge's own make runs it.
+fn plain_make_steps(arch: &Arch, jobs: usize) -> Vec<(&'static str, Vec<String>)> {
+    let jobs = format!("-j{jobs}");
+    let make = make::make_command(arch, "/src", "/build");
+    vec![
+        ("olddefconfig", [make.clone(), vec!["olddefconfig".to_string()]].concat()),
+        ("build", [make, vec![jobs.clone()]].concat()),
+        ("headers", [make::headers_command(arch, &[]), vec![jobs]].concat()),
+    ]
 }
 
 /// The kunit.py arguments for `arch`: the Rust doctests' kunitconfig, LLVM,
@@ -199,16 +209,21 @@ fn kunit_argv(arch: &Arch, jobs: usize) -> Vec<String> {
     .collect()
 }
 
+/// Whether kunit.py can boot this arch: it needs a QEMU configuration for it.
+/// Checked before anything is timed.
+fn kunit_supported(tree: &Tree) -> Result<()> {
+    let script = tree.source.dir.join("tools/testing/kunit/qemu_configs").join(format!("{}.py", tree.arch.name));
+    if script.is_file() {
+        return Ok(());
+    }
+    Err(crate::error::user_hint(
+        format!("kunit.py has no QEMU configuration for {} ({} is missing)", tree.arch.name, script.display()),
+        "run the other benchmarks here: --only noop,edit-one,edit-all,cold-build",
+    ))
+}
+
 /// `kunit.py run` in `build`, in the toolchain's sandbox with the source at /src.
 fn kunit_py(tree: &Tree, build: &Path, log: &Path) -> Result<Other> {
-    let script = tree.source.dir.join("tools/testing/kunit/qemu_configs").join(format!("{}.py", tree.arch.name));
-    if !script.is_file() {
-        return Err(crate::error::user(format!(
-            "kunit.py has no QEMU configuration for {} ({} is missing): run the kunit benchmarks on an arch it has one for",
-            tree.arch.name,
-            script.display()
-        )));
-    }
     let argv = kunit_argv(tree.arch, session::current().jobs());
     let sandbox = tree.toolchain.sandbox()?;
     let (timed, ()) = timed(|| {
@@ -230,6 +245,20 @@ mod tests {
             argv,
             "python3 /src/tools/testing/kunit/kunit.py run --kunitconfig=/src/rust --arch=arm64 \
              --build_dir=/build --jobs=2 --make_options=LLVM=1"
+        );
+    }
+
+    #[test]
+    fn plain_make_runs_kforges_make_command_in_three_steps() {
+        let arch = Arch::find("arm64").unwrap();
+        let command: Vec<String> = plain_make_steps(arch, 2).into_iter().map(|(_, argv)| argv.join(" ")).collect();
+        assert_eq!(
+            command,
+            [
+                "make -C /src O=/build ARCH=arm64 LLVM=1 olddefconfig",
+                "make -C /src O=/build ARCH=arm64 LLVM=1 -j2",
+                "make -C /src O=/build ARCH=arm64 LLVM=1 headers -j2",
+            ]
         );
     }
 

@@ -42,7 +42,7 @@ pub fn run(args: BenchArgs, global: &GlobalArgs) -> Result<i32> {
         }
         Ok(())
     };
-    let report = bench::run(&options, &phases, bench::load_previous(&json_path), &mut save)?;
+    let report = bench::run(&options, &phases, bench::load_previous(&json_path)?, &mut save)?;
     ui::status("Wrote", json_path.display().to_string());
     if let Some(page_path) = &page_path {
         ui::status("Wrote", page_path.display().to_string());
