@@ -261,8 +261,8 @@ fn default_debug_memory() -> String {
     "1G".to_string()
 }
 
-/// riscv's debug cell, which passes every test, takes over 900 s on an idle
-/// 2-core machine (docs/benchmarks.md).
+/// riscv's debug cell takes 1070 s on an idle 2-core machine
+/// (docs/benchmarks.md).
 fn default_debug_timeout_seconds() -> u64 {
     1500
 }
