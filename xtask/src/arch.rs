@@ -20,6 +20,11 @@ pub struct QemuSpec {
     pub bios: Option<&'static str>,
     /// Extra fixed arguments.
     pub extra_args: &'static [&'static str],
+    /// Extra arguments of the debug profile's boots: the machine's IOMMU, which is
+    /// the DMA detector (a device write to an unmapped page faults and is reported;
+    /// `debug-<arch>.config` enables the driver in strict mode). Empty: the arch's
+    /// debug fragment declares `dma` missing and says why.
+    pub debug_args: &'static [&'static str],
     /// Whether QEMU runs this target's vCPUs on host threads of their own
     /// (multi-threaded TCG, `-accel tcg,thread=multi`); checked with QEMU 11.1
     /// for every row (a target without it warns "Guest not yet converted to MTTCG").
@@ -145,6 +150,8 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("max,la57=off"),
             bios: None,
             extra_args: &[],
+            // VT-d. Interrupt remapping off: interrupts arrive as without it.
+            debug_args: &["-device", "intel-iommu,intremap=off"],
             mttcg: true,
         }),
         efi: Ok(EfiSpec {
@@ -182,6 +189,8 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("max,pauth-impdef=on"),
             bios: None,
             extra_args: &[],
+            // SMMUv3 in front of the PCIe bus (QEMU merges repeated -machine options).
+            debug_args: &["-machine", "iommu=smmuv3"],
             mttcg: true,
         }),
         efi: Ok(EfiSpec {
@@ -223,6 +232,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("cortex-a15"),
             bios: None,
             extra_args: &[],
+            debug_args: &[],
             mttcg: true,
         }),
         // U-Boot's EFI (Debian's u-boot-qemu for -M virt): it finds the ESP on
@@ -263,6 +273,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("rv64"),
             bios: None,
             extra_args: &[],
+            debug_args: &[],
             mttcg: true,
         }),
         efi: Ok(EfiSpec {
@@ -303,6 +314,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("la464"),
             bios: None,
             extra_args: &[],
+            debug_args: &[],
             mttcg: true,
         }),
         efi: Ok(EfiSpec {
@@ -342,6 +354,7 @@ pub const ARCHES: &[Arch] = &[
             cpu: Some("qemu"),
             bios: None,
             extra_args: &[],
+            debug_args: &[],
             mttcg: true,
         }),
         efi: Err("s390 has no UEFI: it IPLs its kernel"),

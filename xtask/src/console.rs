@@ -67,6 +67,8 @@ pub enum Detector {
     Overflow,
     RustPanic,
     Memleak,
+    /// An IOMMU's report of a device access to an unmapped address.
+    Dma,
     Hang,
     /// `Kernel panic - not syncing`.
     Panic,
@@ -87,6 +89,7 @@ impl Detector {
             Detector::Overflow => "overflow",
             Detector::RustPanic => "rust-panic",
             Detector::Memleak => "memleak",
+            Detector::Dma => "dma",
             Detector::Hang => "hang",
             Detector::Panic => "panic",
             Detector::Oops => "oops",
@@ -104,6 +107,7 @@ impl Detector {
             Detector::Overflow => Category::Overflow,
             Detector::RustPanic => Category::RustPanic,
             Detector::Memleak => Category::Memleak,
+            Detector::Dma => Category::Dma,
             Detector::Hang => Category::Hang,
             Detector::Panic | Detector::Oops | Detector::Bug => Category::Panic,
             Detector::Warning => Category::Warning,
@@ -215,6 +219,8 @@ pub fn classify(text: &str) -> Option<Detector> {
         Some(Detector::RustPanic)
     } else if (text.starts_with("unreferenced object") && text.contains(" 0x")) || is_kmemleak_summary(text) {
         Some(Detector::Memleak)
+    } else if is_iommu_fault(text) {
+        Some(Detector::Dma)
     } else if is_hang(text) {
         Some(Detector::Hang)
     } else if text.starts_with("Kernel panic - not syncing") {
@@ -235,6 +241,21 @@ fn is_kmemleak_summary(text: &str) -> bool {
     text.strip_prefix("kmemleak: ")
         .map(|rest| rest.trim_start_matches(|c: char| c.is_ascii_digit()))
         .is_some_and(|rest| rest.starts_with(" new suspected memory leak"))
+}
+
+/// An IOMMU's fault report for a device's DMA: Intel VT-d's
+/// `DMAR: [DMA Write NO_PASID] Request device [0000:00:03.0] fault addr 0x... [fault reason 0x05] ...`
+/// (drivers/iommu/intel/dmar.c, `dmar_fault_do_one`; `[DMA Read`, `PASID 0x..` too) and the
+/// Arm SMMUv3's `arm-smmu-v3 9050000.iommu: event 0x10 received:`
+/// (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c, `arm_smmu_dump_raw_event`).
+fn is_iommu_fault(text: &str) -> bool {
+    let vtd = text.starts_with("DMAR: [DMA Write ") || text.starts_with("DMAR: [DMA Read ");
+    let smmu = text.strip_prefix("arm-smmu-v3 ").is_some_and(|rest| {
+        rest.split_once(": event 0x")
+            .and_then(|(_, id)| id.strip_suffix(" received:"))
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    vtd || smmu
 }
 
 /// `INFO: task sh:1 blocked for more than 120 seconds.` (kernel/hung_task.c), a soft or hard
@@ -486,6 +507,15 @@ mod tests {
             ("Unable to handle kernel NULL pointer dereference at virtual address 0", "oops"),
             ("BUG: kernel NULL pointer dereference, address: 0000000000000008", "bug"),
             ("kernel BUG at rust/helpers/bug.c:7!", "bug"),
+            (
+                "[   41.2] DMAR: [DMA Write NO_PASID] Request device [0000:00:03.0] fault addr 0xfffff000 [fault reason 0x05] PTE Write access is not set",
+                "dma",
+            ),
+            (
+                "DMAR: [DMA Read PASID 0x1] Request device [0000:00:03.0] fault addr 0x1000 [fault reason 0x06] PTE Read access is not set",
+                "dma",
+            ),
+            ("arm-smmu-v3 9050000.iommu: event 0x10 received:", "dma"),
         ];
         for (line, expected) in cases {
             assert_eq!(kinds(line), [expected], "{line}");
@@ -503,6 +533,9 @@ echo 'Kernel panic - not syncing: fake'
 INFO: task list printed by a test
 DEBUG: not a bug
  Oops: indented, so not a report header
+DMAR: DRHD: handling fault status reg 2
+arm-smmu-v3 9050000.iommu: event 0x10 received: and more
+arm-smmu-v3 9050000.iommu: 	0x0000001000000010
 ---[ end Kernel panic - not syncing: Fatal exception ]---
 ";
         assert!(scan(log).is_empty(), "{:?}", scan(log));

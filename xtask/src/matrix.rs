@@ -53,6 +53,7 @@ impl Cell {
             interactive,
             nonce,
             profile_words: self.profile.kernel_words(),
+            profile_args: self.profile.qemu_args(self.arch),
         }
     }
 }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::arch::{Arch, Runner};
 use crate::error;
 
 /// Reads and parses a TOML file; errors name the file, the line and the key.
@@ -152,6 +153,15 @@ impl Profile {
         match self {
             Profile::Debug => "slab_debug=F,kmalloc-*",
             Profile::Release => "",
+        }
+    }
+
+    /// QEMU arguments this profile adds on `arch`: the debug profile's
+    /// machine IOMMU, the DMA detector ([`crate::arch::QemuSpec::debug_args`]).
+    pub fn qemu_args(self, arch: &Arch) -> &'static [&'static str] {
+        match (self, &arch.runner) {
+            (Profile::Debug, Runner::Qemu(qemu)) => qemu.debug_args,
+            _ => &[],
         }
     }
 }
@@ -365,6 +375,17 @@ impl Project {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_debug_boots_get_the_machines_iommu() {
+        for arch in crate::arch::ARCHES {
+            assert!(Profile::Release.qemu_args(arch).is_empty(), "{}", arch.name);
+        }
+        let debug = |name: &str| Profile::Debug.qemu_args(Arch::find(name).unwrap()).join(" ");
+        assert_eq!(debug("x86_64"), "-device intel-iommu,intremap=off");
+        assert_eq!(debug("arm64"), "-machine iommu=smmuv3");
+        assert_eq!(debug("um"), "", "UML has no QEMU");
+    }
 
     const SAMPLE: &str = r#"
 [matrix]

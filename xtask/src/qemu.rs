@@ -46,6 +46,8 @@ pub struct BootSpec<'a> {
     pub nonce: &'a str,
     /// The test profile's own kernel words ([`crate::project::Profile::kernel_words`]).
     pub profile_words: &'a str,
+    /// The test profile's own QEMU arguments ([`crate::project::Profile::qemu_args`]).
+    pub profile_args: &'a [&'static str],
 }
 
 /// The command line every boot of `arch` needs: the console, no reboot on a
@@ -171,6 +173,7 @@ fn qemu_argv(qemu: &QemuSpec, spec: &BootSpec<'_>, media: &GuestMedia) -> Vec<St
         argv.extend(["-bios".into(), bios.into()]);
     }
     argv.extend(qemu.extra_args.iter().map(|arg| arg.to_string()));
+    argv.extend(spec.profile_args.iter().map(|arg| arg.to_string()));
     for device in spec.devices {
         argv.extend(["-device".into(), device.clone()]);
     }
@@ -409,7 +412,16 @@ mod tests {
 
     /// A one-CPU, non-interactive boot of `arch` with nonce `00ff`.
     fn one_cpu(arch: &'static Arch, profile_words: &'static str) -> BootSpec<'static> {
-        BootSpec { arch, memory: "512M", cpus: 1, devices: &[], interactive: false, nonce: "00ff", profile_words }
+        BootSpec {
+            arch,
+            memory: "512M",
+            cpus: 1,
+            devices: &[],
+            interactive: false,
+            nonce: "00ff",
+            profile_words,
+            profile_args: &[],
+        }
     }
 
     #[test]
@@ -450,8 +462,9 @@ mod tests {
             interactive: false,
             nonce: "0123456789abcdef",
             profile_words: "slab_debug=F,kmalloc-*",
+            profile_args: crate::project::Profile::Debug.qemu_args(arch),
         };
-        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max,la57=off -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init slab_debug=F,kmalloc-* kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1"]
+        expect_test::expect!["qemu-system-x86_64 -M q35 -cpu max,la57=off -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -device intel-iommu,intremap=off -device edu -kernel /k -initrd /i -append console=ttyS0 panic=-1 oops=panic rdinit=/init slab_debug=F,kmalloc-* kforge.nonce=0123456789abcdef kforge.verdicts=ttyS1"]
             .assert_eq(&boot_argv(&spec, &direct()).unwrap().join(" "));
     }
 
@@ -466,6 +479,7 @@ mod tests {
             interactive: true,
             nonce: "0123456789abcdef",
             profile_words: "",
+            profile_args: &[],
         };
         expect_test::expect!["qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -m 512M -smp 2 -accel tcg,thread=multi -nodefaults -no-reboot -display none -serial mon:stdio -chardev file,id=kforge-verdicts,path=/dev/stderr -serial chardev:kforge-verdicts -kernel /k -initrd /i -append console=ttyAMA0 panic=-1 oops=panic rdinit=/init kforge.nonce=0123456789abcdef kforge.verdicts=ttyAMA1 kforge.interactive"]
             .assert_eq(&boot_argv(&spec, &direct()).unwrap().join(" "));
@@ -484,6 +498,7 @@ mod tests {
                     interactive: false,
                     nonce: "0123456789abcdef",
                     profile_words: "",
+                    profile_args: &[],
                 };
                 boot_argv(&spec, &direct()).unwrap().join(" ")
             })

@@ -247,8 +247,8 @@ mod tests {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let variants: Vec<Driver> =
             crate::driver::discover(&repo).unwrap().into_iter().filter(|driver| driver.suite() == SUITE).collect();
-        assert!(variants.len() >= 8, "{} variants", variants.len());
-        let known = ["lockdep", "kasan", "atomic-sleep", "rust-panic", "overflow", "memleak", "warning", "hang"];
+        assert!(variants.len() >= 9, "{} variants", variants.len());
+        let known = ["lockdep", "kasan", "atomic-sleep", "rust-panic", "overflow", "memleak", "dma", "warning", "hang"];
         for variant in &variants {
             let declared = super::declared(variant).unwrap();
             assert!(!declared.class.is_empty(), "{}", variant.name);

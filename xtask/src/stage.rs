@@ -21,6 +21,8 @@ pub enum Category {
     RustPanic,
     Overflow,
     Memleak,
+    /// A device's DMA to memory it no longer owns, reported by the machine's IOMMU.
+    Dma,
     Warning,
     Hang,
 }
@@ -42,6 +44,7 @@ impl Category {
             Category::RustPanic => "rust-panic",
             Category::Overflow => "overflow",
             Category::Memleak => "memleak",
+            Category::Dma => "dma",
             Category::Warning => "warning",
             Category::Hang => "hang",
         }

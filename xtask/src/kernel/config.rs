@@ -285,6 +285,7 @@ mod tests {
                 ("CONFIG_PROVE_LOCKING", "lockdep"),
                 ("CONFIG_DEBUG_KMEMLEAK", "memleak"),
                 ("CONFIG_SOFTLOCKUP_DETECTOR", "softlockup"),
+                ("CONFIG_IOMMU_DEFAULT_DMA_STRICT", "dma"),
             ] {
                 let declared = missing.iter().find(|item| item.detector == detector);
                 match wanted.get(option).map(|request| request.value.as_str()) {
