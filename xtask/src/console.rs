@@ -246,7 +246,7 @@ fn is_kmemleak_summary(text: &str) -> bool {
 /// An IOMMU's fault report for a device's DMA: Intel VT-d's
 /// `DMAR: [DMA Write NO_PASID] Request device [0000:00:03.0] fault addr 0x... [fault reason 0x05] ...`
 /// (drivers/iommu/intel/dmar.c, `dmar_fault_do_one`; `[DMA Read`, `PASID 0x..` too) and the
-/// Arm SMMUv3's `arm-smmu-v3 9050000.iommu: event 0x10 received:`
+/// Arm SMMUv3's `arm-smmu-v3 9050000.smmuv3: event 0x10 received:`
 /// (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c, `arm_smmu_dump_raw_event`).
 fn is_iommu_fault(text: &str) -> bool {
     let vtd = text.starts_with("DMAR: [DMA Write ") || text.starts_with("DMAR: [DMA Read ");
@@ -515,7 +515,7 @@ mod tests {
                 "DMAR: [DMA Read PASID 0x1] Request device [0000:00:03.0] fault addr 0x1000 [fault reason 0x06] PTE Read access is not set",
                 "dma",
             ),
-            ("arm-smmu-v3 9050000.iommu: event 0x10 received:", "dma"),
+            ("arm-smmu-v3 9050000.smmuv3: event 0x10 received:", "dma"),
         ];
         for (line, expected) in cases {
             assert_eq!(kinds(line), [expected], "{line}");
@@ -534,8 +534,8 @@ INFO: task list printed by a test
 DEBUG: not a bug
  Oops: indented, so not a report header
 DMAR: DRHD: handling fault status reg 2
-arm-smmu-v3 9050000.iommu: event 0x10 received: and more
-arm-smmu-v3 9050000.iommu: 	0x0000001000000010
+arm-smmu-v3 9050000.smmuv3: event 0x10 received: and more
+arm-smmu-v3 9050000.smmuv3: 	0x0000001000000010
 ---[ end Kernel panic - not syncing: Fatal exception ]---
 ";
         assert!(scan(log).is_empty(), "{:?}", scan(log));
