@@ -155,6 +155,20 @@ fn spawn_with_env(
     spawn_command(scratch, cache, command)
 }
 
+/// `command` (xtask, or a wrapper that execs it) set to run in the repository
+/// on `cache`, with its output under `scratch`.
+fn in_scratch<'a>(
+    command: &'a mut std::process::Command,
+    scratch: &Path,
+    cache: &Path,
+) -> &'a mut std::process::Command {
+    command
+        .current_dir(repo())
+        .env("KFORGE_CACHE_DIR", cache)
+        .env("KFORGE_OUTPUT_DIR", scratch.join("out"))
+        .env("NO_COLOR", "1")
+}
+
 /// Spawns `command` (xtask, or a wrapper that execs it) in the repository on
 /// `cache`, the output under `scratch`, with stderr captured line by line.
 fn spawn_command(
@@ -163,13 +177,7 @@ fn spawn_command(
     mut command: std::process::Command,
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
-    command
-        .current_dir(repo())
-        .env("KFORGE_CACHE_DIR", cache)
-        .env("KFORGE_OUTPUT_DIR", scratch.join("out"))
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+    in_scratch(&mut command, scratch, cache).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
     let mut child = command.spawn().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
@@ -363,13 +371,7 @@ fn kill_9_during_offline_toolchain_install_leaves_no_process_or_mount_and_the_ne
         eprintln!("kill -9 after {delay} s: {} processes gone", tree.len());
     }
     // The next run needs no manual cleanup, and no network.
-    let output = offline_install()
-        .current_dir(repo())
-        .env("KFORGE_CACHE_DIR", &cache)
-        .env("KFORGE_OUTPUT_DIR", scratch.join("out"))
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let output = in_scratch(&mut offline_install(), &scratch, &cache).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(
         cache.join("toolchains").read_dir().unwrap().count() > 0,
@@ -449,12 +451,7 @@ fn kill_9_during_test_at_random_points_leaves_no_process_and_the_next_run_passes
         assert_eq!(results["complete"], false, "after kill -9 {when}: {results}");
     }
     // The next run needs no manual cleanup, and passes.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(repo())
-        .env("KFORGE_CACHE_DIR", &cache)
-        .env("KFORGE_OUTPUT_DIR", scratch.join("out"))
-        .env("NO_COLOR", "1")
+    let output = in_scratch(std::process::Command::new(env!("CARGO_BIN_EXE_xtask")).args(args), &scratch, &cache)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
