@@ -14,6 +14,7 @@ mod dist;
 mod driver;
 mod error;
 mod fetch;
+mod guard;
 mod hostdeps;
 mod image;
 mod installed;
@@ -104,6 +105,13 @@ enum Command {
 }
 
 fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|first| first == guard::GUARD_ARG) {
+        guard::run(&args[2..]);
+    }
+    if let Ok(program) = std::env::current_exe() {
+        process::enable_guard(program);
+    }
     let cli = Cli::parse();
     let verbosity = if cli.global.quiet {
         ui::Verbosity::Quiet

@@ -3,7 +3,8 @@
 //! Every non-interactive child runs in its own process group and is killed
 //! with its whole group when kforge stops it (end marker, timeout, Ctrl-C,
 //! SIGTERM). On Linux it also gets `PR_SET_PDEATHSIG`, so even a `kill -9` of
-//! kforge takes its children with it.
+//! kforge takes its children with it. A sandbox's deeper processes are
+//! covered by the guard (`guard.rs`) that `Cmd::guarded` puts in between.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -12,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -21,6 +22,16 @@ use crate::error::{Interrupted, ProcessError};
 use crate::progress;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// kforge's own binary, which runs as the guard of `Cmd::guarded` commands;
+/// unset (unit tests) means guarded commands run without one.
+static GUARD_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+
+/// Lets `Cmd::guarded` commands run under `program` (kforge's own binary,
+/// which answers to `guard::GUARD_ARG`).
+pub fn enable_guard(program: PathBuf) {
+    let _ = GUARD_PROGRAM.set(program);
+}
 
 /// Installs the Ctrl-C / SIGTERM / SIGHUP handler. Waiting loops notice the
 /// flag within ~50 ms, stop their child and return `Interrupted`.
@@ -47,6 +58,8 @@ pub struct Cmd {
     program: OsString,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    /// Runs under kforge's guard, which kills the whole tree when kforge dies.
+    guarded: bool,
 }
 
 /// What a line callback wants the runner to do next.
@@ -81,7 +94,18 @@ pub enum Outcome {
 
 impl Cmd {
     pub fn new(program: impl AsRef<OsStr>) -> Cmd {
-        Cmd { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new() }
+        Cmd { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), guarded: false }
+    }
+
+    /// Runs this command under kforge's guard (`guard.rs`): a subreaper that
+    /// kills every process of the command's tree when kforge dies or stops
+    /// it, including processes that lost their parent on the way (bwrap's
+    /// sandbox, whose `--die-with-parent` comes too late when kforge dies
+    /// while bwrap is still starting). Plans and messages still show the
+    /// command itself.
+    pub fn guarded(mut self) -> Cmd {
+        self.guarded = true;
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
@@ -125,15 +149,34 @@ impl Cmd {
         command
     }
 
+    /// The guard program, when this command runs under one.
+    fn guard(&self) -> Option<&'static PathBuf> {
+        GUARD_PROGRAM.get().filter(|_| self.guarded)
+    }
+
     /// A command for a supervised child: own process group, dies with us.
     fn supervised_command(&self) -> std::process::Command {
-        let mut command = self.command();
+        let mut command = match self.guard() {
+            Some(guard) => {
+                let mut command = std::process::Command::new(guard);
+                command.arg(crate::guard::GUARD_ARG).arg(std::process::id().to_string());
+                command.arg(&self.program).args(&self.args);
+                command.envs(self.env.iter().map(|(key, value)| (key, value)));
+                command
+            }
+            None => self.command(),
+        };
         command.process_group(0);
+        let parent = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs in the forked child before exec and only
-        // calls the async-signal-safe prctl(2).
+        // calls the async-signal-safe prctl(2), getppid(2) and raise(3).
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+                // kforge died between fork and prctl: the signal will never come.
+                if libc::getppid() != parent {
+                    libc::raise(libc::SIGKILL);
+                }
                 Ok(())
             });
         }
@@ -163,7 +206,7 @@ impl Cmd {
 
     /// Runs to completion with output captured, whatever the exit status.
     pub fn output(&self) -> Result<std::process::Output> {
-        Ok(wait_captured(self.spawn_piped()?, None)?.output)
+        Ok(wait_captured(self.spawn_piped()?, None, self.guard().is_some())?.output)
     }
 
     /// Runs to completion; returns stdout, or an error with the stderr tail.
@@ -178,7 +221,7 @@ impl Cmd {
     }
 
     fn run_bounded(&self, timeout: Option<Duration>) -> Result<String> {
-        let Captured { output, timed_out } = wait_captured(self.spawn_piped()?, timeout)?;
+        let Captured { output, timed_out } = wait_captured(self.spawn_piped()?, timeout, self.guard().is_some())?;
         if output.status.success() && !timed_out {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
@@ -217,6 +260,7 @@ impl Cmd {
         let mut log_file = std::io::LineWriter::new(fs_err::File::create(log)?);
         writeln!(log_file, "$ {}", self.display())?;
         let mut child = self.spawn_piped()?;
+        let guarded = self.guard().is_some();
         let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(LINE_QUEUE);
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -248,7 +292,7 @@ impl Cmd {
                             Control::Continue => {}
                             Control::Resume => stop_deadline = None,
                             Control::Stop => {
-                                kill_group(&mut child);
+                                kill_group(&mut child, guarded);
                                 outcome = Some(Outcome::Stopped);
                             }
                             Control::StopAfter(grace) => {
@@ -270,16 +314,16 @@ impl Cmd {
             }
             if outcome.is_none() && exited.is_none() {
                 if interrupted() {
-                    kill_group(&mut child);
+                    kill_group(&mut child, guarded);
                     let _ = child.wait();
                     log_file.flush()?;
                     return Err(Interrupted.into());
                 }
                 if stop_deadline.is_some_and(|deadline| Instant::now() > deadline) {
-                    kill_group(&mut child);
+                    kill_group(&mut child, guarded);
                     outcome = Some(Outcome::Stopped);
                 } else if timeout.is_some_and(|limit| started.elapsed() > limit) {
-                    kill_group(&mut child);
+                    kill_group(&mut child, guarded);
                     outcome = Some(Outcome::TimedOut);
                 }
             }
@@ -296,7 +340,7 @@ impl Cmd {
         if pipes_open {
             // Something in the child's group still holds the pipes (so the
             // group id is still in use and cannot name anyone else): stop it.
-            kill_group(&mut child);
+            kill_group(&mut child, guarded);
         }
         let status = match exited {
             Some(status) => status,
@@ -359,7 +403,7 @@ struct Captured {
 
 /// Waits for a captured child, stopping it (and its group) on Ctrl-C or
 /// once `timeout` has passed.
-fn wait_captured(mut child: Child, timeout: Option<Duration>) -> Result<Captured> {
+fn wait_captured(mut child: Child, timeout: Option<Duration>, guarded: bool) -> Result<Captured> {
     let started = Instant::now();
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
@@ -380,7 +424,7 @@ fn wait_captured(mut child: Child, timeout: Option<Duration>) -> Result<Captured
     let mut timed_out = false;
     let status = loop {
         if interrupted() {
-            kill_group(&mut child);
+            kill_group(&mut child, guarded);
             let _ = child.wait();
             return Err(Interrupted.into());
         }
@@ -388,7 +432,7 @@ fn wait_captured(mut child: Child, timeout: Option<Duration>) -> Result<Captured
             break status;
         }
         if timeout.is_some_and(|limit| started.elapsed() > limit) {
-            kill_group(&mut child);
+            kill_group(&mut child, guarded);
             timed_out = true;
             break child.wait()?;
         }
@@ -399,11 +443,32 @@ fn wait_captured(mut child: Child, timeout: Option<Duration>) -> Result<Captured
     Ok(Captured { output: std::process::Output { status, stdout, stderr }, timed_out })
 }
 
-/// Kills the child's whole process group (the child leads it).
-fn kill_group(child: &mut Child) {
+/// How long a guard gets to kill its tree before its group is killed outright.
+const GUARD_GRACE: Duration = Duration::from_secs(3);
+
+/// Kills the child's whole process group (the child leads it). A guard
+/// (`guarded`) first gets SIGTERM and a moment to kill its tree, which may
+/// hold processes outside the group.
+fn kill_group(child: &mut Child, guarded: bool) {
     let pid = child.id() as libc::pid_t;
+    if guarded {
+        // SAFETY: kill(2) on our own child, not yet reaped, so the pid is still ours.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + GUARD_GRACE;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                // The guard has killed its tree and is reaped: its group is empty.
+                Ok(Some(_)) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(_) => break,
+            }
+        }
+    }
     // SAFETY: kill(2) with a negative pid signals the process group we created
-    // for this child with `process_group(0)`; no memory is involved.
+    // for this child with `process_group(0)`; the group keeps its id while its
+    // leader, our child, is unreaped. No memory is involved.
     unsafe {
         libc::kill(-pid, libc::SIGKILL);
     }

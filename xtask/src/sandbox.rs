@@ -137,10 +137,11 @@ impl Jail<'_> {
 
     /// The command that runs `argv` inside the jail.
     pub fn command<S: AsRef<str>>(&self, argv: &[S]) -> Result<Cmd> {
-        match self.sandbox.backend {
-            Backend::Bwrap => self.bwrap_command(argv),
-            Backend::Chroot => self.chroot_command(argv),
-        }
+        let cmd = match self.sandbox.backend {
+            Backend::Bwrap => self.bwrap_command(argv)?,
+            Backend::Chroot => self.chroot_command(argv)?,
+        };
+        Ok(cmd.guarded())
     }
 
     fn root_entries(&self) -> Result<Vec<(String, RootEntry)>> {

@@ -742,3 +742,97 @@ fn package_prove_without_this_machines_arch_is_refused_before_anything_is_built(
     assert!(stderr(&output).contains("--prove installs and boots the packages of this machine's architecture"));
     assert!(!out.exists(), "nothing may be written");
 }
+
+/// The children of each process, from /proc: `(pid, parent pid, command name)`.
+fn process_table() -> Vec<(u32, u32, String)> {
+    let mut table = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((head, after)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // A zombie has exited; it only waits to be reaped.
+        if fields.first() == Some(&"Z") {
+            continue;
+        }
+        let name = head.split_once('(').map(|(_, name)| name.to_string()).unwrap_or_default();
+        if let Some(parent) = fields.get(1).and_then(|ppid| ppid.parse().ok()) {
+            table.push((pid, parent, name));
+        }
+    }
+    table
+}
+
+/// `pid` and every live process below it, with their command names.
+fn live_tree(pid: u32) -> Vec<(u32, String)> {
+    let table = process_table();
+    let mut found: Vec<(u32, String)> =
+        table.iter().filter(|row| row.0 == pid).map(|row| (row.0, row.2.clone())).collect();
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index].0;
+        found.extend(table.iter().filter(|row| row.1 == parent).map(|row| (row.0, row.2.clone())));
+        index += 1;
+    }
+    found
+}
+
+#[test]
+fn the_guard_kills_its_whole_tree_with_the_orphans_when_kforge_is_killed() {
+    // A stand-in for kforge: a shell that starts the guard and waits. The
+    // guarded command leaves an orphan (a sleep whose parent exited, as
+    // bwrap's sandbox is when bwrap's outer process dies first): with no
+    // parent-death signal of its own, only the guard, its subreaper, can
+    // still reach it.
+    let script = r#""$0" __kforge-guard $$ sh -c '(sleep 120.1 &); exec sleep 120.2' & wait"#;
+    let mut standin =
+        std::process::Command::new("sh").args(["-c", script, env!("CARGO_BIN_EXE_xtask")]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let tree = loop {
+        let tree = live_tree(standin.id());
+        if tree.iter().filter(|(_, name)| name == "sleep").count() == 2 {
+            break tree;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guarded tree never held both sleeps (the orphan went elsewhere: is the guard a subreaper?): {tree:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The orphan is the guard's child now, not init's.
+    assert!(tree.iter().any(|(_, name)| name == "xtask"), "{tree:?}");
+    standin.kill().unwrap();
+    standin.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let alive: Vec<u32> = process_table().iter().map(|row| row.0).collect();
+        let left: Vec<&(u32, String)> = tree.iter().skip(1).filter(|(pid, _)| alive.contains(pid)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "10 s after kill -9 of its parent, still alive: {left:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_guard_exits_as_its_command_did_and_refuses_a_parent_that_is_gone() {
+    let guard = |parent: u32, script: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["__kforge-guard", &parent.to_string(), "sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+    let me = std::process::id();
+    let output = guard(me, "echo out; echo err >&2; exit 3");
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(stdout(&output), "out\n");
+    assert_eq!(stderr(&output), "err\n");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(guard(me, "kill -TERM $$").status.signal(), Some(15));
+    // Told that its parent is some other process: that parent is gone, so the
+    // command must not run at all.
+    let output = guard(1, "echo ran");
+    assert_eq!(output.status.code(), Some(143));
+    assert_eq!(stdout(&output), "");
+}

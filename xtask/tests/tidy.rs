@@ -55,11 +55,13 @@ fn only_the_process_module_spawns_processes() {
     rust_files(&repo().join("xtask/src"), &mut files);
     let spawning: Vec<String> = files
         .iter()
-        .filter(|path| !path.ends_with("process.rs"))
+        // guard.rs is the separate process that process.rs puts between kforge
+        // and a sandbox; it starts that one command.
+        .filter(|path| !path.ends_with("process.rs") && !path.ends_with("guard.rs"))
         .filter(|path| std::fs::read_to_string(path).unwrap().contains("Command::new"))
         .map(|path| path.display().to_string())
         .collect();
-    assert!(spawning.is_empty(), "only xtask/src/process.rs may call Command::new: {spawning:?}");
+    assert!(spawning.is_empty(), "only xtask/src/process.rs (and its guard.rs) may call Command::new: {spawning:?}");
 }
 
 #[test]
