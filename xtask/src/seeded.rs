@@ -67,6 +67,12 @@ pub struct Row {
     /// What the cell produced: its failure category, or its status when it has none.
     pub got: String,
     pub caught: bool,
+    /// Why the variant cannot be caught on this cell, when it cannot: the
+    /// detector its category needs is declared missing there (a
+    /// `# kforge-no-detector:` line), or the variant could not run there (its
+    /// cell or every test of it skipped, with the tree's reason). Such a row
+    /// is neither a catch nor a miss.
+    pub not_applicable: Option<String>,
     /// The cell's own account (its message, or the first lines of its primary finding) and
     /// its console log, so a miss in CI output says why without the results directory.
     pub evidence: String,
@@ -94,9 +100,29 @@ fn evidence(cell: &CellResult) -> String {
     format!("{account}\nconsole: {}", cell.log)
 }
 
+/// Why `declared` cannot be caught on `cell`, if it cannot (see `Row::not_applicable`).
+fn not_applicable(cell: &CellResult, declared: &Declared) -> Option<String> {
+    let detector = format!("kforge.detector.{}", declared.expect);
+    if let Some(missing) = cell.tests.iter().find(|test| test.name == detector && test.status == Status::Skip) {
+        let reason = missing.reason.clone().unwrap_or_default();
+        return Some(format!("no {} detector on {}: {reason}", declared.expect, cell.arch));
+    }
+    if matches!(cell.status, Status::Fail | Status::Error) {
+        return None;
+    }
+    let ran = cell.tests.iter().filter(|test| !test.name.starts_with("kforge.detector."));
+    let skipped: Vec<_> = ran.clone().filter(|test| test.status == Status::Skip).collect();
+    let every_test_skipped = !skipped.is_empty() && skipped.len() == ran.count();
+    if cell.status == Status::Skip || every_test_skipped {
+        let reason = cell.message.clone().or_else(|| skipped.first().and_then(|test| test.reason.clone()));
+        return Some(format!("cannot run on {}: {}", cell.arch, reason.unwrap_or_else(|| "skipped".into())));
+    }
+    None
+}
+
 /// The catch table: one row per (variant, cell). A variant is caught on a
 /// cell when that cell failed with the declared category; a variant that
-/// passes (or fails otherwise) is not.
+/// passes (or fails otherwise) is not, unless it is not applicable there.
 pub fn catch_table(runs: &[(String, Declared, Vec<CellResult>)]) -> Vec<Row> {
     let mut rows = Vec::new();
     for (package, declared, cells) in runs {
@@ -110,6 +136,7 @@ pub fn catch_table(runs: &[(String, Declared, Vec<CellResult>)]) -> Vec<Row> {
                 expected: declared.expect.clone(),
                 got,
                 caught,
+                not_applicable: if caught { None } else { not_applicable(cell, declared) },
                 evidence: evidence(cell),
             });
         }
@@ -128,18 +155,27 @@ pub fn render(rows: &[Row]) -> String {
             row.arch,
             row.expected,
             row.got,
-            if row.caught { "caught" } else { "MISSED" }
+            match (&row.not_applicable, row.caught) {
+                (_, true) => "caught".to_string(),
+                (Some(reason), false) => format!("n/a: {reason}"),
+                (None, false) => "MISSED".to_string(),
+            }
         ));
     }
     let caught = rows.iter().filter(|row| row.caught).count();
-    out.push_str(&format!("{caught}/{} planted bugs caught with the declared category\n", rows.len()));
+    let applicable = rows.iter().filter(|row| row.caught || row.not_applicable.is_none()).count();
+    out.push_str(&format!("{caught}/{applicable} planted bugs caught with the declared category"));
+    match rows.len() - applicable {
+        0 => out.push('\n'),
+        others => out.push_str(&format!(" ({others} not applicable: no detector, or cannot run there)\n")),
+    }
     out
 }
 
 /// Names every miss (class and arch), for the error a failed suite ends with.
 pub fn misses(rows: &[Row]) -> Vec<String> {
     rows.iter()
-        .filter(|row| !row.caught)
+        .filter(|row| !row.caught && row.not_applicable.is_none())
         .map(|row| {
             let evidence = row.evidence.lines().map(|line| format!("\n      {line}")).collect::<String>();
             format!("{} on {}: expected {}, got {}{evidence}", row.class, row.arch, row.expected, row.got)
@@ -172,7 +208,7 @@ fn write(results: &Results, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Timings, Totals};
+    use crate::report::{TestRecord, Timings, Totals};
     use crate::stage::Category;
 
     fn cell(arch: &str, status: Status, category: Option<Category>) -> CellResult {
@@ -240,6 +276,52 @@ mod tests {
         let rows = catch_table(&runs);
         assert!(rows.iter().all(|row| !row.caught));
         assert_eq!(rows[1].got, "build");
+        // The error is a miss; the skip is not applicable.
+        assert_eq!(rows[1].not_applicable, None);
+        assert_eq!(misses(&rows).len(), 1);
+    }
+
+    fn record(name: &str, status: Status, reason: Option<&str>) -> TestRecord {
+        TestRecord { name: name.into(), status, reason: reason.map(Into::into), diagnostics: vec![], category: None }
+    }
+
+    #[test]
+    fn a_variant_whose_detector_is_missing_or_that_cannot_run_is_not_applicable_but_a_pass_is_a_miss() {
+        let mut no_kasan = cell("arm", Status::Pass, None);
+        no_kasan.tests = vec![
+            record(
+                "kforge.detector.kasan",
+                Status::Skip,
+                Some("HAVE_RUST depends on !KASAN (declared in debug-arm.config)"),
+            ),
+            record("seeded-uaf.load", Status::Pass, None),
+        ];
+        let mut no_pci = cell("um", Status::Pass, None);
+        no_pci.tests = vec![record("seeded-dma.load", Status::Skip, Some("needs PCI, which um has not"))];
+        // lockdep is missing on this cell, but the variant expects kasan: a pass stays a miss.
+        let mut other_missing = cell("riscv", Status::Pass, None);
+        other_missing.tests = vec![
+            record("kforge.detector.lockdep", Status::Skip, Some("why")),
+            record("seeded-uaf.load", Status::Pass, None),
+        ];
+        let runs = vec![(
+            "seeded-uaf".to_string(),
+            declared("use-after-free", "kasan"),
+            vec![no_kasan, no_pci, other_missing, cell("x86_64", Status::Fail, Some(Category::Kasan))],
+        )];
+        let rows = catch_table(&runs);
+        assert_eq!(
+            rows[0].not_applicable.as_deref(),
+            Some("no kasan detector on arm: HAVE_RUST depends on !KASAN (declared in debug-arm.config)")
+        );
+        assert_eq!(rows[1].not_applicable.as_deref(), Some("cannot run on um: needs PCI, which um has not"));
+        assert_eq!(rows[2].not_applicable, None);
+        assert!(rows[3].caught);
+        assert_eq!(misses(&rows).len(), 1, "{:?}", misses(&rows));
+        assert!(misses(&rows)[0].starts_with("use-after-free on riscv: expected kasan, got pass"));
+        let text = render(&rows);
+        assert!(text.contains("n/a: no kasan detector on arm"), "{text}");
+        assert!(text.ends_with("1/2 planted bugs caught with the declared category (2 not applicable: no detector, or cannot run there)\n"), "{text}");
     }
 
     #[test]

@@ -226,9 +226,19 @@ fn ci_matrix_github_is_a_strategy_matrix_with_cell_ids() {
     let matrix: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ids: Vec<&str> =
         matrix["include"].as_array().unwrap().iter().map(|cell| cell["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["7.2-x86_64-release", "7.2-arm64-release"]);
+    // kforge.toml names no profile: the cells are kforge's default, debug.
+    assert_eq!(ids, ["7.2-x86_64-debug", "7.2-arm64-debug"]);
     for key in ["kernel", "arch", "toolchain", "toolchain_key", "toolchain_cache", "kernel_key", "kernel_cache"] {
         assert!(matrix["include"][0][key].is_string(), "missing {key}: {text}");
+    }
+    // --profile, or KFORGE_PROFILE, chooses another.
+    let flag = xtask(&["ci", "matrix", "--format", "json", "--profile", "release"], &[]);
+    let env = xtask(&["ci", "matrix", "--format", "json"], &[("KFORGE_PROFILE", Path::new("release"))]);
+    for output in [flag, env] {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let cells: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let ids: Vec<&str> = cells.as_array().unwrap().iter().map(|cell| cell["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["7.2-x86_64-release", "7.2-arm64-release"]);
     }
 }
 
@@ -241,8 +251,7 @@ fn ci_matrix_leaves_no_cell_out_and_rejects_unknown_arches() {
     let expected: Vec<String> = ["6.12", "7.2", "7.3", "debian-7.2"]
         .iter()
         .flat_map(|kernel| {
-            ["x86_64", "arm64", "arm", "riscv", "loongarch", "s390", "um"]
-                .map(|arch| format!("{kernel}-{arch}-release"))
+            ["x86_64", "arm64", "arm", "riscv", "loongarch", "s390", "um"].map(|arch| format!("{kernel}-{arch}-debug"))
         })
         .collect();
     assert_eq!(ids, expected);
@@ -262,12 +271,9 @@ fn ci_matrix_gitlab_is_a_child_pipeline_that_parses() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
     let pipeline = &yaml_rust2::YamlLoader::load_from_str(&text).unwrap()[0];
-    assert_eq!(pipeline["cell 7.2-x86_64-release"]["variables"]["KFORGE_CELL"].as_str(), Some("7.2-x86_64-release"));
-    assert_eq!(pipeline["cell 7.2-um-release"]["extends"].as_str(), Some(".kforge-cell"));
-    assert_eq!(
-        pipeline["kforge-merge"]["variables"]["KFORGE_EXPECT"].as_str(),
-        Some("7.2-x86_64-release,7.2-um-release")
-    );
+    assert_eq!(pipeline["cell 7.2-x86_64-debug"]["variables"]["KFORGE_CELL"].as_str(), Some("7.2-x86_64-debug"));
+    assert_eq!(pipeline["cell 7.2-um-debug"]["extends"].as_str(), Some(".kforge-cell"));
+    assert_eq!(pipeline["kforge-merge"]["variables"]["KFORGE_EXPECT"].as_str(), Some("7.2-x86_64-debug,7.2-um-debug"));
 }
 
 #[test]
@@ -593,7 +599,10 @@ fn every_command_refuses_a_cell_that_test_skips_for_the_same_reason_before_insta
     let test = xtask(&["test", "--kernel", "6.12", "--arch", "loongarch"], envs);
     assert_eq!(test.status.code(), Some(0), "{}", stderr(&test));
     let summary = stdout(&test) + &stderr(&test);
-    assert!(summary.contains("6.12/loongarch/release skip"), "{summary}");
+    assert!(
+        summary.lines().any(|line| line.split_whitespace().take(2).eq(["6.12/loongarch/debug", "skip"])),
+        "{summary}"
+    );
     assert!(summary.contains(reason), "{summary}");
     let out = cache.join("dist-out").display().to_string();
     let pair = ["--kernel", "6.12", "--arch", "loongarch"];
@@ -634,17 +643,17 @@ fn one_cell_commands_name_the_cells_when_the_selection_holds_several() {
         $ cargo xtask run
         exit Some(2)
         --- stderr
-        error: `cargo xtask run` works on one cell; the selection holds 7.2/x86_64/release, 7.2/arm64/release
+        error: `cargo xtask run` works on one cell; the selection holds 7.2/x86_64/debug, 7.2/arm64/debug
         hint: choose one with --arch ARCH (and --kernel ID), or --cell <kernel>-<arch>-<profile>
         $ cargo xtask sdk
         exit Some(2)
         --- stderr
-        error: `cargo xtask sdk` works on one cell; the selection holds 7.2/x86_64/release, 7.2/arm64/release
+        error: `cargo xtask sdk` works on one cell; the selection holds 7.2/x86_64/debug, 7.2/arm64/debug
         hint: choose one with --arch ARCH (and --kernel ID), or --cell <kernel>-<arch>-<profile>
         $ cargo xtask kernel build --dry-run
         exit Some(2)
         --- stderr
-        error: `cargo xtask kernel build` works on one cell; the selection holds 7.2/x86_64/release, 7.2/arm64/release
+        error: `cargo xtask kernel build` works on one cell; the selection holds 7.2/x86_64/debug, 7.2/arm64/debug
         hint: choose one with --arch ARCH (and --kernel ID), or --cell <kernel>-<arch>-<profile>
     "#]]
     .assert_eq(&all);

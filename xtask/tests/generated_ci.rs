@@ -303,12 +303,17 @@ fn gitlab_ci_local_runs_the_pipeline_and_its_child() {
     // --force-shell-executor, gitlab-ci-local still sets it to the container
     // path /builds/<group>/<project> for jobs that name an image, while the
     // job runs in the clone; without this the cells would write there.
+    // KFORGE_PROFILE: the plan's cells are release cells, whose kernels e2e
+    // has cached; the project's default, debug, would build arm64's debug
+    // kernel and boot 10x slower, which CI's time budget cannot afford.
     let variable = |name: &str, value: &Path| {
         format!("{name}:\n  type: variable\n  values:\n    \"*\": \"{}\"\n", value.display())
     };
     std::fs::write(
         repo.join(state).join("variables.yml"),
-        variable("KFORGE_CACHE_DIR", &cache_dir()) + &variable("CI_PROJECT_DIR", &repo),
+        variable("KFORGE_CACHE_DIR", &cache_dir())
+            + &variable("CI_PROJECT_DIR", &repo)
+            + &variable("KFORGE_PROFILE", Path::new("release")),
     )
     .unwrap();
 

@@ -14,6 +14,10 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// The profile of the cells these tests build and boot: the release kernel
+/// e2e's run has cached (the project's default, `debug`, boots 10x slower).
+const CI_PROFILE: &str = "release";
+
 /// Runs xtask with `args` in the repository, with the cache and output under `scratch`.
 fn xtask(scratch: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
@@ -21,6 +25,7 @@ fn xtask(scratch: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Output {
         .current_dir(repo())
         .env("KFORGE_CACHE_DIR", scratch.join("cache"))
         .env("KFORGE_OUTPUT_DIR", scratch.join("out"))
+        .env("KFORGE_PROFILE", CI_PROFILE)
         .env("NO_COLOR", "1");
     for (key, value) in envs {
         cmd.env(key, value);
@@ -166,6 +171,7 @@ fn in_scratch<'a>(
         .current_dir(repo())
         .env("KFORGE_CACHE_DIR", cache)
         .env("KFORGE_OUTPUT_DIR", scratch.join("out"))
+        .env("KFORGE_PROFILE", CI_PROFILE)
         .env("NO_COLOR", "1")
 }
 

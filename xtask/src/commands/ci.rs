@@ -8,6 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::Context;
 use super::selection::Selection;
 use crate::ci::{merge, pipelines, plan};
+use crate::project::Profile;
 use crate::{error, paths, ui};
 
 #[derive(Debug, Args)]
@@ -30,6 +31,9 @@ pub enum CiCommand {
         /// Comma-separated kernel ids or `all` (default: kforge.toml's matrix).
         #[arg(long)]
         kernel: Option<String>,
+        /// The cells' test profile (default: kforge.toml's [matrix] profile, else debug).
+        #[arg(long, env = "KFORGE_PROFILE")]
+        profile: Option<Profile>,
     },
     /// Merge the results.json of several cells (CI jobs) into one results.json, junit.xml and summary.md.
     ///
@@ -62,15 +66,15 @@ pub enum Format {
 
 pub fn run(args: CiArgs) -> Result<i32> {
     match args.command {
-        CiCommand::Matrix { format, arch, kernel } => print_matrix(format, arch, kernel),
+        CiCommand::Matrix { format, arch, kernel, profile } => print_matrix(format, arch, kernel, profile),
         CiCommand::Merge { inputs, out, expect } => merge_results(&inputs, out, expect.as_deref()),
         CiCommand::Generate { check } => generate(check),
     }
 }
 
-fn print_matrix(format: Format, arch: Option<String>, kernel: Option<String>) -> Result<i32> {
+fn print_matrix(format: Format, arch: Option<String>, kernel: Option<String>, profile: Option<Profile>) -> Result<i32> {
     let context = Context::load()?;
-    let cells = Selection::of(kernel, arch).cells(&context)?;
+    let cells = Selection::of(kernel, arch, profile).cells(&context)?;
     let planned = plan::plan(&context.repo, &cells, &context.drivers(None)?)?;
     let text = match format {
         Format::Github => plan::github(&planned)?,

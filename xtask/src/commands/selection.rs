@@ -31,14 +31,14 @@ pub struct Selection {
     /// Test profile: `debug` (SMP, lockdep, KASAN where it exists with Rust, kmemleak, Rust debug
     /// assertions) or `release` (the minimal kernel). Default: kforge.toml's [matrix] profile, else
     /// debug (`dist`: release).
-    #[arg(long)]
+    #[arg(long, env = "KFORGE_PROFILE")]
     pub profile: Option<Profile>,
 }
 
 impl Selection {
-    /// Only `--arch` and `--kernel` (what `ci matrix` takes).
-    pub fn of(kernel: Option<String>, arch: Option<String>) -> Selection {
-        Selection { kernel, arch, ..Selection::default() }
+    /// Only `--arch`, `--kernel` and `--profile` (what `ci matrix` takes).
+    pub fn of(kernel: Option<String>, arch: Option<String>, profile: Option<Profile>) -> Selection {
+        Selection { kernel, arch, profile, ..Selection::default() }
     }
 
     /// The selected cells, kernels in kforge.toml's order, then arches; the
