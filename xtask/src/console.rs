@@ -114,9 +114,12 @@ impl Detector {
         }
     }
 
-    /// Whether the guest is dead or dying after this report (QEMU may be stopped).
+    /// Whether the guest is dead or dying after this report (QEMU may be stopped, after a
+    /// grace period in which /init may still show it is alive). A Rust panic (an overflow is
+    /// one) ends in `BUG()`: elsewhere an Oops and, with `oops=panic`, a kernel panic follow,
+    /// but UML's guest spins in soft lockups instead, until the boot's timeout.
     pub fn fatal(self) -> bool {
-        matches!(self, Detector::Panic | Detector::Oops)
+        matches!(self, Detector::Panic | Detector::Oops | Detector::RustPanic | Detector::Overflow)
     }
 
     /// 0 for a named detector, 1 for a generic crash, 2 for a warning: a specific report
@@ -455,6 +458,15 @@ pub fn is_kernel_start(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rust_panic_ends_the_boot_like_a_kernel_panic_but_a_warning_or_a_lockdep_report_does_not() {
+        let fatal = |line: &str| classify(line).is_some_and(Detector::fatal);
+        assert!(fatal("rust_kernel: panicked at seeded_overflow.rs:24:20:"));
+        assert!(fatal("Kernel panic - not syncing: Fatal exception"));
+        assert!(!fatal("WARNING: CPU: 1 PID: 55 at kernel/locking/lockdep.c:123 foo+0x1/0x2"));
+        assert!(!fatal("BUG: KASAN: slab-use-after-free in seeded_uaf_init+0x1/0x2"));
+    }
 
     #[test]
     fn firmware_refusals_and_kernel_starts_are_told_apart() {
