@@ -10,7 +10,7 @@
 //! A seeded bug for `cargo xtask test --suite seeded-bugs`: exactly one planted bug, which
 //! the debug profile must catch (category in Cargo.toml). Never load it elsewhere.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use kernel::{
     fs::{File, Kiocb},
@@ -31,8 +31,9 @@ module! {
 }
 
 /// Writes seen. Relaxed loads and stores: no data race in Rust's sense, but the
-/// read-modify-write below is not atomic.
-static COUNT: AtomicU64 = AtomicU64::new(0);
+/// read-modify-write below is not atomic. 32 bits: formatting a `u64` on 32-bit arm
+/// calls `__aeabi_uldivmod`, which the kernel defines as a panic (`BUG()`).
+static COUNT: AtomicU32 = AtomicU32::new(0);
 
 #[pin_data]
 struct SeededLostUpdate {
@@ -69,7 +70,10 @@ impl MiscDevice for Counter {
         let _guard = me.lock.lock();
         // Load, then store: another CPU writing through another file runs this same window.
         let seen = COUNT.load(Ordering::Relaxed);
-        for _ in 0..core::hint::black_box(2000u32) {
+        // `black_box` keeps the loop: `spin_loop` emits nothing on some arches (s390), and
+        // an empty loop would be deleted, closing the window.
+        for turn in 0..core::hint::black_box(2000u32) {
+            core::hint::black_box(turn);
             core::hint::spin_loop();
         }
         COUNT.store(seen + 1, Ordering::Relaxed);
