@@ -546,7 +546,9 @@ fn drivers_build_refuses_a_missing_or_foreign_sdk_archive() {
     let scratch = std::env::temp_dir().join(format!("kforge-cli-sdk-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     let missing = scratch.join("missing.tar.gz");
-    let output = xtask(&["drivers", "build", "--sdk", missing.to_str().unwrap()], &[]);
+    // A profile from the environment does not get in the way: the SDK decides the kernel.
+    let release: &[(&str, &Path)] = &[("KFORGE_PROFILE", Path::new("release"))];
+    let output = xtask(&["drivers", "build", "--sdk", missing.to_str().unwrap()], release);
     expect_test::expect![[r#"
         exit Some(2)
         --- stderr

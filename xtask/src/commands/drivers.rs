@@ -29,8 +29,9 @@ pub enum DriversCommand {
         /// every driver with a module of its own).
         #[command(flatten)]
         selection: Selection,
-        /// Build against this SDK tarball instead of a kernel tree (its kernel and arch).
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "arch", "cell", "profile", "suite"])]
+        /// Build against this SDK tarball instead of a kernel tree (its kernel, arch and
+        /// profile: `--profile` and KFORGE_PROFILE do not apply).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "arch", "cell", "suite"])]
         sdk: Option<PathBuf>,
         /// With --sdk: the toolchain to build with (default: the one the SDK records; its versions must match).
         #[arg(long, requires = "sdk")]
