@@ -59,16 +59,13 @@ pub fn run(args: &[OsString]) -> ! {
     let mut command = std::process::Command::new(program);
     command.args(&args[2..]);
     // SAFETY: the closure runs in the forked child before exec and only calls
-    // the async-signal-safe sigemptyset, pthread_sigmask, prctl, getppid and raise.
+    // the async-signal-safe sigemptyset, pthread_sigmask and `die_with_parent`.
     unsafe {
         command.pre_exec(move || {
             let mut none: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);
             libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-            if libc::getppid() != guard {
-                libc::raise(libc::SIGKILL);
-            }
+            die_with_parent(guard, libc::SIGKILL);
             Ok(())
         });
     }
@@ -97,6 +94,21 @@ pub fn run(args: &[OsString]) -> ! {
         (Some(code), _) => std::process::exit(code),
         (None, Some(signal)) => exit_by_signal(signal),
         _ => std::process::exit(128),
+    }
+}
+
+/// Asks the kernel to send `signal` to this process when its parent dies
+/// (`PR_SET_PDEATHSIG`), then checks that `parent` still is its parent: if
+/// the parent died before the request, the signal would never come, so the
+/// process kills itself now. Only calls the async-signal-safe prctl(2),
+/// getppid(2) and raise(3), so it is safe between fork and exec.
+pub fn die_with_parent(parent: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: prctl(2), getppid(2) and raise(3) touch no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0);
+        if libc::getppid() != parent {
+            libc::raise(libc::SIGKILL);
+        }
     }
 }
 

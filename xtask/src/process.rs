@@ -143,7 +143,19 @@ impl Cmd {
     }
 
     fn command(&self) -> std::process::Command {
-        let mut command = std::process::Command::new(&self.program);
+        self.command_under(None)
+    }
+
+    /// The command, run as the argument of `guard` (`<guard> GUARD_ARG <our pid> <program> ...`) when given.
+    fn command_under(&self, guard: Option<&Path>) -> std::process::Command {
+        let mut command = match guard {
+            Some(guard) => {
+                let mut command = std::process::Command::new(guard);
+                command.arg(crate::guard::GUARD_ARG).arg(std::process::id().to_string()).arg(&self.program);
+                command
+            }
+            None => std::process::Command::new(&self.program),
+        };
         command.args(&self.args);
         command.envs(self.env.iter().map(|(key, value)| (key, value)));
         command
@@ -156,27 +168,14 @@ impl Cmd {
 
     /// A command for a supervised child: own process group, dies with us.
     fn supervised_command(&self) -> std::process::Command {
-        let mut command = match self.guard() {
-            Some(guard) => {
-                let mut command = std::process::Command::new(guard);
-                command.arg(crate::guard::GUARD_ARG).arg(std::process::id().to_string());
-                command.arg(&self.program).args(&self.args);
-                command.envs(self.env.iter().map(|(key, value)| (key, value)));
-                command
-            }
-            None => self.command(),
-        };
+        let mut command = self.command_under(self.guard().map(PathBuf::as_path));
         command.process_group(0);
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs in the forked child before exec and only
-        // calls the async-signal-safe prctl(2), getppid(2) and raise(3).
+        // calls the async-signal-safe functions of `guard::die_with_parent`.
         unsafe {
             command.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-                // kforge died between fork and prctl: the signal will never come.
-                if libc::getppid() != parent {
-                    libc::raise(libc::SIGKILL);
-                }
+                crate::guard::die_with_parent(parent, libc::SIGKILL);
                 Ok(())
             });
         }
