@@ -634,6 +634,7 @@ mod tests {
             compiled_steps: 0,
             cpu_seconds: 0.0,
             make_vars: vec![],
+            ccache: None,
         };
         let tree = KernelTree { source: Path::new("/src"), build: &kernel_dir, make_vars: &[] };
         let key = || build_key(&copy, x86, &toolchain, &tree, &kernel).unwrap().finish();

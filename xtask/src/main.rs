@@ -6,6 +6,7 @@ mod archive;
 mod bench;
 mod browser;
 mod cache;
+mod ccache;
 mod ci;
 mod commands;
 mod console;

@@ -338,6 +338,7 @@ fn prepare(
         }
         let kernel = pipeline::build_kernel(&plan, &toolchain, &source, &kernel_log, parallel)?;
         result.timings.build_cpu_seconds = kernel.cpu_seconds;
+        result.timings.ccache = kernel.ccache;
         let (runnable, kunit_skips) = pipeline::without_missing_kunit(&cell.kernel, &kernel, &active);
         for (name, reason) in kunit_skips {
             let skip =

@@ -368,6 +368,9 @@ pub fn build_kernel(
             ),
         );
     }
+    if let Some(counts) = &build.ccache {
+        progress::status("ccache", format!("kernel {}/{}: {}", plan.kernel_id, plan.arch.name, counts.describe()));
+    }
     Ok(build)
 }
 

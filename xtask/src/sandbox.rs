@@ -51,6 +51,8 @@ pub struct Jail<'a> {
     network: bool,
     cwd: String,
     env: Vec<(String, String)>,
+    /// Directories put before the sandbox's PATH, for this jail only.
+    path_prefix: Vec<String>,
     interactive: bool,
 }
 
@@ -69,6 +71,7 @@ impl Sandbox {
             network: false,
             cwd: "/tmp".to_string(),
             env: Vec::new(),
+            path_prefix: Vec::new(),
             interactive: false,
         }
     }
@@ -96,7 +99,8 @@ impl Jail<'_> {
         guest.to_string()
     }
 
-    /// Allows network access (only for fetching packages, never for builds).
+    /// Allows network access: for fetching packages, and for a kernel build
+    /// only when the user named a ccache remote storage (`ccache.rs`).
     pub fn network(mut self) -> Self {
         self.network = true;
         self
@@ -113,6 +117,12 @@ impl Jail<'_> {
         self
     }
 
+    /// Puts `guest` (a directory inside the jail) first on PATH.
+    pub fn path_prefix(mut self, guest: &str) -> Self {
+        self.path_prefix.push(guest.to_string());
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
         self
@@ -120,7 +130,7 @@ impl Jail<'_> {
 
     fn environment(&self) -> Vec<(String, String)> {
         let mut env = vec![
-            ("PATH".to_string(), self.sandbox.path_value()),
+            ("PATH".to_string(), [self.path_prefix.clone(), vec![self.sandbox.path_value()]].concat().join(":")),
             ("HOME".to_string(), "/tmp".to_string()),
             ("LANG".to_string(), "C.UTF-8".to_string()),
             ("LC_ALL".to_string(), "C.UTF-8".to_string()),

@@ -1,4 +1,4 @@
-//! The session: the options of one kforge run that every layer reads (network, lock, mirror, jobs, sandbox, directories, timeouts), parsed once by clap from flags and their `KFORGE_*` variables.
+//! The session: the options of one kforge run that every layer reads (network, lock, mirror, jobs, sandbox, directories, timeouts, ccache), parsed once by clap from flags and their `KFORGE_*` variables.
 //!
 //! `main` parses the command line, whose global options are this struct
 //! (flattened into `commands::GlobalArgs`), and calls [`set`] once. Lower
@@ -42,6 +42,12 @@ pub struct Session {
     /// Bound on a whole `rustup toolchain install`, in seconds (default: 600).
     #[arg(long, global = true, value_name = "SECONDS", env = "KFORGE_RUSTUP_TIMEOUT")]
     pub rustup_timeout: Option<u64>,
+    /// Cache the kernel's C objects with the toolchain's ccache (in <cache>/ccache; off by default).
+    #[arg(long, global = true, env = "KFORGE_CCACHE", value_parser = FalseyValueParser::new())]
+    pub ccache: bool,
+    /// Share the ccache through ccache's remote storage (`http://HOST[:PORT][/PATH]`, `redis://HOST[:PORT]`); implies --ccache.
+    #[arg(long, global = true, value_name = "URL", env = "KFORGE_CCACHE_REMOTE")]
+    pub ccache_remote: Option<String>,
 }
 
 /// A sandbox asked for by name.
@@ -103,8 +109,14 @@ impl Session {
         if let Some(seconds) = self.rustup_timeout {
             pair("--rustup-timeout", seconds.to_string());
         }
+        if let Some(remote) = &self.ccache_remote {
+            pair("--ccache-remote", remote.clone());
+        }
         if self.offline {
             flags.push("--offline".to_string());
+        }
+        if self.ccache {
+            flags.push("--ccache".to_string());
         }
         if self.locked {
             flags.push("--locked".to_string());
@@ -157,6 +169,9 @@ mod tests {
             "chroot",
             "--rustup-timeout",
             "5",
+            "--ccache",
+            "--ccache-remote",
+            "http://127.0.0.1:9/ccache",
         ])
         .unwrap()
         .session;
@@ -166,6 +181,8 @@ mod tests {
         assert_eq!(again.jobs(), 3);
         assert_eq!(again.rustup_timeout(), Duration::from_secs(5));
         assert_eq!(again.sandbox, Some(SandboxChoice::Chroot));
+        assert!(again.ccache);
+        assert_eq!(again.ccache_remote.as_deref(), Some("http://127.0.0.1:9/ccache"));
     }
 
     #[test]

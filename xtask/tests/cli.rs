@@ -409,7 +409,7 @@ fn locked_refuses_a_changed_pin_and_names_it() {
              Locking toolchain experimental: 16 pins; its root is not installed here, so the 232 packages kforge.lock recorded for this spec are kept
              Locking toolchain host: 6 pinned versions; it has no root (its tools are on the host), so no packages
              Locking toolchain rustup-1.97: 7 pinned versions; it has no root (its tools are on the host), so no packages
-        warning: toolchain sid: 15 pins only; its root is not installed (<scratch>/cache/toolchains/sid-01869e2f51e9f066), so its packages are not locked (run `cargo xtask lock --install` to record them)
+        warning: toolchain sid: 16 pins only; its root is not installed (<scratch>/cache/toolchains/sid-4f3c12d37a4ed126), so its packages are not locked (run `cargo xtask lock --install` to record them)
              Locking toolchain sid-gcc: 19 pins; its root is not installed here, so the 284 packages kforge.lock recorded for this spec are kept
              Locking toolchain trixie: 14 pins; its root is not installed here, so the 230 packages kforge.lock recorded for this spec are kept
         error: <project>/kforge.lock is out of date:

@@ -274,6 +274,7 @@ mod tests {
                 build_cpu_seconds: 700.0,
                 boot_seconds: 3.0,
                 kernel_start_seconds: None,
+                ccache: Some(crate::ccache::Counts { hits: 9, misses: 1, remote_hits: 0 }),
             },
         };
         cell.recount();
@@ -337,6 +338,8 @@ mod tests {
         assert_eq!(merged.results.cells, combined.cells);
         assert!(merged.results.complete);
         assert_eq!(merged.results.run.build_cpu_seconds, combined.run.build_cpu_seconds);
+        assert_eq!(merged.results.run.ccache, combined.run.ccache);
+        assert_eq!(merged.results.run.ccache.map(|counts| counts.hits), Some(9 * combined.cells.len() as u64));
         assert_eq!(merged.results.exit_code(), combined.exit_code());
         assert_eq!(merged.results.exit_code(), 2, "the riscv build error makes the run exit 2");
         assert_eq!(merged.results.junit().unwrap(), combined.junit().unwrap());

@@ -88,6 +88,8 @@ pub struct KernelBuild {
     /// Make variables that replace `LLVM=1` for a kernel kforge did not
     /// configure (a distro's: its CC, CROSS_COMPILE, KERNELRELEASE); empty for kforge's own.
     pub make_vars: Vec<String>,
+    /// What ccache did in this build, when it was on (`--ccache`).
+    pub ccache: Option<crate::ccache::Counts>,
 }
 
 impl KernelBuild {
@@ -98,6 +100,8 @@ impl KernelBuild {
 }
 
 pub const COMPLETE_MARKER: &str = ".kforge-complete";
+/// ccache's stats log of the running build (`ccache.rs`), in the build directory; removed once read.
+const CCACHE_STATS_LOG: &str = ".kforge-ccache-stats";
 const CONFIG_MARKER: &str = ".kforge-config-ok";
 /// A complete entry's [`KernelPlan::lineage`].
 const LINEAGE_FILE: &str = ".kforge-lineage";
@@ -214,10 +218,20 @@ pub fn build(
             compiled_steps: 0,
             cpu_seconds: 0.0,
             make_vars: Vec::new(),
+            ccache: None,
         });
     }
     let sandbox = toolchain.sandbox().stage(Category::Toolchain, "toolchain unavailable")?;
-    let jail = |build_dir: &Path| make::jail(&sandbox, source, build_dir);
+    let ccache = crate::ccache::of_session(toolchain).stage(Category::Toolchain, "ccache unavailable")?;
+    let ccache_stats = dir.join(CCACHE_STATS_LOG);
+    let _ = fs_err::remove_file(&ccache_stats);
+    let jail = |build_dir: &Path| {
+        let jail = make::jail(&sandbox, source, build_dir);
+        match &ccache {
+            Some(ccache) => ccache.attach(jail, &format!("/build/{CCACHE_STATS_LOG}")),
+            None => jail,
+        }
+    };
 
     let steps_before = estimate_steps(plan.arch);
     let cmd = parallel.attach(jail(&dir)).command(&make::with_cpu_times(build_command(plan, parallel)))?;
@@ -229,6 +243,10 @@ pub fn build(
         .stage(Category::Build, format!("UAPI headers for {} failed", label(plan)))?;
     let compiled = compiled + header_steps;
     let cpu_seconds = cpu_seconds + header_cpu;
+    let ccache = match ccache {
+        Some(_) => Some(crate::ccache::Counts::take_stats_log(&ccache_stats)?),
+        None => None,
+    };
 
     let image_in = |dir: &Path| dir.join(plan.arch.kernel_image);
     if !image_in(&dir).is_file() {
@@ -252,6 +270,7 @@ pub fn build(
         compiled_steps: compiled,
         cpu_seconds,
         make_vars: Vec::new(),
+        ccache,
     })
 }
 
@@ -370,7 +389,18 @@ fn configure(plan: &KernelPlan, own: &OwnPlan, dir: &Path, log: &Path, jail: &cr
     fs_err::write(&config_log, "")?;
     for argv in config_commands(plan) {
         let cmd = jail.command(&argv)?;
+        let started = std::time::Instant::now();
         let outcome = cmd.stream(&part, None, &mut |_| Control::Continue)?;
+        // Each step's wall time, for docs/benchmarks.md's account of the configuration's cost.
+        let step = match argv.first().map(String::as_str) {
+            Some("make") => argv.last(),
+            _ => argv.first(),
+        };
+        fs_err::OpenOptions::new().append(true).open(&part).and_then(|mut file| {
+            use std::io::Write;
+            let step = step.map(String::as_str).unwrap_or_default();
+            writeln!(file, "kforge: configuration step `{step}` took {:.1} s", started.elapsed().as_secs_f64())
+        })?;
         make::append_log(&config_log, &part)?;
         let _ = fs_err::remove_file(&part);
         if !matches!(outcome, Outcome::Exited(status) if status.success()) {

@@ -473,6 +473,7 @@ pub fn build(
             compiled_steps: 0,
             cpu_seconds: 0.0,
             make_vars: vars.lines().map(str::to_string).collect(),
+            ccache: None,
         });
     }
     let Some(packages) = &distro.packages else {
@@ -583,6 +584,7 @@ pub fn build(
         compiled_steps: compiled,
         cpu_seconds: cpu + header_cpu,
         make_vars: vars,
+        ccache: None,
     })
 }
 
@@ -763,6 +765,7 @@ CONFIG_LOCALVERSION="say \"hi\""
             compiled_steps: 0,
             cpu_seconds: 0.0,
             make_vars: Vec::new(),
+            ccache: None,
         };
         fs_err::write(dir.join(".config"), CONFIG).unwrap();
         assert_eq!(kunit_off_reason(debian, &build).unwrap(), "CONFIG_KUNIT is off in Debian's kernel");

@@ -179,6 +179,10 @@ fn summary(results: &Results) -> Markup {
                 (duration(run.build_cpu_seconds)) " of CPU (core utilisation "
                 (format!("{:.0}", run.core_utilisation * 100.0)) "%)."
             }
+            @if let Some(ccache) = &run.ccache {
+                br;
+                "ccache: " (ccache.describe()) "."
+            }
             br;
             "kforge " (Text(&results.kforge_version))
         }
@@ -483,6 +487,7 @@ mod tests {
                 build_cpu_seconds: 1400.0,
                 boot_seconds: 4.4,
                 kernel_start_seconds: None,
+                ccache: None,
             },
         };
         cell.recount();
@@ -606,10 +611,12 @@ mod tests {
     #[test]
     fn run_summary_and_incomplete_banner() {
         let dir = scratch("summary");
-        let cells = vec![cell("x86_64", Status::Pass, vec![test("fifo.load", Status::Pass, &[])], &dir)];
+        let mut cells = vec![cell("x86_64", Status::Pass, vec![test("fifo.load", Status::Pass, &[])], &dir)];
+        cells[0].timings.ccache = Some(crate::ccache::Counts { hits: 3, misses: 1, remote_hits: 0 });
         let mut results = Results::with_summary(cells, RunSummary::new(1000.0, 2));
         results.complete = false;
         let page = render(&results, &dir);
+        assert!(page.contains("ccache: 3 of 4 C compilations hit (75%)."), "{page}");
         assert!(page.contains("id=\"incomplete\""), "{page}");
         assert!(page.contains("The run is incomplete."), "{page}");
         assert!(

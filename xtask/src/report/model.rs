@@ -45,6 +45,9 @@ pub struct Timings {
     /// QEMU start to the kernel's start: the firmware's (and boot loader's) share of the boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_start_seconds: Option<f64>,
+    /// What ccache did in the cell's kernel build, when it was on (`--ccache`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ccache: Option<crate::ccache::Counts>,
 }
 
 /// One cell of the matrix: a kernel on an arch with a toolchain.
@@ -104,11 +107,14 @@ pub struct RunSummary {
     pub build_cpu_seconds: f64,
     /// build_cpu_seconds / (wall_seconds x jobs).
     pub core_utilisation: f64,
+    /// ccache's counts over every cell's kernel build, when it was on (`--ccache`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ccache: Option<crate::ccache::Counts>,
 }
 
 impl RunSummary {
     pub fn new(wall_seconds: f64, jobs: usize) -> RunSummary {
-        RunSummary { wall_seconds, jobs, build_cpu_seconds: 0.0, core_utilisation: 0.0 }
+        RunSummary { wall_seconds, jobs, build_cpu_seconds: 0.0, core_utilisation: 0.0, ccache: None }
     }
 }
 
@@ -136,6 +142,7 @@ impl Results {
     /// Results with the run's timing; utilisation is computed from the cells.
     pub fn with_summary(cells: Vec<CellResult>, mut run: RunSummary) -> Results {
         run.build_cpu_seconds = cells.iter().map(|cell| cell.timings.build_cpu_seconds).sum();
+        run.ccache = cells.iter().filter_map(|cell| cell.timings.ccache).reduce(crate::ccache::Counts::add);
         if run.wall_seconds > 0.0 && run.jobs > 0 {
             run.core_utilisation = run.build_cpu_seconds / (run.wall_seconds * run.jobs as f64);
         }

@@ -13,13 +13,17 @@ pub fn render(results: &Results, color: bool) -> String {
     let mut out = String::new();
     if results.run.wall_seconds > 0.0 {
         out.push_str(&format!(
-            "{} cell(s) in {:.0}s on {} cores; kernel builds used {:.0} CPU-seconds (core utilisation {:.0}%)\n\n",
+            "{} cell(s) in {:.0}s on {} cores; kernel builds used {:.0} CPU-seconds (core utilisation {:.0}%)\n",
             results.cells.len(),
             results.run.wall_seconds,
             results.run.jobs,
             results.run.build_cpu_seconds,
             results.run.core_utilisation * 100.0
         ));
+        if let Some(counts) = &results.run.ccache {
+            out.push_str(&format!("ccache: {}\n", counts.describe()));
+        }
+        out.push('\n');
     }
     out.push_str(&format!(
         "{:<22} {:<6} {:<15} {:<18} {}\n",
@@ -88,6 +92,27 @@ mod tests {
                     # expected 40 bytes, got 39
         "#]]
         .assert_eq(&render(&results, false));
+    }
+
+    #[test]
+    fn a_timed_run_shows_its_machine_use_and_the_ccache_hit_rate_of_its_kernel_builds() {
+        let mut cells = vec![cell(Status::Pass, None), cell(Status::Pass, None)];
+        cells[0].timings.build_cpu_seconds = 300.0;
+        cells[0].timings.ccache = Some(crate::ccache::Counts { hits: 900, misses: 100, remote_hits: 850 });
+        cells[1].timings.build_cpu_seconds = 100.0;
+        let run = Results::with_summary(cells.clone(), crate::report::model::RunSummary::new(200.0, 2));
+        let text = render(&run, false);
+        assert!(
+            text.starts_with(
+                "2 cell(s) in 200s on 2 cores; kernel builds used 400 CPU-seconds (core utilisation 100%)\n\
+                 ccache: 900 of 1000 C compilations hit (90%), 850 from remote storage\n\ncell "
+            ),
+            "{text}"
+        );
+        cells[0].timings.ccache = None;
+        let without = render(&Results::with_summary(cells, crate::report::model::RunSummary::new(200.0, 2)), false);
+        assert!(!without.contains("ccache"), "{without}");
+        assert!(without.contains("(core utilisation 100%)\n\ncell "), "{without}");
     }
 
     #[test]
